@@ -1,0 +1,28 @@
+# galmap: one Snakemake DAG from raw data to the paper's figures.
+# Run: snakemake --cores all            (default config: the embedded mock survey)
+#      snakemake --cores all --configfile config/test.yaml
+from pathlib import Path
+
+from galmap.config import load_yaml, validate_config
+
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
+
+# A misspelled key, a wrong type or an impossible value stops the run here with a
+# message naming the key (galmap.config.ConfigError).
+config.update(
+    validate_config(config, load_yaml(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

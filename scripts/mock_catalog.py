@@ -1,0 +1,15 @@
+"""Snakemake script: draw the mock population (truth, labels, catalog, class counts)."""
+
+from galmap.joblog import job_log
+from galmap.pipeline import make_mock_catalog
+
+snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
+
+with job_log(snakemake.log[0]):
+    make_mock_catalog(
+        dict(snakemake.params.items()),
+        truth_path=snakemake.output.truth,
+        labels_path=snakemake.output.labels,
+        catalog_path=snakemake.output.catalog,
+        counts_path=snakemake.output.counts,
+    )

@@ -1,0 +1,97 @@
+"""Loading and validating the workflow configuration.
+
+The configuration is YAML read with ``yaml.safe_load`` and checked against the
+JSON schema in ``workflow/schemas/config.schema.yaml``. A misspelled key, a
+wrong type or an impossible value stops the run with a :class:`ConfigError`
+whose message names the offending key as a dotted path (``mock.n_galaxies``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+#: The schema shipped with the workflow, relative to the repository root.
+SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is malformed; the message names the key and the cause."""
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file safely (``yaml.safe_load``), with a clear error on bad syntax."""
+    path = Path(path)
+    try:
+        with path.open() as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        where = f"under '{path}'" if path != "<top level>" else "at the top level"
+        keys = ", ".join(f"'{path}.{k}'" if path != "<top level>" else f"'{k}'" for k in extra)
+        return f"unknown config key {keys} {where}; allowed keys here: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"config key '{path}' is missing a required entry: {error.message}"
+    return f"config key '{path}': {error.message}"
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` against ``schema`` and return a copy with defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        On the first (deepest) violation, naming the key as a dotted path.
+    """
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: -len(e.absolute_path))
+    if errors:
+        messages = [_describe(e) for e in errors]
+        raise ConfigError("invalid configuration: " + "; ".join(dict.fromkeys(messages)))
+    out = _fill_defaults(dict(config), schema)
+    return out
+
+
+def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
+    """Fill ``default`` values of object properties recursively (JSON-schema style)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return instance
+    out = dict(instance)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = sub["default"]
+        if key in out:
+            out[key] = _fill_defaults(out[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in out:
+            if key not in schema.get("properties", {}):
+                out[key] = _fill_defaults(out[key], extra)
+    return out
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> dict[str, Any]:
+    """Load a YAML config file and validate it against the YAML schema at ``schema_path``."""
+    config = load_yaml(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(config).__name__}")
+    return validate_config(config, load_yaml(schema_path))

@@ -1,0 +1,310 @@
+"""Drawing the mock galaxy population: every generating parameter, the truth table.
+
+Conventions (all recorded in ``truth.parquet``):
+
+* sizes in arcsec; a Sérsic ``re_arcsec`` is the half-light radius along the
+  **semi-major axis** (Galfit convention), ``q`` the axis ratio b/a and
+  ``pa_deg`` the position angle of the major axis, counter-clockwise from +x
+  (the image's column axis), in degrees;
+* fluxes in nanomaggies (``flux_<band>``, total rendered flux of the central
+  galaxy, companion excluded), Hα in units of 1e-17 erg/s/cm^2 (``flux_Ha``);
+* component flux fractions are nominal r-band fractions (``bulge_frac`` is B/T).
+
+Each galaxy's random realisation (clumps, neighbours, noise) is seeded from
+``(seed, index)``, so a galaxy renders identically whatever shard it lands in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import galsim
+import numpy as np
+import pandas as pd
+
+from galmap.ids import mock_id
+from galmap.surveys import flux_to_mag, mag_to_flux, surveys_from_config
+
+TYPES = ("elliptical", "lenticular", "spiral", "irregular")
+MERGER_STATES = ("none", "minor-disturbance", "major-disturbance", "merger")
+BROAD_BANDS = ("u", "g", "r", "i", "z")
+
+#: Colour of each component: magnitude offset m_band - m_r (AB). Old stars in the
+#: bulge are red; the disk is bluer; arms and clumps (young stars) bluest.
+COMPONENT_COLOURS: dict[str, dict[str, float]] = {
+    "bulge": {"u": 2.45, "g": 0.78, "r": 0.0, "i": -0.40, "z": -0.72},
+    "bar": {"u": 2.15, "g": 0.68, "r": 0.0, "i": -0.35, "z": -0.62},
+    "disk": {"u": 1.55, "g": 0.50, "r": 0.0, "i": -0.26, "z": -0.42},
+    "arms": {"u": 0.95, "g": 0.28, "r": 0.0, "i": -0.12, "z": -0.18},
+    "clumps": {"u": 0.55, "g": 0.15, "r": 0.0, "i": -0.05, "z": -0.05},
+}
+#: Hα per unit r-band flux of each star-forming component (1e-17 erg/s/cm^2 per nanomaggy).
+HALPHA_PER_NMGY = {"disk": 1.2, "arms": 4.0, "clumps": 9.0}
+
+#: Euclid VIS is a broad r+i+z filter: its flux is the mean of those three.
+VIS_BANDS = ("r", "i", "z")
+
+#: Truncation of rendered Sérsic profiles, in half-light radii (keeps GalSim's FFTs
+#: small; the parameters describe the untruncated profile).
+SERSIC_TRUNC_RE = 20.0
+
+
+def seed_for(seed: int, index: int, *stream: int) -> np.random.Generator:
+    """A random generator for one galaxy (and optional sub-stream), from the master seed."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index, *stream]))
+
+
+def sersic_rendered_fraction(n: float) -> float:
+    """Fraction of a Sérsic profile's total flux kept by the truncation at ``SERSIC_TRUNC_RE``."""
+    if n < 1.0:
+        return 1.0
+    prof = galsim.Sersic(n=n, half_light_radius=1.0, trunc=SERSIC_TRUNC_RE, flux_untruncated=True)
+    return float(prof.flux)
+
+
+def inclined_axis_ratio(inclination_deg: np.ndarray, q0: float = 0.12) -> np.ndarray:
+    """Projected axis ratio of an oblate disk of intrinsic thickness ``q0`` (Hubble 1926)."""
+    c = np.cos(np.radians(inclination_deg))
+    return np.sqrt(c**2 * (1 - q0**2) + q0**2)
+
+
+def _choice(rng: np.random.Generator, options: tuple[str, ...], probs: list[float], n: int) -> np.ndarray:
+    p = np.asarray(probs, dtype=float)
+    return rng.choice(np.array(options, dtype=object), size=n, p=p / p.sum())
+
+
+def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
+    """Draw the mock population described by ``config['mock']``; return the truth table.
+
+    The table has one row per central galaxy and every generating parameter; see
+    the module docstring for units. Deterministic for a given ``config['seed']``.
+    """
+    mock = config["mock"]
+    seed = int(config["seed"])
+    n = int(mock["n_galaxies"])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE]))
+    n_step = float(mock.get("sersic_n_step", 0.1))
+
+    fr = mock.get("type_fractions", {})
+    probs = [float(fr.get(t, d)) for t, d in zip(TYPES, (0.22, 0.18, 0.5, 0.1), strict=True)]
+    if sum(probs) <= 0:
+        raise ValueError("mock.type_fractions must have a positive sum")
+    gtype = _choice(rng, TYPES, probs, n)
+    is_e, is_s0 = gtype == "elliptical", gtype == "lenticular"
+    is_sp, is_irr = gtype == "spiral", gtype == "irregular"
+    has_disk = ~is_e
+
+    lo, hi = mock.get("mag_r_range", [14.5, 17.8])
+    mag_r = rng.uniform(lo, hi, n)
+
+    # --- disk: size-luminosity relation, random orientation (cos i uniform) -----
+    log_h = np.log10(1.1) - 0.16 * (mag_r - 16.0) + rng.normal(0, 0.12, n)
+    disk_h = np.clip(10**log_h, 0.45, 3.0)
+    inclination = np.degrees(np.arccos(rng.uniform(0, 1, n)))
+    disk_q = inclined_axis_ratio(inclination)
+    disk_pa = rng.uniform(0, 180, n)
+
+    # --- bulge fraction by type; spirals span every bulge-size class ------------
+    bt = np.zeros(n)
+    bt[is_e] = 1.0
+    bt[is_s0] = rng.uniform(0.3, 0.7, is_s0.sum())
+    sp_bins = [(0.0, 0.0), (0.03, 0.12), (0.12, 0.3), (0.3, 0.5), (0.5, 0.7)]
+    sp_pick = rng.choice(len(sp_bins), size=n, p=[0.2, 0.25, 0.25, 0.18, 0.12])
+    sp_bt = np.array([rng.uniform(*sp_bins[k]) for k in sp_pick])
+    bt[is_sp] = sp_bt[is_sp]
+    bt[is_irr] = 0.0
+
+    # --- bulge / elliptical Sérsic parameters ----------------------------------
+    n_e = rng.uniform(1.5, 6.0, n)
+    n_b = rng.uniform(0.8, 4.5, n)
+    bulge_n = np.where(is_e, n_e, n_b)
+    bulge_n = np.round(np.round(bulge_n / n_step) * n_step, 3)
+    log_re_e = np.log10(1.6) - 0.18 * (mag_r - 16.0) + rng.normal(0, 0.12, n)
+    re_e = np.clip(10**log_re_e, 0.6, 5.0)
+    re_b = np.clip(rng.uniform(0.15, 0.45, n) * 1.678 * disk_h, 0.3, None)
+    bulge_re = np.where(is_e, re_e, re_b)
+    bulge_q = np.where(is_e, rng.uniform(0.25, 1.0, n), rng.uniform(0.6, 1.0, n))
+    # bulges in disks share the disk orientation (flattened with it when inclined)
+    bulge_q = np.where(has_disk, np.minimum(bulge_q, np.maximum(disk_q, 0.45)), bulge_q)
+    bulge_pa = np.where(is_e, rng.uniform(0, 180, n), disk_pa)
+    bulge_boxy = has_disk & (bt > 0.05) & (rng.uniform(0, 1, n) < 0.4)
+    bulge_n = np.where(bulge_boxy, np.minimum(bulge_n, 2.0), bulge_n)
+    bulge_n = np.where(bt > 0, bulge_n, np.nan)
+    bulge_re = np.where(bt > 0, bulge_re, np.nan)
+    bulge_q = np.where(bt > 0, bulge_q, np.nan)
+    bulge_pa = np.where(bt > 0, bulge_pa, np.nan)
+
+    # --- bars (spirals and lenticulars) -------------------------------------------
+    bar_class = np.where(is_sp | is_s0, _choice(rng, ("no", "weak", "strong"), [0.42, 0.26, 0.32], n), "no")
+    bar_frac = np.where(
+        bar_class == "strong",
+        rng.uniform(0.16, 0.28, n),
+        np.where(bar_class == "weak", rng.uniform(0.05, 0.10, n), 0.0),
+    )
+    bar_len = np.where(bar_class != "no", rng.uniform(1.2, 2.2, n) * disk_h, 0.0)
+    bar_angle = np.where(bar_class != "no", rng.uniform(0, 180, n), 0.0)
+
+    # --- spiral arms ----------------------------------------------------------------
+    arm_count = np.where(
+        is_sp, rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.16, 0.34, 0.2, 0.15, 0.1, 0.05]), 0
+    )
+    arm_pitch = np.where(is_sp, rng.uniform(7.0, 38.0, n), 0.0)
+    arm_frac = np.where(is_sp, rng.uniform(0.2, 0.4, n), 0.0)
+    arm_phase = rng.uniform(0, 360, n)
+
+    # --- star-forming clumps --------------------------------------------------------
+    n_clumps = np.where(is_irr, rng.integers(10, 26, n), np.where(is_sp, rng.integers(0, 10, n), 0))
+    clump_frac = np.where(is_irr, rng.uniform(0.25, 0.45, n), np.where(is_sp, rng.uniform(0.0, 0.06, n), 0.0))
+    clump_frac = np.where(n_clumps > 0, clump_frac, 0.0)
+
+    # --- mergers: companion + tidal features ------------------------------------
+    mf = float(mock.get("merger_fraction", 0.22))
+    merger = _choice(rng, MERGER_STATES, [1 - mf, 0.4 * mf, 0.3 * mf, 0.3 * mf], n)
+    ratio_rng = {"minor-disturbance": (0.05, 0.15), "major-disturbance": (0.15, 0.4), "merger": (0.4, 1.0)}
+    sep_rng = {"minor-disturbance": (1.2, 2.0), "major-disturbance": (1.4, 2.4), "merger": (0.6, 1.2)}
+    tidal_rng = {"minor-disturbance": (0.03, 0.06), "major-disturbance": (0.08, 0.15), "merger": (0.1, 0.2)}
+    comp_ratio = np.zeros(n)
+    comp_sep = np.zeros(n)
+    tidal = np.zeros(n)
+    gal_re = np.where(is_e, bulge_re, 1.678 * disk_h)
+    for state in MERGER_STATES[1:]:
+        m = merger == state
+        comp_ratio[m] = rng.uniform(*ratio_rng[state], m.sum())
+        comp_sep[m] = np.clip(rng.uniform(*sep_rng[state], m.sum()) * gal_re[m], 1.2, 5.0)
+        tidal[m] = rng.uniform(*tidal_rng[state], m.sum())
+    comp_pa = rng.uniform(0, 360, n)
+    comp_n = np.round(rng.choice([1.0, 2.5, 4.0], size=n), 1)
+    comp_re = np.clip(0.6 * gal_re * np.sqrt(np.maximum(comp_ratio, 0.05)), 0.3, 2.5)
+    comp_q = rng.uniform(0.4, 1.0, n)
+    has_comp = merger != "none"
+
+    # --- per-galaxy colours: each component's SED with a small jitter -----------------
+    jitter = {c: rng.normal(0, 0.05, (n, len(BROAD_BANDS))) for c in COMPONENT_COLOURS}
+    frac = {
+        "bulge": bt,
+        "bar": np.where(has_disk, (1 - bt) * bar_frac, 0.0),
+        "arms": np.where(has_disk, (1 - bt) * arm_frac, 0.0),
+        "clumps": np.where(has_disk, (1 - bt) * clump_frac, 0.0),
+    }
+    frac["disk"] = np.where(has_disk, 1 - bt - frac["bar"] - frac["arms"] - frac["clumps"], 0.0)
+    f_r = mag_to_flux(mag_r)
+    sersic_kept = {v: sersic_rendered_fraction(v) for v in np.unique(bulge_n[np.isfinite(bulge_n)])}
+    kept = np.array([sersic_kept.get(v, 1.0) if np.isfinite(v) else 1.0 for v in bulge_n])
+
+    table: dict[str, Any] = {
+        "id": [mock_id(i) for i in range(n)],
+        "index": np.arange(n),
+        "ra": rng.uniform(150.0, 160.0, n),
+        "dec": rng.uniform(0.0, 5.0, n),
+        "type": gtype.astype(str),
+        "mag_r_nominal": mag_r,
+        "dx_arcsec": rng.uniform(-0.3, 0.3, n),
+        "dy_arcsec": rng.uniform(-0.3, 0.3, n),
+        "bulge_frac": bt,
+        "bulge_n": bulge_n,
+        "bulge_re_arcsec": bulge_re,
+        "bulge_q": bulge_q,
+        "bulge_pa_deg": bulge_pa,
+        "bulge_boxy": bulge_boxy,
+        "disk_h_arcsec": np.where(has_disk, disk_h, np.nan),
+        "disk_re_arcsec": np.where(has_disk, 1.678 * disk_h, np.nan),
+        "inclination_deg": np.where(has_disk, inclination, np.nan),
+        "disk_q": np.where(has_disk, disk_q, np.nan),
+        "disk_pa_deg": np.where(has_disk, disk_pa, np.nan),
+        "bar_class": bar_class.astype(str),
+        "bar_frac": frac["bar"],
+        "bar_len_arcsec": bar_len,
+        "bar_angle_deg": bar_angle,
+        "arm_count": arm_count.astype(np.int64),
+        "arm_pitch_deg": arm_pitch,
+        "arm_frac": frac["arms"],
+        "arm_phase_deg": arm_phase,
+        "n_clumps": n_clumps.astype(np.int64),
+        "clump_frac": frac["clumps"],
+        "disk_frac": frac["disk"],
+        "merger_state": merger.astype(str),
+        "companion_flux_ratio": comp_ratio,
+        "companion_sep_arcsec": np.where(has_comp, comp_sep, 0.0),
+        "companion_pa_deg": comp_pa,
+        "companion_n": comp_n,
+        "companion_re_arcsec": comp_re,
+        "companion_q": comp_q,
+        "tidal_frac": tidal,
+        "n_neighbours": rng.poisson(float(mock.get("neighbours_mean", 1.5)), n).astype(np.int64),
+        "bulge_flux_kept": kept,
+    }
+    # total rendered flux per band of the central galaxy (companion excluded)
+    for j, band in enumerate(BROAD_BANDS):
+        total = np.zeros(n)
+        for comp, cols in COMPONENT_COLOURS.items():
+            offset = cols[band] + jitter[comp][:, j] * (band != "r")
+            total += f_r * frac[comp] * 10 ** (-0.4 * offset) * (kept if comp == "bulge" else 1.0)
+            table[f"{comp}_colour_{band}"] = cols[band] + jitter[comp][:, j] * (band != "r")
+        table[f"flux_{band}"] = total
+    table["flux_VIS"] = np.mean([table[f"flux_{b}"] for b in VIS_BANDS], axis=0)
+    # Hα from the star-forming components only (not the bulge or bar); scatter 0.1 dex
+    sf_eff = 10 ** rng.normal(0, 0.1, n) * np.where(is_e | is_s0, 0.0, 1.0)
+    table["halpha_efficiency"] = sf_eff
+    table["flux_Ha"] = sf_eff * f_r * sum(HALPHA_PER_NMGY[c] * frac[c] for c in HALPHA_PER_NMGY)
+    for band in (*BROAD_BANDS, "VIS"):
+        table[f"mag_{band}"] = flux_to_mag(table[f"flux_{band}"])
+    table["g_minus_r"] = table["mag_g"] - table["mag_r"]
+    table["r_minus_z"] = table["mag_r"] - table["mag_z"]
+    table["is_single_sersic"] = is_e & ~has_comp
+    # light-weighted size proxy (r band): B/T-weighted half-light radii, semi-major axis
+    table["re_light_weighted_arcsec"] = np.where(
+        is_e, bulge_re, bt * np.nan_to_num(bulge_re) + (1 - bt) * 1.678 * disk_h
+    )
+    # residual sky level left in each stamp (what background subtraction must remove)
+    sky_sigma = float(mock.get("sky_offset_sigma", 0.5))
+    for survey in surveys_from_config(config).values():
+        for band, sigma in zip(survey.bands, survey.sky_sigma, strict=True):
+            table[f"sky_{survey.name}_{band}"] = rng.normal(0.0, sky_sigma * sigma, n)
+    return pd.DataFrame(table)
+
+
+def true_answers(truth: pd.DataFrame) -> pd.DataFrame:
+    """The answer an ideal volunteer would give to each question, from the truth.
+
+    Returns one string column ``true_<question>`` per Galaxy Zoo question (the
+    answer name, or ``""`` where the ideal volunteer would not be asked).
+    """
+    gtype = truth["type"].to_numpy()
+    bt = truth["bulge_frac"].to_numpy()
+    incl = np.nan_to_num(truth["inclination_deg"].to_numpy())
+    edge_on = (gtype != "elliptical") & (incl > 75.0)
+    bar = truth["bar_class"].to_numpy()
+    featured = (
+        (gtype == "spiral") | (gtype == "irregular") | ((gtype == "lenticular") & (edge_on | (bar != "no")))
+    )
+    q_proj = np.where(gtype == "elliptical", truth["bulge_q"], truth["disk_q"].fillna(1.0))
+    q_proj = np.where(gtype == "lenticular", bt * np.nan_to_num(truth["bulge_q"]) + (1 - bt) * q_proj, q_proj)
+    rounded = np.where(q_proj > 0.7, "round", np.where(q_proj > 0.42, "in-between", "cigar-shaped"))
+    eob = np.where(bt < 0.05, "none", np.where(truth["bulge_boxy"], "boxy", "rounded"))
+    arms = truth["arm_count"].to_numpy() > 0
+    pitch = truth["arm_pitch_deg"].to_numpy()
+    winding = np.where(pitch < 16.0, "tight", np.where(pitch < 26.0, "medium", "loose"))
+    count = truth["arm_count"].to_numpy()
+    count_ans = np.where(count >= 5, "more-than-4", count.astype(str))
+    bsize = np.select(
+        [bt < 0.03, bt < 0.12, bt < 0.3, bt < 0.5], ["none", "small", "moderate", "large"], "dominant"
+    )
+    face = featured & ~edge_on
+    spiral_face = face & arms
+    blank = ""
+    return pd.DataFrame(
+        {
+            "true_smooth-or-featured": np.where(featured, "featured-or-disk", "smooth"),
+            "true_how-rounded": np.where(~featured, rounded, blank),
+            "true_disk-edge-on": np.where(featured, np.where(edge_on, "yes", "no"), blank),
+            "true_edge-on-bulge": np.where(featured & edge_on, eob, blank),
+            "true_bar": np.where(face, bar, blank),
+            "true_has-spiral-arms": np.where(face, np.where(arms, "yes", "no"), blank),
+            "true_spiral-winding": np.where(spiral_face, winding, blank),
+            "true_spiral-arm-count": np.where(spiral_face, count_ans, blank),
+            "true_bulge-size": np.where(face, bsize, blank),
+            "true_merging": truth["merger_state"].to_numpy(),
+        },
+        index=truth.index,
+    )

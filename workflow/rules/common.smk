@@ -1,0 +1,31 @@
+# Shared names and input functions. No computation here: the library does that.
+import math
+
+SURVEYS = list(config["surveys"])
+SOURCE = config["data"]["source"]
+N_GALAXIES = config["mock"]["n_galaxies"]
+SHARDS = [f"{i:04d}" for i in range(math.ceil(N_GALAXIES / config["shard_size"]))]
+ENV = "../../envs/galmap.yaml"
+
+
+wildcard_constraints:
+    shard=r"\d{4}",
+    survey="|".join(SURVEYS),
+
+
+def raw_shard(wildcards):
+    """The raw (un-preprocessed) shard of a survey."""
+    return f"data/{SOURCE}/{wildcards.survey}/shard-{wildcards.shard}.h5"
+
+
+def all_outputs():
+    """Every final output of the stages that exist."""
+    return [
+        "results/catalog/truth.parquet",
+        "results/catalog/labels.parquet",
+        "results/catalog/catalog.parquet",
+        "results/catalog/class_counts.csv",
+        "results/data/failures.csv",
+        "results/preprocess/failures.csv",
+        *expand("results/images/{survey}/shard-{shard}.h5", survey=SURVEYS, shard=SHARDS),
+    ]

@@ -1,0 +1,36 @@
+# Preprocessing stage: background, segmentation, neighbour masks, PSF, normalisation; per shard.
+
+
+rule preprocess:
+    input:
+        raw=raw_shard,
+    output:
+        images="results/images/{survey}/shard-{shard}.h5",
+        failures="results/images/{survey}/failures-{shard}.csv",
+    params:
+        preprocess=config["preprocess"],
+    log:
+        "logs/preprocess/{survey}-{shard}.log",
+    benchmark:
+        "logs/benchmarks/preprocess/{survey}-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../../scripts/preprocess_shard.py"
+
+
+rule preprocess_failures:
+    input:
+        expand("results/images/{survey}/failures-{shard}.csv", survey=SURVEYS, shard=SHARDS),
+    output:
+        "results/preprocess/failures.csv",
+    log:
+        "logs/preprocess/failures.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/gather_failures.py"
