@@ -5,9 +5,10 @@ from pathlib import Path
 
 from galmap.config import load_yaml, validate_config
 
+# The embedded default, unless the user names a config with --configfile.
 if not workflow.config_settings.configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 # A misspelled key, a wrong type or an impossible value stops the run here with a

@@ -21,7 +21,7 @@ def sanitize_id(raw: str) -> str:
     >>> sanitize_id("J123456.7+012345")
     'J123456.7_012345'
     >>> sanitize_id("../../etc/passwd")
-    '_.._etc_passwd'
+    '__.._etc_passwd'
     """
     text = _UNSAFE_CHARS.sub("_", str(raw).strip())
     if text.startswith("."):

@@ -37,8 +37,13 @@ def half_light_radius(
     pa_deg: float = 0.0,
     pixscale: float = 1.0,
     oversample: int = 5,
+    total: float | None = None,
 ) -> float:
     """Half-light semi-major axis from the elliptical growth curve (units of ``pixscale``).
+
+    ``total`` is the galaxy's total flux when known (e.g. from a model); by default
+    the sum of the image, which underestimates the radius of profiles with wide
+    wings (high Sérsic n) cut off by the stamp edge.
 
     Each pixel is split into ``oversample``^2 sub-pixels carrying equal shares of its
     flux; the growth curve is interpolated linearly at half the total flux.
@@ -51,7 +56,9 @@ def half_light_radius(
     flux = np.repeat(np.repeat(image, oversample, 0), oversample, 1).ravel() / oversample**2
     order = np.argsort(r)
     cum = np.cumsum(flux[order], dtype=np.float64)
-    half = 0.5 * cum[-1]
+    half = 0.5 * (cum[-1] if total is None else total)
+    if half > cum[-1]:
+        raise ValueError("half of the given total flux lies outside the image")
     k = int(np.searchsorted(cum, half))
     k = min(max(k, 1), len(cum) - 1)
     r0, r1 = r[order][k - 1], r[order][k]

@@ -10,7 +10,9 @@ For every galaxy of a shard (:func:`preprocess_shard`):
    segment, grown by ``mask_dilate_px``, is a neighbour (``mask``);
 3. the background of each band is the sigma-clipped median of the pixels outside
    all sources, and is subtracted (``background`` records it);
-4. neighbour and bad pixels are set to 0 in ``images`` and ``ivar``.
+4. neighbour pixels get ``ivar = 0`` (their values are kept, so image-based networks
+   see the sky as volunteers did; fitters ignore them through ``ivar``); bad pixels
+   are set to 0 with ``ivar = 0``.
 
 The output shard adds ``segmap`` (bool, N x H x W), ``mask`` (bool), ``psf``
 (bands x P x P, the pixel-integrated PSF summing to 1), ``background``
@@ -22,13 +24,15 @@ the network normalisation in its attributes: ``norm = "asinh"`` with one
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import galsim
 import numpy as np
 from astropy.stats import sigma_clipped_stats
-from photutils.segmentation import detect_sources
+from photutils.segmentation import deblend_sources, detect_sources
+from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
 
 from galmap.failures import FailureLog
@@ -49,9 +53,10 @@ FLAGS = {
 LINE_BANDS = {"Ha"}
 
 DEFAULTS = {
-    "detect_nsigma": 1.5,
+    "detect_nsigma": 2.0,
     "detect_npixels": 10,
     "smooth_fwhm_px": 2.0,
+    "deblend_contrast": 0.005,
     "mask_dilate_px": 2,
     "psf_stamp_px": 25,
     "norm_softening": 3.0,
@@ -92,22 +97,43 @@ def denormalise(normed: np.ndarray, softening: np.ndarray | list[float]) -> np.n
 def _segment(
     image: np.ndarray, ivar: np.ndarray, params: Mapping[str, Any]
 ) -> tuple[np.ndarray | None, np.ndarray]:
-    """Segment the ivar-weighted detection image; return (labels or None, smoothed S/N)."""
+    """Segment the detection image; return (labels or None, smoothed detection image).
+
+    The detection image ``sum_b(image_b ivar_b) / sqrt(sum_b ivar_b)`` has unit noise
+    per pixel (given a correct ``ivar``); after Gaussian smoothing its noise is
+    ``sqrt(sum(kernel^2))``, and pixels above ``detect_nsigma`` times that form sources.
+    """
     wsum = ivar.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         det = np.where(wsum > 0, (image * ivar).sum(axis=0) / np.sqrt(wsum), 0.0)
     sigma = float(params["smooth_fwhm_px"]) / 2.355
-    smooth = ndimage.gaussian_filter(det, sigma) if sigma > 0 else det
+    if sigma > 0:
+        smooth = ndimage.gaussian_filter(det, sigma)
+        delta = np.zeros((8 * int(np.ceil(sigma)) + 1,) * 2)
+        delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
+        noise = float(np.sqrt((ndimage.gaussian_filter(delta, sigma) ** 2).sum()))
+    else:
+        smooth, noise = det, 1.0
     valid = wsum > 0
     if valid.sum() < 10:
         return None, smooth
-    noise = 1.4826 * np.median(np.abs(smooth[valid] - np.median(smooth[valid])))
-    if not np.isfinite(noise) or noise <= 0:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        seg = detect_sources(
+            smooth, float(params["detect_nsigma"]) * noise, int(params["detect_npixels"]), mask=~valid
+        )
+    if seg is None:
         return None, smooth
-    seg = detect_sources(
-        smooth, float(params["detect_nsigma"]) * noise, int(params["detect_npixels"]), mask=~valid
-    )
-    return (None if seg is None else seg.data), smooth
+    if float(params["deblend_contrast"]) < 1:
+        seg = deblend_sources(
+            smooth,
+            seg,
+            int(params["detect_npixels"]),
+            n_levels=32,
+            contrast=float(params["deblend_contrast"]),
+            progress_bar=False,
+        )
+    return seg.data, smooth
 
 
 def sky_level(pixels: np.ndarray) -> float:
@@ -217,9 +243,8 @@ def preprocess_shard(
             if v.sum() >= 5:
                 background[i, b] = sky_level(images[i, b][v])
         images[i] -= background[i][:, None, None]
-        images[i][:, mask[i]] = 0.0
         ivar[i][:, mask[i]] = 0.0
-        images[i][ivar[i] <= 0] = 0.0
+        images[i][bad] = 0.0
 
     sky_sigma = shard.attrs.get("sky_sigma")
     if sky_sigma is None:

@@ -22,6 +22,7 @@ from typing import Any
 import galsim
 import numpy as np
 import pandas as pd
+from scipy.special import gammainccinv, gammaincinv
 
 from galmap.ids import mock_id
 from galmap.surveys import flux_to_mag, mag_to_flux, surveys_from_config
@@ -45,9 +46,21 @@ HALPHA_PER_NMGY = {"disk": 1.2, "arms": 4.0, "clumps": 9.0}
 #: Euclid VIS is a broad r+i+z filter: its flux is the mean of those three.
 VIS_BANDS = ("r", "i", "z")
 
-#: Truncation of rendered Sérsic profiles, in half-light radii (keeps GalSim's FFTs
-#: small; the parameters describe the untruncated profile).
-SERSIC_TRUNC_RE = 20.0
+#: Rendered Sérsic profiles are truncated where this fraction of the flux lies
+#: beyond (keeps GalSim's FFTs small); ``re``/``n`` describe the untruncated profile,
+#: and the truncation moves the half-light radius by < 0.5% for n <= 6.
+SERSIC_TRUNC_LOST_FLUX = 0.002
+
+
+def sersic_trunc_re(n: float) -> float:
+    """Truncation radius of a rendered Sérsic, in half-light radii (at least 20).
+
+    Solves ``Q(2n, b_n R^(1/n)) = SERSIC_TRUNC_LOST_FLUX`` for R (the fraction of
+    light beyond R), rounded up to an integer so GalSim's cache per (n, trunc/r0) hits.
+    """
+    x = gammainccinv(2 * n, SERSIC_TRUNC_LOST_FLUX)
+    b = gammaincinv(2 * n, 0.5)
+    return float(max(20.0, np.ceil((x / b) ** n)))
 
 
 def seed_for(seed: int, index: int, *stream: int) -> np.random.Generator:
@@ -56,10 +69,10 @@ def seed_for(seed: int, index: int, *stream: int) -> np.random.Generator:
 
 
 def sersic_rendered_fraction(n: float) -> float:
-    """Fraction of a Sérsic profile's total flux kept by the truncation at ``SERSIC_TRUNC_RE``."""
+    """Fraction of a Sérsic profile's total flux kept by the truncation at :func:`sersic_trunc_re`."""
     if n < 1.0:
         return 1.0
-    prof = galsim.Sersic(n=n, half_light_radius=1.0, trunc=SERSIC_TRUNC_RE, flux_untruncated=True)
+    prof = galsim.Sersic(n=n, half_light_radius=1.0, trunc=sersic_trunc_re(n), flux_untruncated=True)
     return float(prof.flux)
 
 
@@ -128,7 +141,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     # bulges in disks share the disk orientation (flattened with it when inclined)
     bulge_q = np.where(has_disk, np.minimum(bulge_q, np.maximum(disk_q, 0.45)), bulge_q)
     bulge_pa = np.where(is_e, rng.uniform(0, 180, n), disk_pa)
-    bulge_boxy = has_disk & (bt > 0.05) & (rng.uniform(0, 1, n) < 0.4)
+    bulge_boxy = has_disk & (bt > 0.05) & (rng.uniform(0, 1, n) < 0.5)
     bulge_n = np.where(bulge_boxy, np.minimum(bulge_n, 2.0), bulge_n)
     bulge_n = np.where(bt > 0, bulge_n, np.nan)
     bulge_re = np.where(bt > 0, bulge_re, np.nan)
@@ -147,7 +160,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
 
     # --- spiral arms ----------------------------------------------------------------
     arm_count = np.where(
-        is_sp, rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.16, 0.34, 0.2, 0.15, 0.1, 0.05]), 0
+        is_sp, rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.2, 0.32, 0.2, 0.14, 0.09, 0.05]), 0
     )
     arm_pitch = np.where(is_sp, rng.uniform(7.0, 38.0, n), 0.0)
     arm_frac = np.where(is_sp, rng.uniform(0.2, 0.4, n), 0.0)

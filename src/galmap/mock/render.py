@@ -34,9 +34,9 @@ from galmap.io import Shard
 from galmap.mock.population import (
     BROAD_BANDS,
     HALPHA_PER_NMGY,
-    SERSIC_TRUNC_RE,
     VIS_BANDS,
     seed_for,
+    sersic_trunc_re,
 )
 from galmap.surveys import GSPARAMS, Survey, mag_to_flux
 
@@ -48,7 +48,7 @@ def _sersic(n: float, re_major: float, q: float, pa_deg: float) -> galsim.GSObje
     """Unit-flux Sérsic with half-light radius ``re_major`` along the major axis (arcsec)."""
     kw: dict[str, Any] = {}
     if n >= 1.0:
-        kw = {"trunc": SERSIC_TRUNC_RE * re_major * np.sqrt(q), "flux_untruncated": True}
+        kw = {"trunc": sersic_trunc_re(n) * re_major * np.sqrt(q), "flux_untruncated": True}
     prof = galsim.Sersic(n=float(n), half_light_radius=re_major * np.sqrt(q), gsparams=GSPARAMS, **kw)
     return prof.shear(q=q, beta=pa_deg * galsim.degrees)
 
@@ -89,6 +89,7 @@ class Components:
     companion: galsim.GSObject | None
     tidal: galsim.GSObject | None
     neighbours: list[tuple[galsim.GSObject, dict[str, float]]]
+    neighbour_xy: list[tuple[float, float]]
 
 
 class GalaxyModel:
@@ -176,13 +177,15 @@ class GalaxyModel:
                 [galsim.Gaussian(sigma=s, flux=1.0, gsparams=GSPARAMS).shift(x, y) for x, y, s in pts]
             ).withFlux(1.0)
         neighbours = []
+        neighbour_xy: list[tuple[float, float]] = []
         nrng = seed_for(self.seed, self.index, 2)
-        gal_extent = 3.0 + 1.5 * float(r["re_light_weighted_arcsec"])
+        # neighbours sit in an annulus between the galaxy's outskirts and the field's edge
+        r_min = min(2.0 + 1.0 * float(r["re_light_weighted_arcsec"]), 0.3 * self.field_arcsec)
+        r_max = 0.5 * self.field_arcsec
         for _ in range(int(r["n_neighbours"])):
-            for _attempt in range(50):
-                x, y = nrng.uniform(-0.5, 0.5, 2) * self.field_arcsec
-                if np.hypot(x, y) > gal_extent:
-                    break
+            rad = np.sqrt(nrng.uniform(r_min**2, r_max**2))
+            ang = nrng.uniform(0, 2 * np.pi)
+            x, y = rad * np.cos(ang), rad * np.sin(ang)
             if nrng.uniform() < 0.5:
                 prof: galsim.GSObject = galsim.Gaussian(sigma=0.02, gsparams=GSPARAMS)
                 colour = nrng.uniform(0.3, 1.4)
@@ -200,7 +203,8 @@ class GalaxyModel:
             fluxes["VIS"] = float(np.mean([fluxes[b] for b in VIS_BANDS]))
             fluxes["Ha"] = 0.0
             neighbours.append((prof.shift(x, y), fluxes))
-        return Components(central, companion, tidal, neighbours)
+            neighbour_xy.append((float(x), float(y)))
+        return Components(central, companion, tidal, neighbours, neighbour_xy)
 
     # ------------------------------------------------------------------ fluxes
     def component_fluxes(self, band: str) -> dict[str, float]:
@@ -246,17 +250,22 @@ def draw(
     model: GalaxyModel,
     survey: Survey,
     band: str,
-    psf: galsim.GSObject | None = None,
+    psf: galsim.GSObject | None | bool = None,
     size_px: int | None = None,
     **profile_kw: bool,
 ) -> np.ndarray:
     """Noiseless image of ``model`` in ``band`` on ``survey``'s pixel grid (flux per pixel).
 
-    ``psf=None`` uses the survey's PSF; pass ``galsim.DeltaFunction()`` for no PSF.
-    The stamp centre (pixel ``(size-1)/2``) is the nominal galaxy position.
+    ``psf=None`` uses the survey's PSF, a GalSim profile replaces it, and ``psf=False``
+    draws the intrinsic profile sampled at the pixel centres (no PSF, no pixel
+    integration; for measurements on a fine grid). The stamp centre (pixel
+    ``(size-1)/2``) is the nominal galaxy position.
     """
-    psf = survey.psf(band) if psf is None else psf
     size = size_px or survey.stamp_px
+    if psf is False:
+        obj = model.profile(band, **profile_kw)
+        return obj.drawImage(nx=size, ny=size, scale=survey.pixscale_arcsec, method="no_pixel").array
+    psf = survey.psf(band) if psf is None or psf is True else psf
     obj = galsim.Convolve(model.profile(band, **profile_kw), psf)
     return obj.drawImage(nx=size, ny=size, scale=survey.pixscale_arcsec).array
 

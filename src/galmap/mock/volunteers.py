@@ -4,7 +4,8 @@ Each galaxy is shown to a Poisson number of volunteers who walk the Galaxy Zoo
 DECaLS decision tree. A volunteer gives the true answer with a probability set
 by the galaxy's *clarity* (higher for brighter, larger, better-resolved galaxies
 and stronger features) and otherwise picks from a confusion distribution
-(neighbouring answers for ordered questions). Vote counts down the tree follow
+(half neighbouring answers for ordered questions, half what volunteers say when
+they cannot tell, :data:`UNCLEAR`, which misses faint features). Vote counts down the tree follow
 the volunteers: only those who answered "featured" are asked about edge-on disks,
 and so on. So votes get noisier as galaxies get fainter and smaller.
 """
@@ -38,9 +39,24 @@ def clarity(truth: pd.DataFrame, survey: Survey) -> np.ndarray:
     npix = np.pi * (2 * re / survey.pixscale_arcsec) ** 2
     snr = truth[f"flux_{band}"].to_numpy() / (sigma * np.sqrt(npix))
     resolution = re / fwhm
-    c_snr = 1 / (1 + np.exp(-(np.log10(snr) - 1.6) / 0.15))
-    c_res = 1 / (1 + np.exp(-(resolution - 0.75) / 0.22))
+    c_snr = 1 / (1 + np.exp(-(np.log10(snr) - 2.7) / 0.2))
+    c_res = 1 / (1 + np.exp(-(resolution - 0.9) / 0.3))
     return np.clip(0.97 * c_snr * c_res, 0.0, 0.97)
+
+
+#: What volunteers answer when they cannot see a galaxy clearly (features get missed).
+UNCLEAR = {
+    "smooth-or-featured": [0.75, 0.23, 0.02],
+    "how-rounded": [0.3, 0.5, 0.2],
+    "disk-edge-on": [0.3, 0.7],
+    "edge-on-bulge": [0.3, 0.35, 0.35],
+    "bar": [0.1, 0.3, 0.6],
+    "has-spiral-arms": [0.4, 0.6],
+    "spiral-winding": [0.3, 0.45, 0.25],
+    "spiral-arm-count": [0.1, 0.35, 0.15, 0.05, 0.05, 0.3],
+    "bulge-size": [0.1, 0.2, 0.35, 0.25, 0.1],
+    "merging": [0.8, 0.12, 0.05, 0.03],
+}
 
 
 def _confusion(question: str, n_answers: int, true_idx: np.ndarray) -> np.ndarray:
@@ -76,16 +92,9 @@ def answer_probabilities(truth: pd.DataFrame, survey: Survey) -> dict[str, np.nd
         conf = _confusion(q.name, n_ans, np.where(known, idx, 0))
         onehot = np.zeros((len(truth), n_ans))
         onehot[np.arange(len(truth))[known], idx[known]] = 1.0
-        p = np.where(known[:, None], cq[:, None] * onehot + (1 - cq[:, None]) * conf, 1.0 / n_ans)
-        if q.name == "smooth-or-featured":
-            # unclear galaxies look smooth; artefacts are rare
-            unclear = np.array([0.75, 0.23, 0.02])
-            p = np.where(known[:, None], cq[:, None] * onehot + (1 - cq[:, None]) * unclear, unclear)
-            p[:, 2] = np.maximum(p[:, 2], 0.01)
-        if q.name == "spiral-arm-count":
-            cant = 0.35 * (1 - cq)
-            p[:, :5] *= (1 - cant)[:, None] / np.maximum(p[:, :5].sum(axis=1, keepdims=True), 1e-12)
-            p[:, 5] = cant
+        unclear = np.asarray(UNCLEAR[q.name])[None, :]
+        confused = 0.5 * conf + 0.5 * unclear
+        p = np.where(known[:, None], cq[:, None] * onehot + (1 - cq[:, None]) * confused, unclear)
         probs[q.name] = p / p.sum(axis=1, keepdims=True)
     return probs
 

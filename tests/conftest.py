@@ -1,0 +1,54 @@
+"""Shared fixtures: the tiny test configuration, its mock population and rendered shards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from galmap.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The SLURM executor plugin (if installed) stalls every snakemake start when a
+# slurm.conf exists without a controller; local tests never need it.
+os.environ.setdefault("SLURM_CONF", "/dev/null")
+
+
+@pytest.fixture(scope="session")
+def test_config() -> dict:
+    return load_config(REPO / "config" / "test.yaml", SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    return load_config(REPO / "config" / "config.yaml", SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def truth(test_config):
+    from galmap.mock.population import draw_population
+
+    return draw_population(test_config)
+
+
+@pytest.fixture(scope="session")
+def surveys(test_config):
+    from galmap.surveys import surveys_from_config
+
+    return surveys_from_config(test_config)
+
+
+@pytest.fixture(scope="session")
+def rendered(test_config, truth, surveys):
+    """The test population rendered (with noise) in every test survey."""
+    from galmap.failures import FailureLog
+    from galmap.mock.render import render_shard
+
+    failures = FailureLog("data")
+    shards = render_shard(truth, list(surveys.values()), test_config["seed"], failures, progress=False)
+    assert len(failures) == 0, failures.frame()
+    return shards

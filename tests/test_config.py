@@ -1,0 +1,82 @@
+"""Config loading and validation: errors name the offending key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from galmap.config import ConfigError, load_config, load_yaml, validate_config
+
+from .conftest import REPO, SCHEMA
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return load_yaml(SCHEMA)
+
+
+def test_shipped_configs_are_valid():
+    for name in ("config.yaml", "test.yaml"):
+        cfg = load_config(REPO / "config" / name, SCHEMA)
+        assert cfg["data"]["source"] == "mock"
+        # defaults are filled in
+        assert cfg["preprocess"]["norm_softening"] > 0
+        assert cfg["mock"]["volunteers"]["label_survey"] == "decals"
+
+
+def test_misspelled_key_is_named(default_config, schema):
+    cfg = copy.deepcopy(default_config)
+    cfg["mock"]["n_galaxys"] = cfg["mock"].pop("n_galaxies")
+    with pytest.raises(ConfigError, match=r"'mock\.n_galaxys'"):
+        validate_config(cfg, schema)
+
+
+def test_unknown_top_level_key_is_named(default_config, schema):
+    cfg = copy.deepcopy(default_config) | {"sead": 3}
+    with pytest.raises(ConfigError, match=r"unknown config key 'sead'"):
+        validate_config(cfg, schema)
+
+
+def test_wrong_type_is_named(default_config, schema):
+    cfg = copy.deepcopy(default_config)
+    cfg["surveys"]["decals"]["stamp_px"] = "sixty-four"
+    with pytest.raises(ConfigError, match=r"surveys\.decals\.stamp_px.*not of type 'integer'"):
+        validate_config(cfg, schema)
+
+
+def test_impossible_value_is_named(default_config, schema):
+    cfg = copy.deepcopy(default_config)
+    cfg["shard_size"] = 0
+    with pytest.raises(ConfigError, match=r"'shard_size'.*minimum"):
+        validate_config(cfg, schema)
+
+
+def test_unknown_band_is_rejected(default_config, schema):
+    cfg = copy.deepcopy(default_config)
+    cfg["surveys"]["decals"]["bands"] = ["g", "R"]
+    with pytest.raises(ConfigError, match=r"surveys\.decals\.bands\.1"):
+        validate_config(cfg, schema)
+
+
+def test_missing_band_entry_is_named(default_config):
+    from galmap.surveys import Survey
+
+    cfg = copy.deepcopy(default_config["surveys"]["decals"])
+    del cfg["depth_mag"]["z"]
+    with pytest.raises(ValueError, match=r"surveys\.decals\.depth_mag has no entry for band\(s\) z"):
+        Survey.from_config("decals", cfg)
+
+
+def test_bad_yaml_is_reported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, SCHEMA)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(evil)

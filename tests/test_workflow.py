@@ -1,0 +1,100 @@
+"""End to end: the Snakemake DAG on the tiny test config, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from galmap.io import read_shard
+from galmap.labels import QUESTIONS
+
+from .conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def _run(args, cwd, check=True):
+    env = dict(os.environ, SLURM_CONF="/dev/null")
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, test_config):
+    wd = tmp_path_factory.mktemp("run")
+    _run(["--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), "-q"], wd)
+    return wd
+
+
+@pytest.mark.slow
+def test_outputs_exist_and_hold_what_they_should(workdir: Path, test_config):
+    n = test_config["mock"]["n_galaxies"]
+    truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
+    labels = pd.read_parquet(workdir / "results/catalog/labels.parquet")
+    catalog = pd.read_parquet(workdir / "results/catalog/catalog.parquet")
+    assert len(truth) == len(labels) == len(catalog) == n
+    assert truth["id"].is_unique and list(truth["id"]) == list(labels["id"])
+    for q in QUESTIONS:
+        assert labels[q.class_col].between(-1, len(q.classes) - 1).all()
+    counts = pd.read_csv(workdir / "results/catalog/class_counts.csv")
+    assert set(counts["question"]) == {q.name for q in QUESTIONS}
+    for stage in ("data", "preprocess"):
+        fails = pd.read_csv(workdir / f"results/{stage}/failures.csv")
+        assert list(fails.columns) == ["id", "stage", "reason"]
+    seen = []
+    for survey, cfg in test_config["surveys"].items():
+        for shard in ("0000", "0001"):
+            raw = read_shard(workdir / f"data/mock/{survey}/shard-{shard}.h5")
+            out = read_shard(workdir / f"results/images/{survey}/shard-{shard}.h5")
+            assert raw.images.shape == (12, len(cfg["bands"]), cfg["stamp_px"], cfg["stamp_px"])
+            assert out.attrs["survey"] == survey and out.bands == cfg["bands"]
+            assert out.attrs["pixscale_arcsec"] == pytest.approx(cfg["pixscale_arcsec"])
+            assert len(out.attrs["psf_fwhm_arcsec"]) == len(cfg["bands"])
+            assert {"segmap", "mask", "psf", "background", "flags"} <= set(out.extra)
+            assert list(out.ids) == list(raw.ids)
+            assert np.isfinite(out.images).all()
+            if survey == "decals":
+                seen += list(out.ids)
+    assert seen == list(truth["id"])
+
+
+@pytest.mark.slow
+def test_rerun_has_nothing_to_do(workdir: Path):
+    proc = _run(["-n", "--configfile", str(REPO / "config" / "test.yaml")], workdir)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_changing_a_preprocess_parameter_reruns_only_preprocessing(workdir: Path, test_config):
+    import yaml
+
+    changed = workdir / "changed.yaml"
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["preprocess"]["mask_dilate_px"] = 3
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = _run(["-n", "--configfile", str(changed)], workdir)
+    out = proc.stdout + proc.stderr
+    assert "preprocess" in out
+    assert "mock_render" not in out and "mock_catalog" not in out
+
+
+def test_bad_config_stops_with_the_key_named(tmp_path):
+    proc = _run(["-n", "--config", "shard_size=-3"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "config key 'shard_size'" in proc.stdout + proc.stderr
+
+
+def test_lint_is_clean():
+    proc = _run(["--lint", "--configfile", str(REPO / "config" / "test.yaml")], REPO, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "good condition" in proc.stdout + proc.stderr
