@@ -192,3 +192,13 @@ def test_halpha_non_detection_is_flagged_not_failed(processed, truth):
     bright = (truth["flux_Ha"] > 50).to_numpy()
     assert (~undetected[bright]).mean() >= 0.9
     assert len(log) == 0
+
+
+def test_clipped_stats_match_astropy():
+    from astropy.stats import sigma_clipped_stats
+
+    from galmap.preprocess import clipped_stats
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(1.0, 2.0, 3000), rng.uniform(20, 50, 100)])
+    np.testing.assert_allclose(clipped_stats(x), sigma_clipped_stats(x, sigma=3.0, maxiters=5), rtol=1e-10)

@@ -25,6 +25,7 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        propagate, logger.propagate = logger.propagate, False
         with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
             try:
                 yield logger
@@ -33,3 +34,4 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
                 raise
             finally:
                 logger.removeHandler(handler)
+                logger.propagate = propagate

@@ -30,7 +30,6 @@ from typing import Any
 
 import galsim
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -136,11 +135,27 @@ def _segment(
     return seg.data, smooth
 
 
+def clipped_stats(pixels: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> tuple[float, float, float]:
+    """(mean, median, std) after iterative ``sigma`` clipping around the median.
+
+    The same statistic as :func:`astropy.stats.sigma_clipped_stats` with its defaults,
+    for finite 1-d data, several times faster on small stamps.
+    """
+    x = np.asarray(pixels, dtype=np.float64).ravel()
+    for _ in range(maxiters):
+        med, std = np.median(x), x.std()
+        keep = np.abs(x - med) <= sigma * std
+        if keep.all() or keep.sum() < 3:
+            break
+        x = x[keep]
+    return float(x.mean()), float(np.median(x)), float(x.std())
+
+
 def sky_level(pixels: np.ndarray) -> float:
     """Sky level of source-free pixels: the SExtractor mode ``2.5 median - 1.5 mean``
     after 3-sigma clipping (robust to the faint wings of galaxies), or the median
     when the distribution is strongly skewed."""
-    mean, median, std = sigma_clipped_stats(pixels, sigma=3.0, maxiters=5)
+    mean, median, std = clipped_stats(pixels)
     if std > 0 and abs(mean - median) / std > 0.3:
         return float(median)
     return float(2.5 * median - 1.5 * mean)
@@ -216,7 +231,7 @@ def preprocess_shard(
         for b in range(nb):
             v = ivar[i, b] > 0
             if v.any():
-                background[i, b] = sigma_clipped_stats(images[i, b][v], sigma=3.0, maxiters=5)[1]
+                background[i, b] = clipped_stats(images[i, b][v], maxiters=2)[1]
         labels, _ = _segment(images[i] - background[i][:, None, None], ivar[i], p)
         central = 0 if labels is None else _central_label(labels)
         if labels is not None:
