@@ -24,7 +24,7 @@ from galmap.config import load_config
 from galmap.mock.population import draw_population
 from galmap.mock.render import render_shard
 from galmap.preprocess import preprocess_shard
-from galmap.surveys import surveys_from_config
+from galmap.surveys import GSPARAMS, surveys_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def baseline(truth, survey) -> float:
     psfs = [survey.psf(b) for b in survey.bands]
     t0 = time.perf_counter()
     for row in truth.to_dict("records"):
-        gal = galsim.Sersic(n=2.0, half_light_radius=1.0 + 0.5 * (row["index"] % 3))
+        gal = galsim.Sersic(n=2.0, half_light_radius=1.0 + 0.5 * (row["index"] % 3), gsparams=GSPARAMS)
         for psf in psfs:
             galsim.Convolve(gal, psf).drawImage(
                 nx=survey.stamp_px, ny=survey.stamp_px, scale=survey.pixscale_arcsec
