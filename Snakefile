@@ -21,6 +21,7 @@ config.update(
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/structure.smk"
 
 
 rule all:

@@ -36,9 +36,7 @@ def baseline(truth, survey) -> float:
     for row in truth.to_dict("records"):
         gal = galsim.Sersic(n=2.0, half_light_radius=1.0 + 0.5 * (row["index"] % 3), gsparams=GSPARAMS)
         for psf in psfs:
-            galsim.Convolve(gal, psf).drawImage(
-                nx=survey.stamp_px, ny=survey.stamp_px, scale=survey.pixscale_arcsec
-            )
+            galsim.Convolve(gal, psf).drawImage(nx=survey.stamp_px, ny=survey.stamp_px, scale=survey.pixscale_arcsec)
     return time.perf_counter() - t0
 
 
@@ -61,9 +59,7 @@ def main() -> None:
     render_shard(first.iloc[:40], list(surveys.values()), cfg["seed"], progress=False)
 
     print(f"# {args.n} galaxies per measurement, config {args.config}")
-    print(
-        f"{'survey':8s} {'bands':>5s} {'stamp':>6s} {'gal/s':>8s} {'baseline gal/s':>15s} {'cost ratio':>10s}"
-    )
+    print(f"{'survey':8s} {'bands':>5s} {'stamp':>6s} {'gal/s':>8s} {'baseline gal/s':>15s} {'cost ratio':>10s}")
     rates = {}
     shards = {}
     for name, s in surveys.items():

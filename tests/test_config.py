@@ -80,3 +80,14 @@ def test_yaml_is_loaded_safely(tmp_path):
     evil.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(evil)
+
+
+def test_cross_references_are_checked(default_config, schema):
+    cfg = copy.deepcopy(default_config)
+    cfg["structure"]["survey"] = "hsc"
+    with pytest.raises(ConfigError, match=r"'structure\.survey' names survey 'hsc'"):
+        validate_config(cfg, schema)
+    cfg = copy.deepcopy(default_config)
+    cfg["structure"]["morph_band"] = "VIS"
+    with pytest.raises(ConfigError, match=r"'structure\.morph_band' is 'VIS'"):
+        validate_config(cfg, schema)

@@ -115,6 +115,4 @@ def test_failures_table(tmp_path):
     FailureLog("preprocess").write(tmp_path / "b.csv")
     both = gather_failures([tmp_path / "a.csv", tmp_path / "b.csv"])
     assert list(both.columns) == ["id", "stage", "reason"]
-    assert both.to_dict("records") == [
-        {"id": "mock-0000001", "stage": "preprocess", "reason": "no source detected"}
-    ]
+    assert both.to_dict("records") == [{"id": "mock-0000001", "stage": "preprocess", "reason": "no source detected"}]

@@ -83,9 +83,7 @@ def test_votes_are_noisier_for_faint_small_galaxies(big, question):
     true = true_answers(truth)[f"true_{question}"].to_numpy()
     c = clarity(truth, decals)
     applies = (true != "") & (labels[f"{question}_total-votes"] >= 5).to_numpy()
-    frac = np.array(
-        [labels[f"{question}_{a}_fraction"].iloc[k] if applies[k] else np.nan for k, a in enumerate(true)]
-    )
+    frac = np.array([labels[f"{question}_{a}_fraction"].iloc[k] if applies[k] else np.nan for k, a in enumerate(true)])
     lo, hi = np.quantile(c[applies], [0.25, 0.75])
     unclear, clear = np.nanmean(frac[applies & (c <= lo)]), np.nanmean(frac[applies & (c >= hi)])
     assert clear > unclear + 0.1, (unclear, clear)
@@ -112,9 +110,7 @@ def test_class_rule_on_a_hand_made_catalog():
     df["bar_weak_fraction"] = [0.5, 0.2]
     df["bar_no_fraction"] = [0.3, 0.0]
     df["spiral-arm-count_total-votes"] = [30, 0]
-    for a, f in zip(
-        ["1", "2", "3", "4", "more-than-4", "cant-tell"], [0, 0.1, 0.1, 0.2, 0.25, 0.35], strict=True
-    ):
+    for a, f in zip(["1", "2", "3", "4", "more-than-4", "cant-tell"], [0, 0.1, 0.1, 0.2, 0.25, 0.35], strict=True):
         df[f"spiral-arm-count_{a}_fraction"] = [f, np.nan]
     out = classes_from_votes(df.fillna({c: 0 for c in df.columns if c.endswith("total-votes")}))
     assert out["bar_class"].tolist() == [1, -1]  # weak; not applicable

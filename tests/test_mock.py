@@ -62,9 +62,7 @@ def test_pure_sersic_half_light_radius(n, truth, test_config):
     row.update(bulge_n=n, bulge_re_arcsec=1.6, bulge_q=0.7, bulge_pa_deg=35.0, dx_arcsec=0.1, dy_arcsec=-0.2)
     row.update(n_neighbours=0, merger_state="none")
     scale, size = 0.04, 1200
-    fine = Survey.from_config(
-        "fine", test_config["surveys"]["decals"] | {"stamp_px": size, "pixscale_arcsec": scale}
-    )
+    fine = Survey.from_config("fine", test_config["surveys"]["decals"] | {"stamp_px": size, "pixscale_arcsec": scale})
     model = GalaxyModel(row, 1, fine.fov_arcsec)
     img = draw(model, fine, "r", psf=False)
     centre = ((size - 1) / 2 + row["dy_arcsec"] / scale, (size - 1) / 2 + row["dx_arcsec"] / scale)
@@ -99,9 +97,7 @@ def test_flux_consistent_across_surveys(test_config, surveys):
     names = ("decals", "bass", "euclid")
     # 30-arcsec stamps hold essentially all the light, even of high-n Sérsic wings
     wide = {
-        n: Survey.from_config(
-            n, test_config["surveys"][n] | {"stamp_px": int(30 / surveys[n].pixscale_arcsec)}
-        )
+        n: Survey.from_config(n, test_config["surveys"][n] | {"stamp_px": int(30 / surveys[n].pixscale_arcsec)})
         for n in names
     }
     shards = render_shard(pop, [wide[n] for n in names], test_config["seed"], progress=False)
@@ -114,9 +110,7 @@ def test_flux_consistent_across_surveys(test_config, surveys):
             measured[name] = img.sum() - row[f"sky_{name}_{band}"] * img.size
             assert measured[name] == pytest.approx(row[f"flux_{band}"], rel=0.01, abs=5 * noise), name
         # DECaLS r and BASS r: one band, two grids and PSFs, the same flux
-        noise = np.hypot(
-            *(np.sqrt((1.0 / shards[n].ivar[k, 1].astype(float)).sum()) for n in ("decals", "bass"))
-        )
+        noise = np.hypot(*(np.sqrt((1.0 / shards[n].ivar[k, 1].astype(float)).sum()) for n in ("decals", "bass")))
         assert measured["decals"] == pytest.approx(measured["bass"], rel=0.01, abs=5 * noise), row["id"]
 
 

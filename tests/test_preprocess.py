@@ -113,9 +113,7 @@ def test_psf_images(processed, surveys):
     assert all(np.unravel_index(np.argmax(p), p.shape) == (c, c) for p in psf)
     # broader PSF in g than in z, as configured
     assert psf[0, c, c] < psf[2, c, c]
-    np.testing.assert_allclose(
-        psf, np.stack([surveys["decals"].psf_image(b, psf.shape[1]) for b in "grz"]), atol=1e-6
-    )
+    np.testing.assert_allclose(psf, np.stack([surveys["decals"].psf_image(b, psf.shape[1]) for b in "grz"]), atol=1e-6)
 
 
 def test_normalisation_is_invertible(processed):

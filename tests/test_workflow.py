@@ -23,9 +23,7 @@ def _run(args, cwd, check=True):
     env = dict(os.environ, SLURM_CONF="/dev/null")
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
@@ -66,6 +64,17 @@ def test_outputs_exist_and_hold_what_they_should(workdir: Path, test_config):
             if survey == "decals":
                 seen += list(out.ids)
     assert seen == list(truth["id"])
+    # structure: a Sérsic row per galaxy and band, a morphometry row per galaxy
+    sersic = pd.read_parquet(workdir / "results/structure/sersic.parquet")
+    morph = pd.read_parquet(workdir / "results/structure/morphometry.parquet")
+    bands = test_config["surveys"][test_config["structure"]["survey"]]["bands"]
+    assert len(sersic) == n * len(bands) and set(sersic["id"]) == set(truth["id"])
+    assert len(morph) == n and list(morph["id"]) == list(truth["id"])
+    assert {"n", "n_err", "re_arcsec", "re_err", "q", "pa_deg", "mag", "mag_err", "chi2_nu", "flag"} <= set(sersic)
+    assert {"concentration", "asymmetry", "smoothness", "gini", "m20", "flag"} <= set(morph)
+    assert sersic["n"].notna().mean() > 0.9 and morph["gini"].notna().mean() > 0.9
+    fails = pd.read_csv(workdir / "results/structure/failures.csv")
+    assert list(fails.columns) == ["id", "stage", "reason"]
 
 
 @pytest.mark.slow

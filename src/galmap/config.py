@@ -68,7 +68,32 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         messages = [_describe(e) for e in errors]
         raise ConfigError("invalid configuration: " + "; ".join(dict.fromkeys(messages)))
     out = _fill_defaults(dict(config), schema)
+    check_references(out)
     return out
+
+
+def check_references(config: Mapping[str, Any]) -> None:
+    """Check keys that name other parts of the config (a survey, a band)."""
+    surveys = config.get("surveys", {})
+    refs = []
+    if "volunteers" in config.get("mock", {}):
+        refs.append(("mock.volunteers.label_survey", config["mock"]["volunteers"].get("label_survey")))
+    if "structure" in config:
+        refs.append(("structure.survey", config["structure"].get("survey")))
+    for key, name in refs:
+        if name is not None and name not in surveys:
+            raise ConfigError(
+                f"invalid configuration: config key '{key}' names survey {name!r}, which is not "
+                f"configured (surveys: {', '.join(surveys)})"
+            )
+    st = config.get("structure")
+    if st and st.get("survey") in surveys:
+        bands = surveys[st["survey"]]["bands"]
+        if st.get("morph_band") not in bands:
+            raise ConfigError(
+                f"invalid configuration: config key 'structure.morph_band' is {st.get('morph_band')!r}, "
+                f"not a band of survey {st['survey']!r} ({', '.join(bands)})"
+            )
 
 
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:

@@ -164,13 +164,11 @@ def read_shard(path: str | Path, datasets: tuple[str, ...] | None = None) -> Sha
         raise ShardError(f"image shard {path} cannot be read (truncated or corrupt HDF5?): {exc}") from None
     if images.ndim != 4 or images.shape != ivar.shape or images.shape[0] != len(ids):
         raise ShardError(
-            f"image shard {path} has inconsistent shapes: images {images.shape}, "
-            f"ivar {ivar.shape}, {len(ids)} ids"
+            f"image shard {path} has inconsistent shapes: images {images.shape}, ivar {ivar.shape}, {len(ids)} ids"
         )
     if len(attrs["bands"]) != images.shape[1]:
         raise ShardError(
-            f"image shard {path}: attribute bands={attrs['bands']} does not match "
-            f"{images.shape[1]} image planes"
+            f"image shard {path}: attribute bands={attrs['bands']} does not match {images.shape[1]} image planes"
         )
     return Shard(images=images, ivar=ivar, ids=ids, attrs=attrs, extra=extra)
 

@@ -82,6 +82,34 @@ def preprocess_file(params: Mapping[str, Any], raw_path: str, out_path: str, fai
     log.info("preprocessed %d galaxies of %s; %d failures", len(shard), raw_path, len(failures))
 
 
+def structure_file(
+    kind: str, params: Mapping[str, Any], images_path: str, out_path: str, failures_path: str, threads: int = 1
+) -> None:
+    """Sérsic fits (``kind="sersic"``) or morphometry (``"morphometry"``) of one preprocessed shard."""
+    from galmap.structure import fit_sersic_shard, morphometry_shard
+
+    shard = read_shard(images_path)
+    failures = FailureLog("structure")
+    if kind == "sersic":
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        table = fit_sersic_shard(shard, params, failures)
+    elif kind == "morphometry":
+        table = morphometry_shard(shard, params["morph_band"], failures, processes=threads)
+    else:
+        raise ValueError(f"unknown structure measurement {kind!r}")
+    write_table(out_path, table)
+    failures.write(failures_path)
+    log.info("%s of %d galaxies in %s; %d failures", kind, len(shard), images_path, len(failures))
+
+
+def gather_tables(paths: Sequence[str | Path], out_path: str) -> None:
+    """Concatenate per-shard tables (Parquet) into one."""
+    frames = [read_table(p) for p in paths]
+    write_table(out_path, pd.concat(frames, ignore_index=True))
+
+
 def gather_failure_tables(paths: Sequence[str | Path], out_path: str) -> None:
     """Concatenate per-shard ``failures`` tables into one stage table."""
     write_table(out_path, gather_failures(paths))

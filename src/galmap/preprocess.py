@@ -15,7 +15,8 @@ For every galaxy of a shard (:func:`preprocess_shard`):
    are set to 0 with ``ivar = 0``.
 
 The output shard adds ``segmap`` (bool, N x H x W), ``mask`` (bool), ``psf``
-(bands x P x P, the pixel-integrated PSF summing to 1), ``background``
+(bands x P x P, the effective, pixel-integrated PSF summing to 1), ``psf_profile``
+(the PSF profile sampled at pixel centres, for pixel-integrated models), ``background``
 (N x bands, image units) and ``flags`` (N, bitmask: see :data:`FLAGS`), and records
 the network normalisation in its attributes: ``norm = "asinh"`` with one
 ``norm_softening`` per band, applied by :func:`normalise` and inverted by
@@ -57,23 +58,27 @@ DEFAULTS = {
     "smooth_fwhm_px": 2.0,
     "deblend_contrast": 0.005,
     "mask_dilate_px": 2,
-    "psf_stamp_px": 25,
+    "psf_stamp_px": 51,
     "norm_softening": 3.0,
 }
 
 
-def psf_images(attrs: Mapping[str, Any], size_px: int) -> np.ndarray:
-    """Pixel-integrated PSF images (bands, size, size), each summing to 1.
+def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np.ndarray:
+    """PSF images (bands, size, size) on the survey grid, each summing to 1.
 
     Built from the shard's ``psf_fwhm_arcsec`` (arcsec) with a Moffat of ``psf_beta``
-    (default 3.5) on the ``pixscale_arcsec`` grid.
+    (default 3.5) on the ``pixscale_arcsec`` grid. ``pixel=True`` gives the effective
+    (pixel-integrated) PSF, the kernel for models sampled at pixel centres;
+    ``pixel=False`` the PSF profile sampled at pixel centres, the kernel for models
+    already integrated over the pixels (as the Sérsic fitter's are).
     """
     size_px = size_px | 1
     beta = float(attrs.get("psf_beta", 3.5))
     out = []
     for fwhm in attrs["psf_fwhm_arcsec"]:
         psf = galsim.Moffat(beta=beta, fwhm=float(fwhm), trunc=6.0 * float(fwhm), gsparams=GSPARAMS)
-        img = psf.drawImage(nx=size_px, ny=size_px, scale=float(attrs["pixscale_arcsec"])).array
+        method = "auto" if pixel else "no_pixel"
+        img = psf.drawImage(nx=size_px, ny=size_px, scale=float(attrs["pixscale_arcsec"]), method=method).array
         out.append(img / img.sum())
     return np.asarray(out, dtype=np.float32)
 
@@ -93,9 +98,7 @@ def denormalise(normed: np.ndarray, softening: np.ndarray | list[float]) -> np.n
     return (s * np.sinh(normed)).astype(np.float32)
 
 
-def _segment(
-    image: np.ndarray, ivar: np.ndarray, params: Mapping[str, Any]
-) -> tuple[np.ndarray | None, np.ndarray]:
+def _segment(image: np.ndarray, ivar: np.ndarray, params: Mapping[str, Any]) -> tuple[np.ndarray | None, np.ndarray]:
     """Segment the detection image; return (labels or None, smoothed detection image).
 
     The detection image ``sum_b(image_b ivar_b) / sqrt(sum_b ivar_b)`` has unit noise
@@ -118,9 +121,7 @@ def _segment(
         return None, smooth
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        seg = detect_sources(
-            smooth, float(params["detect_nsigma"]) * noise, int(params["detect_npixels"]), mask=~valid
-        )
+        seg = detect_sources(smooth, float(params["detect_nsigma"]) * noise, int(params["detect_npixels"]), mask=~valid)
     if seg is None:
         return None, smooth
     if float(params["deblend_contrast"]) < 1:
@@ -218,9 +219,7 @@ def preprocess_shard(
         if not valid_band.any():
             flags[i] |= FLAGS["no_data"]
             if failures is not None:
-                failures.add(
-                    gid, f"{shard.attrs['survey']}: no valid pixel in any band (all NaN/inf or ivar <= 0)"
-                )
+                failures.add(gid, f"{shard.attrs['survey']}: no valid pixel in any band (all NaN/inf or ivar <= 0)")
             continue
         if not valid_band.all():
             flags[i] |= FLAGS["missing_band"]
@@ -278,6 +277,7 @@ def preprocess_shard(
         "segmap": segmap,
         "mask": mask,
         "psf": psf_images(shard.attrs, int(p["psf_stamp_px"])),
+        "psf_profile": psf_images(shard.attrs, int(p["psf_stamp_px"]), pixel=False),
         "background": background,
         "flags": flags,
     }

@@ -18,6 +18,11 @@ def raw_shard(wildcards):
     return f"data/{SOURCE}/{wildcards.survey}/shard-{wildcards.shard}.h5"
 
 
+def structure_images(wildcards):
+    """The preprocessed shard the structure stage measures (survey from the config)."""
+    return f"results/images/{config['structure']['survey']}/shard-{wildcards.shard}.h5"
+
+
 def all_outputs():
     """Every final output of the stages that exist."""
     return [
@@ -27,5 +32,8 @@ def all_outputs():
         "results/catalog/class_counts.csv",
         "results/data/failures.csv",
         "results/preprocess/failures.csv",
+        "results/structure/sersic.parquet",
+        "results/structure/morphometry.parquet",
+        "results/structure/failures.csv",
         *expand("results/images/{survey}/shard-{shard}.h5", survey=SURVEYS, shard=SHARDS),
     ]

@@ -159,9 +159,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     bar_angle = np.where(bar_class != "no", rng.uniform(0, 180, n), 0.0)
 
     # --- spiral arms ----------------------------------------------------------------
-    arm_count = np.where(
-        is_sp, rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.2, 0.32, 0.2, 0.14, 0.09, 0.05]), 0
-    )
+    arm_count = np.where(is_sp, rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.2, 0.32, 0.2, 0.14, 0.09, 0.05]), 0)
     arm_pitch = np.where(is_sp, rng.uniform(7.0, 38.0, n), 0.0)
     arm_frac = np.where(is_sp, rng.uniform(0.2, 0.4, n), 0.0)
     arm_phase = rng.uniform(0, 360, n)
@@ -288,9 +286,7 @@ def true_answers(truth: pd.DataFrame) -> pd.DataFrame:
     incl = np.nan_to_num(truth["inclination_deg"].to_numpy())
     edge_on = (gtype != "elliptical") & (incl > 75.0)
     bar = truth["bar_class"].to_numpy()
-    featured = (
-        (gtype == "spiral") | (gtype == "irregular") | ((gtype == "lenticular") & (edge_on | (bar != "no")))
-    )
+    featured = (gtype == "spiral") | (gtype == "irregular") | ((gtype == "lenticular") & (edge_on | (bar != "no")))
     q_proj = np.where(gtype == "elliptical", truth["bulge_q"], truth["disk_q"].fillna(1.0))
     q_proj = np.where(gtype == "lenticular", bt * np.nan_to_num(truth["bulge_q"]) + (1 - bt) * q_proj, q_proj)
     rounded = np.where(q_proj > 0.7, "round", np.where(q_proj > 0.42, "in-between", "cigar-shaped"))
@@ -300,9 +296,7 @@ def true_answers(truth: pd.DataFrame) -> pd.DataFrame:
     winding = np.where(pitch < 16.0, "tight", np.where(pitch < 26.0, "medium", "loose"))
     count = truth["arm_count"].to_numpy()
     count_ans = np.where(count >= 5, "more-than-4", count.astype(str))
-    bsize = np.select(
-        [bt < 0.03, bt < 0.12, bt < 0.3, bt < 0.5], ["none", "small", "moderate", "large"], "dominant"
-    )
+    bsize = np.select([bt < 0.03, bt < 0.12, bt < 0.3, bt < 0.5], ["none", "small", "moderate", "large"], "dominant")
     face = featured & ~edge_on
     spiral_face = face & arms
     blank = ""

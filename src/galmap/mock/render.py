@@ -59,9 +59,7 @@ def _project(obj: galsim.GSObject, q: float, pa_deg: float) -> galsim.GSObject:
     return obj.transform(c, -q * s, s, q * c).withFlux(1.0)
 
 
-def arm_pattern(
-    h: float, m: int, pitch_deg: float, phase_deg: float, r_in: float, half_size: float
-) -> np.ndarray:
+def arm_pattern(h: float, m: int, pitch_deg: float, phase_deg: float, r_in: float, half_size: float) -> np.ndarray:
     """Face-on logarithmic spiral-arm surface brightness on a grid of ``ARM_PATTERN_SCALE``.
 
     Arms follow ``r = h exp((theta - theta_k) tan(pitch))`` with ``m`` arms, an
@@ -72,9 +70,7 @@ def arm_pattern(
     y, x = np.mgrid[-npx : npx + 1, -npx : npx + 1] * ARM_PATTERN_SCALE
     r = np.hypot(x, y)
     theta = np.arctan2(y, x)
-    psi = m * (theta - np.radians(phase_deg)) - m * np.log(np.maximum(r, 1e-3) / h) / np.tan(
-        np.radians(pitch_deg)
-    )
+    psi = m * (theta - np.radians(phase_deg)) - m * np.log(np.maximum(r, 1e-3) / h) / np.tan(np.radians(pitch_deg))
     wave = ((1 + np.cos(psi)) / 2) ** 3
     envelope = np.exp(-r / h) * (1 - np.exp(-((r / max(r_in, 1e-3)) ** 3)))
     img = wave * envelope
@@ -169,8 +165,7 @@ class GalaxyModel:
             tail_a = cpa + np.pi + np.radians(110.0) * t
             bridge = np.linspace(0.35, 0.8, 6) * sep
             pts = [
-                (rr * np.cos(a), rr * np.sin(a), 0.25 + 0.25 * tt)
-                for rr, a, tt in zip(tail_r, tail_a, t, strict=True)
+                (rr * np.cos(a), rr * np.sin(a), 0.25 + 0.25 * tt) for rr, a, tt in zip(tail_r, tail_a, t, strict=True)
             ]
             pts += [(b * np.cos(cpa + 0.15), b * np.sin(cpa + 0.15), 0.3) for b in bridge]
             tidal = galsim.Add(
@@ -222,10 +217,7 @@ class GalaxyModel:
             eff = r["halpha_efficiency"]
             return {c: eff * f_r * frac[c] * HALPHA_PER_NMGY.get(c, 0.0) for c in frac}
         bands = VIS_BANDS if band == "VIS" else (band,)
-        return {
-            c: float(np.mean([f_r * frac[c] * 10 ** (-0.4 * r[f"{c}_colour_{b}"]) for b in bands]))
-            for c in frac
-        }
+        return {c: float(np.mean([f_r * frac[c] * 10 ** (-0.4 * r[f"{c}_colour_{b}"]) for b in bands])) for c in frac}
 
     def profile(self, band: str, companion: bool = True, neighbours: bool = True) -> galsim.GSObject:
         """The galaxy in ``band`` before the PSF: central components (+ companion, tides,

@@ -99,9 +99,7 @@ def answer_probabilities(truth: pd.DataFrame, survey: Survey) -> dict[str, np.nd
     return probs
 
 
-def simulate_votes(
-    truth: pd.DataFrame, survey: Survey, votes_mean: float, rng: np.random.Generator
-) -> pd.DataFrame:
+def simulate_votes(truth: pd.DataFrame, survey: Survey, votes_mean: float, rng: np.random.Generator) -> pd.DataFrame:
     """Simulate the volunteers' votes; return the Galaxy Zoo DECaLS style vote table."""
     probs = answer_probabilities(truth, survey)
     n = len(truth)

@@ -1,0 +1,75 @@
+# Structure stage: batched PSF-convolved Sérsic fits and statmorph morphometry, per shard.
+
+
+rule sersic:
+    input:
+        images=structure_images,
+    output:
+        table="results/structure/shards/sersic-{shard}.parquet",
+        failures="results/structure/shards/sersic-failures-{shard}.csv",
+    params:
+        kind="sersic",
+        structure=config["structure"],
+    log:
+        "logs/structure/sersic-{shard}.log",
+    benchmark:
+        "logs/benchmarks/structure/sersic-{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../../scripts/structure_shard.py"
+
+
+rule morphometry:
+    input:
+        images=structure_images,
+    output:
+        table="results/structure/shards/morphometry-{shard}.parquet",
+        failures="results/structure/shards/morphometry-failures-{shard}.csv",
+    params:
+        kind="morphometry",
+        structure=config["structure"],
+    log:
+        "logs/structure/morphometry-{shard}.log",
+    benchmark:
+        "logs/benchmarks/structure/morphometry-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../../scripts/structure_shard.py"
+
+
+rule structure_tables:
+    input:
+        expand("results/structure/shards/{{kind}}-{shard}.parquet", shard=SHARDS),
+    output:
+        "results/structure/{kind}.parquet",
+    wildcard_constraints:
+        kind="sersic|morphometry",
+    log:
+        "logs/structure/gather-{kind}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/gather_tables.py"
+
+
+rule structure_failures:
+    input:
+        expand("results/structure/shards/{kind}-failures-{shard}.csv", kind=["sersic", "morphometry"], shard=SHARDS),
+    output:
+        "results/structure/failures.csv",
+    log:
+        "logs/structure/failures.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/gather_failures.py"
