@@ -18,6 +18,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("SLURM_CONF", "/dev/null")
 
 
+def with_galaxy(shard, i: int, images=None, ivar=None):
+    """A copy of ``shard`` (images, ivar, ids, attrs) with galaxy ``i``'s images or ivar replaced."""
+    from galmap.io import Shard
+
+    imgs, iv = shard.images.copy(), shard.ivar.copy()
+    if images is not None:
+        imgs[i] = images
+    if ivar is not None:
+        iv[i] = ivar
+    return Shard(imgs, iv, shard.ids, shard.attrs)
+
+
 @pytest.fixture(scope="session")
 def test_config() -> dict:
     return load_config(REPO / "config" / "test.yaml", SCHEMA)

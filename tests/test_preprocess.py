@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from galmap.failures import FailureLog
-from galmap.io import Shard
 from galmap.preprocess import FLAGS, denormalise, normalise, preprocess_shard
+
+from .conftest import with_galaxy as _with
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +123,6 @@ def test_normalisation_is_invertible(processed):
     normed = normalise(out.images, soft)
     assert np.abs(normed).max() < 20
     np.testing.assert_allclose(denormalise(normed, soft), out.images, rtol=1e-4, atol=1e-6)
-
-
-def _with(shard: Shard, i: int, images=None, ivar=None) -> Shard:
-    imgs, iv = shard.images.copy(), shard.ivar.copy()
-    if images is not None:
-        imgs[i] = images
-    if ivar is not None:
-        iv[i] = ivar
-    return Shard(imgs, iv, shard.ids, shard.attrs)
 
 
 def test_nan_and_inf_pixels_are_masked(rendered, test_config):

@@ -15,6 +15,8 @@ from galmap.sersic import SersicFitter
 from galmap.structure import MORPH_COLUMNS, SERSIC_COLUMNS, SKIPPED, fit_sersic_shard, morphometry_shard
 from galmap.surveys import surveys_from_config
 
+from .conftest import with_galaxy as _with
+
 
 @pytest.fixture(scope="module")
 def sersic_sample(test_config):
@@ -96,15 +98,6 @@ def test_output_has_a_row_per_galaxy_and_band(sersic_fit, sersic_sample):
     # the shape is shared by the bands of a galaxy
     assert (rows.groupby("id")["n"].nunique() == 1).all()
     assert (rows["n_iter"] < 40).mean() > 0.9
-
-
-def _with(shard: Shard, i: int, images=None, ivar=None) -> Shard:
-    imgs, iv = shard.images.copy(), shard.ivar.copy()
-    if images is not None:
-        imgs[i] = images
-    if ivar is not None:
-        iv[i] = ivar
-    return Shard(imgs, iv, shard.ids, shard.attrs)
 
 
 def test_bad_input_is_flagged_recorded_and_kept(sersic_sample, test_config):

@@ -29,7 +29,6 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import galsim
 import numpy as np
 from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
@@ -37,7 +36,7 @@ from scipy import ndimage
 
 from galmap.failures import FailureLog
 from galmap.io import Shard
-from galmap.surveys import GSPARAMS
+from galmap.surveys import moffat_psf
 
 #: Bits of the ``flags`` dataset.
 FLAGS = {
@@ -76,7 +75,7 @@ def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np
     beta = float(attrs.get("psf_beta", 3.5))
     out = []
     for fwhm in attrs["psf_fwhm_arcsec"]:
-        psf = galsim.Moffat(beta=beta, fwhm=float(fwhm), trunc=6.0 * float(fwhm), gsparams=GSPARAMS)
+        psf = moffat_psf(float(fwhm), beta)
         method = "auto" if pixel else "no_pixel"
         img = psf.drawImage(nx=size_px, ny=size_px, scale=float(attrs["pixscale_arcsec"]), method=method).array
         out.append(img / img.sum())

@@ -38,6 +38,11 @@ def flux_to_mag(flux: np.ndarray | float) -> np.ndarray | float:
         return np.where(flux > 0, 22.5 - 2.5 * np.log10(flux), np.nan)
 
 
+def moffat_psf(fwhm_arcsec: float, beta: float) -> galsim.GSObject:
+    """The survey PSF model: a unit-flux Moffat, wings truncated at 6 FWHM (arcsec)."""
+    return galsim.Moffat(beta=beta, fwhm=fwhm_arcsec, trunc=6.0 * fwhm_arcsec, gsparams=GSPARAMS)
+
+
 @dataclass(frozen=True)
 class Survey:
     """One survey's imaging properties (one pixel grid for all its bands)."""
@@ -77,8 +82,7 @@ class Survey:
     def psf(self, band: str) -> galsim.GSObject:
         """The PSF profile of ``band`` (a Moffat of the configured FWHM and beta), unit flux."""
         fwhm = self.psf_fwhm_arcsec[self.bands.index(band)]
-        # Truncate the wings at 6 FWHM so the PSF stamps capture essentially all the flux.
-        return galsim.Moffat(beta=self.psf_beta, fwhm=fwhm, trunc=6.0 * fwhm, gsparams=GSPARAMS)
+        return moffat_psf(fwhm, self.psf_beta)
 
     def psf_image(self, band: str, size_px: int) -> np.ndarray:
         """The pixel-integrated PSF (the effective PSF) on the survey grid, summing to 1.
