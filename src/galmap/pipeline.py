@@ -1,4 +1,4 @@
-"""The data and preprocessing stages as functions of files: what the workflow's scripts call.
+"""The workflow's stages (data, preprocessing, structure) as functions of files: what the workflow's scripts call.
 
 Each function reads its inputs, computes with the library, and writes its outputs
 atomically, so the Snakemake scripts stay one call long.
@@ -40,13 +40,8 @@ def make_mock_catalog(
     truth = draw_population(config)
     truth = pd.concat([truth, true_answers(truth)], axis=1)
     surveys = surveys_from_config(config)
-    label_survey = config["mock"].get("volunteers", {}).get("label_survey", "decals")
-    if label_survey not in surveys:
-        raise ValueError(
-            f"mock.volunteers.label_survey is {label_survey!r}, which is not one of the "
-            f"configured surveys ({', '.join(surveys)})"
-        )
-    labels = make_labels(truth, config, surveys[label_survey])
+    # the config validation (galmap.config.check_references) guarantees the survey exists
+    labels = make_labels(truth, config, surveys[config["mock"]["volunteers"]["label_survey"]])
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
     counts = class_counts(labels)
