@@ -42,7 +42,7 @@ def test_noiseless_total_flux_matches_truth(truth, surveys, test_config):
 
 
 def test_euclid_and_halpha_fluxes_match_truth(truth, surveys, test_config):
-    euclid, halpha = surveys["euclid"], surveys["halpha"]
+    euclid = surveys["euclid"]
     big_e = Survey.from_config("big", test_config["surveys"]["euclid"] | {"stamp_px": 1024})
     big_h = Survey.from_config("big", test_config["surveys"]["halpha"] | {"stamp_px": 256})
     for row in _pick(truth, type="spiral")[:2]:
@@ -52,7 +52,6 @@ def test_euclid_and_halpha_fluxes_match_truth(truth, surveys, test_config):
         ha = draw(model, big_h, "Ha", companion=False, neighbours=False)
         assert total_flux(ha) == pytest.approx(row["flux_Ha"], rel=0.01)
         assert row["flux_Ha"] > 0
-    del halpha
 
 
 @pytest.mark.parametrize("n", [1.0, 2.5, 4.0, 6.0])

@@ -17,6 +17,7 @@ values, a flag, and a row in the failures log with the reason.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Mapping
@@ -157,6 +158,7 @@ _MORPH_QUANTITIES = [
 ]  # fmt: skip
 
 
+@functools.cache
 def _statmorph_class():
     from statmorph.statmorph import SourceMorphology
 
@@ -176,7 +178,7 @@ def _statmorph_class():
 
 
 def _measure_one(args: tuple) -> tuple[dict[str, float], str | None]:
-    gid, image, ivar, segmap, mask, psf = args
+    _gid, image, ivar, segmap, mask, psf = args
     values = {k: np.nan for k in _MORPH_QUANTITIES} | {"flag": 4}
     if not segmap.any():
         return values, "no source in the segmentation"
