@@ -22,6 +22,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/structure.smk"
+include: "workflow/rules/vae.smk"
+include: "workflow/rules/outliers.smk"
 
 
 rule all:

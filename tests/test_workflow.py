@@ -78,6 +78,38 @@ def test_outputs_exist_and_hold_what_they_should(workdir: Path, test_config):
 
 
 @pytest.mark.slow
+def test_latent_space_and_outliers(workdir: Path, test_config):
+    """One model and a latents row per galaxy for every latent size; the scan; outliers with truth."""
+    from galmap.vae import load_vae
+
+    vae = test_config["vae"]
+    truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
+    sizes = sorted(set(vae["latent_scan"]) | {vae["latent_dim"]})
+    for k in sizes:
+        model, meta = load_vae(workdir / f"results/vae/z{k}/model.pt")
+        assert model.latent_dim == k and meta["bands"] == ["g", "r", "z"]
+        lat = pd.read_parquet(workdir / f"results/vae/z{k}/latents.parquet")
+        assert list(lat["id"]) == list(truth["id"])
+        assert [c for c in lat.columns if c.startswith("mu_")] == [f"mu_{i}" for i in range(k)]
+        assert set(lat["split"]) == {"train", "val", "test"}
+        assert lat["ssim"].between(-1, 1).all() and (lat["chi2_nu"] > 0).all()
+        hist = pd.read_csv(workdir / f"results/vae/z{k}/history.csv")
+        assert len(hist) == vae["max_epochs"] and hist["best"].sum() == 1
+        assert not (workdir / f"results/vae/z{k}/checkpoint.pt").exists()
+    scan = pd.read_csv(workdir / "results/vae/ssim_vs_latents.csv")
+    assert list(scan["latent_dim"]) == sizes
+    assert {"ssim_mean", "mse_mean", "mae_mean", "n_test"} <= set(scan.columns) and (scan["n_test"] > 0).all()
+    out = pd.read_parquet(workdir / "results/outliers/outliers.parquet")
+    assert list(out["id"]) == list(truth["id"])
+    assert {"mahalanobis_sigma", "recon_chi2", "recon_sigma", "is_outlier"} <= set(out.columns)
+    metrics = pd.read_csv(workdir / "results/outliers/metrics.csv").set_index("kind")
+    assert metrics.loc["all", "n"] == (truth["anomaly"] != "none").sum() == 3
+    assert metrics.loc["none", "n"] == len(truth) - 3
+    roc = pd.read_csv(workdir / "results/outliers/roc.csv")
+    assert roc["tpr"].iloc[-1] == 1.0
+
+
+@pytest.mark.slow
 def test_rerun_has_nothing_to_do(workdir: Path):
     proc = _run(["-n", "--configfile", str(REPO / "config" / "test.yaml")], workdir)
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -95,6 +127,20 @@ def test_changing_a_preprocess_parameter_reruns_only_preprocessing(workdir: Path
     out = proc.stdout + proc.stderr
     assert "preprocess" in out
     assert "mock_render" not in out and "mock_catalog" not in out
+
+
+@pytest.mark.slow
+def test_changing_the_vae_reruns_only_the_latent_space(workdir: Path):
+    import yaml
+
+    changed = workdir / "changed_vae.yaml"
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["vae"]["learning_rate"] = 0.001
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = _run(["-n", "--configfile", str(changed)], workdir).stdout
+    assert "vae_train" in out and "outliers" in out
+    for rule in ("mock_render", "preprocess", "sersic", "morphometry"):
+        assert f"rule {rule}:" not in out and f"\n{rule} " not in out, rule
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path):

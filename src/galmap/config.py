@@ -78,8 +78,11 @@ def check_references(config: Mapping[str, Any]) -> None:
     refs = []
     if "volunteers" in config.get("mock", {}):
         refs.append(("mock.volunteers.label_survey", config["mock"]["volunteers"].get("label_survey")))
-    if "structure" in config:
-        refs.append(("structure.survey", config["structure"].get("survey")))
+    if "anomalies" in config.get("mock", {}):
+        refs.append(("mock.anomalies.artefact_survey", config["mock"]["anomalies"].get("artefact_survey")))
+    for stage in ("structure", "vae"):
+        if stage in config:
+            refs.append((f"{stage}.survey", config[stage].get("survey")))
     for key, name in refs:
         if name is not None and name not in surveys:
             raise ConfigError(

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_DATASETS = ("images", "ivar", "ids")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 REQUIRED_ATTRS = ("bands", "pixscale_arcsec", "survey", "psf_fwhm_arcsec")
 
 
@@ -43,6 +45,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
     try:
         yield tmp_path
         os.replace(tmp_path, path)

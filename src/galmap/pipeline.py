@@ -60,7 +60,8 @@ def render_mock_shard(
     rows = truth.iloc[shard_rows(len(truth), int(config["shard_size"]), shard)]
     surveys = surveys_from_config(config)
     failures = FailureLog("data")
-    shards = render_shard(rows, [surveys[name] for name in outputs], int(config["seed"]), failures)
+    artefacts = config["mock"]["anomalies"]["artefact_survey"]
+    shards = render_shard(rows, [surveys[name] for name in outputs], int(config["seed"]), failures, True, artefacts)
     for name, path in outputs.items():
         write_shard(path, shards[name])
     failures.write(failures_path)
@@ -108,3 +109,110 @@ def gather_tables(paths: Sequence[str | Path], out_path: str) -> None:
 def gather_failure_tables(paths: Sequence[str | Path], out_path: str) -> None:
     """Concatenate per-shard ``failures`` tables into one stage table."""
     write_table(out_path, gather_failures(paths))
+
+
+# --------------------------------------------------------------------------- latent space
+def train_vae_file(
+    params: Mapping[str, Any],
+    seed: int,
+    latent_dim: int,
+    image_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    threads: int = 1,
+) -> None:
+    """Train the VAE with ``latent_dim`` latents on the preprocessed shards; write the model and history.
+
+    A checkpoint next to the model (``checkpoint.pt``) is written after every epoch
+    and removed once the model is written: a killed job resumes from it.
+    """
+    import torch
+
+    from galmap.vae import save_vae, train_vae
+
+    torch.set_num_threads(max(1, threads))
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history, meta = train_vae(image_paths, params, latent_dim, seed, checkpoint=checkpoint)
+    meta["images_per_s"] = float(history["images_per_s"].median()) if len(history) else float("nan")
+    save_vae(model_path, model, meta)
+    write_table(history_path, history)
+    checkpoint.unlink(missing_ok=True)
+    log.info("VAE z=%d: %d epochs; model written to %s", latent_dim, len(history), model_path)
+
+
+def encode_file(
+    params: Mapping[str, Any],
+    seed: int,
+    model_path: str,
+    images_path: str,
+    out_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Latents and reconstruction metrics of every galaxy of one preprocessed shard."""
+    import numpy as np
+    import torch
+
+    from galmap.training import pick_device
+    from galmap.vae import encode, load_vae, loader
+
+    torch.set_num_threads(max(1, threads))
+    model, meta = load_vae(model_path, pick_device(params.get("device", "auto")))
+    data = loader(params, seed)(Path(images_path))
+    if list(data.attrs["bands"]) != list(meta["bands"]):
+        raise ValueError(f"{images_path} has bands {list(data.attrs['bands'])}, the model {model_path} {meta['bands']}")
+    table, _ = encode(model, data)
+    failures = FailureLog("vae")
+    mu = table[[c for c in table.columns if c.startswith("mu_")]].to_numpy()
+    for gid, n_pix, finite in zip(table["id"], table["n_pix"], np.isfinite(mu).all(axis=1), strict=True):
+        if n_pix == 0:
+            failures.add(gid, "no unmasked pixel with data: latents describe an empty stamp, metrics are NaN")
+        elif not finite:
+            failures.add(gid, "the encoder returned non-finite latents")
+    write_table(out_path, table)
+    failures.write(failures_path)
+    log.info("encoded %d galaxies of %s with %s; %d failures", len(table), images_path, model_path, len(failures))
+
+
+def latent_scan_file(latent_paths: Sequence[str], history_paths: Sequence[str], out_path: str) -> None:
+    """``ssim_vs_latents.csv`` from the latents tables and histories of every latent size."""
+    from galmap.vae import scan_summary
+
+    tables, histories = {}, {}
+    for lp, hp in zip(latent_paths, history_paths, strict=True):
+        t = read_table(lp)
+        k = sum(c.startswith("mu_") for c in t.columns)
+        tables[k], histories[k] = t, read_table(hp)
+    summary = scan_summary(tables, histories)
+    write_table(out_path, summary)
+    log.info("SSIM vs number of latents (test split):\n%s", summary.to_string(index=False))
+
+
+def outliers_file(
+    params: Mapping[str, Any],
+    seed: int,
+    latents_path: str,
+    truth_path: str | None,
+    out_path: str,
+    metrics_path: str,
+    roc_path: str,
+) -> None:
+    """Outlier scores and flags; with a truth table holding ``anomaly``, recall/FPR and the ROC curve."""
+    from galmap.outliers import evaluate, roc
+    from galmap.outliers import score as score_outliers
+
+    latents = read_table(latents_path)
+    table = score_outliers(latents, float(params["threshold_sigma"]), seed)
+    write_table(out_path, table)
+    if truth_path and "anomaly" in (truth := read_table(truth_path)).columns:
+        anomaly = truth.set_index("id")["anomaly"]
+        metrics = evaluate(table, anomaly)
+        curve = roc(table["outlier_score"].to_numpy(), (table["id"].map(anomaly).fillna("none") != "none").to_numpy())
+    else:
+        metrics = pd.DataFrame({"kind": ["all"], "n": [len(table)], "n_flagged": [int(table["is_outlier"].sum())]})
+        curve = pd.DataFrame(columns=["threshold", "fpr", "tpr"])
+    write_table(metrics_path, metrics)
+    write_table(roc_path, curve)
+    log.info(
+        "outliers: %d of %d flagged\n%s", int(table["is_outlier"].sum()), len(table), metrics.to_string(index=False)
+    )

@@ -6,11 +6,16 @@ SOURCE = config["data"]["source"]
 N_GALAXIES = config["mock"]["n_galaxies"]
 SHARDS = [f"{i:04d}" for i in range(math.ceil(N_GALAXIES / config["shard_size"]))]
 ENV = "../../envs/galmap.yaml"
+LATENT_DIM = config["vae"]["latent_dim"]
+LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
+# training rules ask the scheduler for a GPU only where the config says to use one
+GPU_TRAINING = config["vae"]["device"] == "cuda"
 
 
 wildcard_constraints:
     shard=r"\d{4}",
     survey="|".join(SURVEYS),
+    k=r"\d+",
 
 
 def raw_shard(wildcards):
@@ -21,6 +26,16 @@ def raw_shard(wildcards):
 def structure_images(wildcards):
     """The preprocessed shard the structure stage measures (survey from the config)."""
     return f"results/images/{config['structure']['survey']}/shard-{wildcards.shard}.h5"
+
+
+def vae_images(wildcards):
+    """Every preprocessed shard of the survey the VAE encodes."""
+    return expand("results/images/{survey}/shard-{shard}.h5", survey=config["vae"]["survey"], shard=SHARDS)
+
+
+def mock_truth(wildcards):
+    """The mock's truth table (injected anomalies) when the data are the mock, else nothing."""
+    return ["results/catalog/truth.parquet"] if SOURCE == "mock" else []
 
 
 def all_outputs():
@@ -36,4 +51,10 @@ def all_outputs():
         "results/structure/morphometry.parquet",
         "results/structure/failures.csv",
         *expand("results/images/{survey}/shard-{shard}.h5", survey=SURVEYS, shard=SHARDS),
+        *expand("results/vae/z{k}/{name}", k=LATENT_SIZES, name=["model.pt", "latents.parquet", "history.csv"]),
+        "results/vae/ssim_vs_latents.csv",
+        "results/vae/failures.csv",
+        "results/outliers/outliers.parquet",
+        "results/outliers/metrics.csv",
+        "results/outliers/roc.csv",
     ]

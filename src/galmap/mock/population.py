@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.special import gammainccinv, gammaincinv
 
 from galmap.ids import mock_id
+from galmap.mock.anomalies import draw_anomalies
 from galmap.surveys import flux_to_mag, mag_to_flux, surveys_from_config
 
 TYPES = ("elliptical", "lenticular", "spiral", "irregular")
@@ -269,9 +270,15 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     )
     # residual sky level left in each stamp (what background subtraction must remove)
     sky_sigma = float(mock.get("sky_offset_sigma", 0.5))
-    for survey in surveys_from_config(config).values():
+    surveys = surveys_from_config(config)
+    for survey in surveys.values():
         for band, sigma in zip(survey.bands, survey.sky_sigma, strict=True):
             table[f"sky_{survey.name}_{band}"] = rng.normal(0.0, sky_sigma * sigma, n)
+    # injected anomalies (own random stream: the galaxies above do not depend on them)
+    artefact_survey = mock.get("anomalies", {}).get("artefact_survey", "decals")
+    artefact_bands = surveys[artefact_survey].bands if artefact_survey in surveys else ()
+    table |= draw_anomalies(n, config, table["re_light_weighted_arcsec"], artefact_bands)
+    table["is_single_sersic"] = table["is_single_sersic"] & (table["anomaly"] == "none")
     return pd.DataFrame(table)
 
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from galmap.failures import FailureLog
 from galmap.io import Shard
+from galmap.mock.anomalies import artefact_image, astrophysical_profile
 from galmap.mock.population import (
     BROAD_BANDS,
     HALPHA_PER_NMGY,
@@ -86,6 +87,7 @@ class Components:
     tidal: galsim.GSObject | None
     neighbours: list[tuple[galsim.GSObject, dict[str, float]]]
     neighbour_xy: list[tuple[float, float]]
+    anomaly: tuple[galsim.GSObject, dict[str, float]] | None = None
 
 
 class GalaxyModel:
@@ -199,7 +201,8 @@ class GalaxyModel:
             fluxes["Ha"] = 0.0
             neighbours.append((prof.shift(x, y), fluxes))
             neighbour_xy.append((float(x), float(y)))
-        return Components(central, companion, tidal, neighbours, neighbour_xy)
+        anomaly = astrophysical_profile(r, self.seed)
+        return Components(central, companion, tidal, neighbours, neighbour_xy, anomaly)
 
     # ------------------------------------------------------------------ fluxes
     def component_fluxes(self, band: str) -> dict[str, float]:
@@ -219,9 +222,12 @@ class GalaxyModel:
         bands = VIS_BANDS if band == "VIS" else (band,)
         return {c: float(np.mean([f_r * frac[c] * 10 ** (-0.4 * r[f"{c}_colour_{b}"]) for b in bands])) for c in frac}
 
-    def profile(self, band: str, companion: bool = True, neighbours: bool = True) -> galsim.GSObject:
+    def profile(
+        self, band: str, companion: bool = True, neighbours: bool = True, anomaly: bool = True
+    ) -> galsim.GSObject:
         """The galaxy in ``band`` before the PSF: central components (+ companion, tides,
-        neighbours), shifted by the truth's centre offset, fluxes in the band's unit."""
+        an astrophysical anomaly, neighbours), shifted by the truth's centre offset,
+        fluxes in the band's unit."""
         fluxes = self.component_fluxes(band)
         parts = [obj * fluxes[name] for name, obj in self.components.central.items() if fluxes[name] > 0]
         total_central = sum(fluxes.values())
@@ -230,6 +236,9 @@ class GalaxyModel:
             ratio = float(self.row["companion_flux_ratio"])
             parts.append(c.companion * (ratio * total_central))
             parts.append(c.tidal * (float(self.row["tidal_frac"]) * total_central))
+        if anomaly and c.anomaly is not None and c.anomaly[1][band] > 0:
+            f_r = float(mag_to_flux(self.row["mag_r_nominal"]))
+            parts.append(c.anomaly[0] * (c.anomaly[1][band] * f_r))
         if not parts:
             parts = [galsim.Gaussian(sigma=1.0, flux=0.0)]
         gal = galsim.Add(parts).shift(self.row["dx_arcsec"], self.row["dy_arcsec"])
@@ -286,11 +295,13 @@ def render_shard(
     seed: int,
     failures: FailureLog | None = None,
     progress: bool = True,
+    artefact_survey: str | None = "decals",
 ) -> dict[str, Shard]:
     """Render every galaxy of ``truth`` in every survey; return one :class:`Shard` per survey.
 
-    A galaxy that GalSim cannot render in a survey is recorded in ``failures`` and
-    kept in the shard with zero pixels and zero ``ivar``.
+    Instrumental anomalies (:mod:`galmap.mock.anomalies`) appear only in the images
+    of ``artefact_survey``. A galaxy that GalSim cannot render in a survey is
+    recorded in ``failures`` and kept in the shard with zero pixels and zero ``ivar``.
     """
     field = max(s.fov_arcsec for s in surveys)
     psfs = {(s.name, b): s.psf(b) for s in surveys for b in s.bands}
@@ -319,8 +330,12 @@ def render_shard(
                     if failures is not None:
                         failures.add(row["id"], f"rendering {s.name} {band} failed: {exc}")
                     continue
+                if s.name == artefact_survey and (light := artefact_image(row, s, band, after_noise=False)) is not None:
+                    clean = clean + light
                 sky = float(row.get(f"sky_{s.name}_{band}", 0.0))
                 images[i, j], ivar[i, j] = observe(clean, sky, s, band, rng)
+                if s.name == artefact_survey and (defect := artefact_image(row, s, band, after_noise=True)) is not None:
+                    images[i, j] += defect
     ids = truth["id"].to_numpy(dtype=object)
     shards = {}
     for s in surveys:

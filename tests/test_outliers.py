@@ -1,0 +1,99 @@
+"""Outlier scores, flags and their validation; the mock's injected anomalies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from galmap.mock.anomalies import INSTRUMENTAL, KINDS
+from galmap.mock.population import draw_population
+from galmap.mock.render import render_shard
+from galmap.outliers import evaluate, roc, score
+
+
+def _latents(n: int = 400, k: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(size=(n, k))
+    chi2 = 10 ** rng.normal(0.2, 0.05, n)
+    table = pd.DataFrame(mu, columns=[f"mu_{i}" for i in range(k)])
+    table.insert(0, "id", [f"g{i}" for i in range(n)])
+    table["chi2_nu"] = chi2
+    return table
+
+
+def test_an_injected_artefact_is_flagged():
+    """A galaxy far out in latent space and one badly reconstructed are flagged; few others are."""
+    table = _latents()
+    table.loc[3, [f"mu_{i}" for i in range(6)]] = 12.0  # far from the population
+    table.loc[7, "chi2_nu"] = 40.0  # a trail the decoder cannot reproduce
+    out = score(table, threshold_sigma=4.0, seed=1)
+    assert out.loc[3, "is_outlier"] and out.loc[3, "mahalanobis_sigma"] > 4
+    assert out.loc[7, "is_outlier"] and out.loc[7, "recon_sigma"] > 4
+    assert out["is_outlier"].sum() <= 6
+    anomaly = pd.Series("none", index=table["id"])
+    anomaly[["g3", "g7"]] = ["lens_arc", "satellite_trail"]
+    metrics = evaluate(out, anomaly).set_index("kind")
+    assert metrics.loc["all", "flagged_fraction"] == 1.0
+    assert metrics.loc["none", "flagged_fraction"] < 0.02
+    assert metrics.loc["all", "roc_auc"] == pytest.approx(1.0)
+
+
+def test_nan_latents_are_not_flagged_and_not_dropped():
+    table = _latents()
+    table.loc[5, "mu_0"] = np.nan
+    out = score(table)
+    assert len(out) == len(table) and not out.loc[5, "is_outlier"] and np.isnan(out.loc[5, "mahalanobis_sigma"])
+
+
+def test_too_few_galaxies_is_a_clear_error():
+    with pytest.raises(ValueError, match="more galaxies"):
+        score(_latents(n=5, k=6))
+
+
+def test_roc_curve():
+    curve = roc(np.array([5.0, 4.0, 3.0, 2.0, 1.0]), np.array([True, False, True, False, False]))
+    assert curve["fpr"].iloc[0] == 0 and curve["tpr"].iloc[-1] == 1 and curve["fpr"].iloc[-1] == 1
+    assert curve["tpr"].is_monotonic_increasing and curve["fpr"].is_monotonic_increasing
+
+
+def test_mock_injects_every_kind_without_changing_other_galaxies(default_config):
+    cfg = dict(default_config)
+    base = draw_population(cfg | {"mock": cfg["mock"] | {"n_galaxies": 500}})
+    none = draw_population(
+        cfg | {"mock": cfg["mock"] | {"n_galaxies": 500, "anomalies": cfg["mock"]["anomalies"] | {"fraction": 0.0}}}
+    )
+    counts = base["anomaly"].value_counts()
+    assert counts.drop("none").sum() == 10 and set(counts.index) == {"none", *KINDS}
+    assert (none["anomaly"] == "none").all()
+    same = [c for c in base.columns if not c.startswith("anomaly") and c != "is_single_sersic"]
+    pd.testing.assert_frame_equal(base[same], none[same])
+    assert not base.loc[base["anomaly"] != "none", "is_single_sersic"].any()
+
+
+def test_anomalies_appear_where_they_should(truth, surveys, test_config):
+    """Instrumental artefacts only in the artefact survey (trails and columns in one band);
+    astrophysical anomalies add light in every survey."""
+    bad = truth[truth["anomaly"] != "none"]
+    assert len(bad) == 3
+    rows = pd.concat([bad] * 2, ignore_index=True)
+    plain = rows.copy()
+    plain["anomaly"] = "none"
+    both = pd.concat([rows.iloc[: len(bad)], plain.iloc[len(bad) :]], ignore_index=True)
+    names = ["decals", "bass"]
+    shards = render_shard(both, [surveys[n] for n in names], test_config["seed"], progress=False)
+    for i, row in enumerate(bad.to_dict("records")):
+        j = i + len(bad)
+        for name in names:
+            s = surveys[name]
+            diff = shards[name].images[i] - shards[name].images[j]
+            sigma = np.array(s.sky_sigma)[:, None, None]
+            excess = (diff / sigma).sum(axis=(1, 2))
+            if row["anomaly"] in INSTRUMENTAL:
+                if name != "decals":
+                    np.testing.assert_array_equal(diff, 0.0)
+                else:
+                    hit = [b for b, e in zip(s.bands, excess, strict=True) if e > 50]
+                    assert hit == ([row["anomaly_band"]] if row["anomaly_band"] else list(s.bands)), row["anomaly"]
+            else:
+                assert (excess > 50).all(), (row["anomaly"], name, excess)

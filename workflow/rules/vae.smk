@@ -1,0 +1,89 @@
+# Latent space: one convolutional VAE per latent size, latents per shard, the SSIM scan.
+
+
+rule vae_train:
+    input:
+        images=vae_images,
+    output:
+        model="results/vae/z{k}/model.pt",
+        history="results/vae/z{k}/history.csv",
+    params:
+        vae=config["vae"],
+        seed=config["seed"],
+    log:
+        "logs/vae/train-z{k}.log",
+    benchmark:
+        "logs/benchmarks/vae/train-z{k}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if GPU_TRAINING else 0,
+    conda:
+        ENV
+    script:
+        "../../scripts/vae_train.py"
+
+
+rule vae_encode:
+    input:
+        model="results/vae/z{k}/model.pt",
+        images=f"results/images/{config['vae']['survey']}/shard-{{shard}}.h5",
+    output:
+        latents="results/vae/z{k}/shards/latents-{shard}.parquet",
+        failures="results/vae/z{k}/shards/failures-{shard}.csv",
+    params:
+        vae=config["vae"],
+        seed=config["seed"],
+    log:
+        "logs/vae/encode-z{k}-{shard}.log",
+    benchmark:
+        "logs/benchmarks/vae/encode-z{k}-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../../scripts/vae_encode.py"
+
+
+rule vae_latents:
+    input:
+        expand("results/vae/z{{k}}/shards/latents-{shard}.parquet", shard=SHARDS),
+    output:
+        "results/vae/z{k}/latents.parquet",
+    log:
+        "logs/vae/gather-z{k}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/gather_tables.py"
+
+
+rule vae_failures:
+    input:
+        expand("results/vae/z{k}/shards/failures-{shard}.csv", k=LATENT_DIM, shard=SHARDS),
+    output:
+        "results/vae/failures.csv",
+    log:
+        "logs/vae/failures.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/gather_failures.py"
+
+
+rule vae_scan:
+    input:
+        latents=expand("results/vae/z{k}/latents.parquet", k=LATENT_SIZES),
+        histories=expand("results/vae/z{k}/history.csv", k=LATENT_SIZES),
+    output:
+        "results/vae/ssim_vs_latents.csv",
+    log:
+        "logs/vae/scan.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/vae_scan.py"
