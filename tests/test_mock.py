@@ -13,7 +13,7 @@ from galmap.surveys import Survey
 
 
 def _pick(truth: pd.DataFrame, **conditions) -> list[dict]:
-    rows = truth
+    rows = truth[truth["anomaly"] == "none"]  # injected anomalies add light of their own
     for key, value in conditions.items():
         rows = rows[rows[key] == value]
     return rows.to_dict("records")
@@ -89,7 +89,12 @@ def test_flux_consistent_across_surveys(test_config, surveys):
     Isolated galaxies (no neighbours, no companion), small enough to sit well inside
     every stamp; the residual sky level (truth) is removed before summing.
     """
-    mock = dict(test_config["mock"]) | {"neighbours_mean": 0.0, "merger_fraction": 0.0, "n_galaxies": 60}
+    mock = dict(test_config["mock"]) | {
+        "neighbours_mean": 0.0,
+        "merger_fraction": 0.0,
+        "n_galaxies": 60,
+        "anomalies": {"fraction": 0.0},
+    }
     pop = draw_population(test_config | {"mock": mock})
     pop = pop[pop["re_light_weighted_arcsec"] < 1.0].iloc[:6]
     assert len(pop) == 6

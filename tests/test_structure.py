@@ -27,6 +27,7 @@ def sersic_sample(test_config):
         "merger_fraction": 0.0,
         "neighbours_mean": 0.0,
         "mag_r_range": [17.0, 19.0],
+        "anomalies": {"fraction": 0.0},
     }
     cfg = test_config | {"mock": mock}
     truth = draw_population(cfg)

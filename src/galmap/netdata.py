@@ -45,13 +45,14 @@ def network_inputs(
     images: np.ndarray, ivar: np.ndarray, softening: Sequence[float], sys_error: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised images ``x`` and their weights ``w`` (see the module docstring); float32 (N, B, H, W)."""
-    s = np.asarray(softening, dtype=np.float64)[None, :, None, None]
+    s = np.asarray(softening, dtype=np.float32)[None, :, None, None]
     good = np.isfinite(images) & np.isfinite(ivar) & (ivar > 0)
-    img = np.where(good, images, 0.0).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        var = np.where(good, 1.0 / np.where(good, ivar, 1.0), np.inf) + (sys_error * img) ** 2
-    w = np.where(good, (s**2 + img**2) / var, 0.0)
-    x = np.where(good, np.arcsinh(img / s), 0.0)
+    img = np.where(good, images, np.float32(0)).astype(np.float32)
+    # variance in image units (inf where there is no data), plus the systematic term
+    var = np.divide(1.0, ivar, out=np.full(img.shape, np.inf, np.float32), where=good)
+    var += np.float32(sys_error) ** 2 * img**2
+    w = np.where(good, (s**2 + img**2) / var, np.float32(0))
+    x = np.where(good, np.arcsinh(img / s), np.float32(0))
     return x.astype(np.float32), w.astype(np.float32)
 
 
