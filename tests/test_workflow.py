@@ -109,6 +109,27 @@ def test_latent_space_and_outliers(workdir: Path, test_config):
     assert roc["tpr"].iloc[-1] == 1.0
 
 
+FIGURES = ["survey_examples", "sersic_truth", "morphometry", "vae", "outliers"]
+
+
+@pytest.mark.slow
+def test_figures_and_the_report(workdir: Path):
+    """Every figure as PDF and PNG; the Snakemake report holds every figure and its caption."""
+    for name in FIGURES:
+        for ext in ("pdf", "png"):
+            path = workdir / f"results/figures/{name}.{ext}"
+            assert path.stat().st_size > 5000, path
+        assert (workdir / f"results/figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = workdir / "results/report.html"
+    _run(["--report", str(report), "--configfile", str(REPO / "config" / "test.yaml")], workdir)
+    html = report.read_text()
+    for name in FIGURES:
+        assert f"{name}.png" in html, name
+        words = (REPO / "workflow/report" / f"{name}.rst").read_text().split()
+        ascii_prefix = " ".join(words[: min(6, next(i for i, w in enumerate(words) if not w.isascii()))])
+        assert len(ascii_prefix) > 10 and ascii_prefix in html, name  # the report escapes non-ASCII
+
+
 @pytest.mark.slow
 def test_rerun_has_nothing_to_do(workdir: Path):
     proc = _run(["-n", "--configfile", str(REPO / "config" / "test.yaml")], workdir)

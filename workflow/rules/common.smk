@@ -10,6 +10,8 @@ LATENT_DIM = config["vae"]["latent_dim"]
 LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 # training rules ask the scheduler for a GPU only where the config says to use one
 GPU_TRAINING = config["vae"]["device"] == "cuda"
+# the paper's figures of the stages that exist (the Sérsic-vs-truth figure needs the mock's truth)
+FIGURE_NAMES = ["survey_examples", "morphometry", "vae", "outliers"] + (["sersic_truth"] if SOURCE == "mock" else [])
 
 
 wildcard_constraints:
@@ -57,4 +59,5 @@ def all_outputs():
         "results/outliers/outliers.parquet",
         "results/outliers/metrics.csv",
         "results/outliers/roc.csv",
+        *expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["pdf", "png"]),
     ]

@@ -62,3 +62,24 @@ rule data_failures:
         ENV
     script:
         "../../scripts/gather_failures.py"
+
+
+rule figure_survey_examples:
+    input:
+        image_paths=expand("results/images/{survey}/shard-{shard}.h5", survey=SURVEYS, shard=SHARDS[0]),
+        truth_path=mock_truth,
+    output:
+        pdf="results/figures/survey_examples.pdf",
+        png=report(
+            "results/figures/survey_examples.png",
+            caption="../report/survey_examples.rst",
+            category="Data",
+        ),
+    params:
+        figure="survey_examples",
+    log:
+        "logs/figures/survey_examples.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"

@@ -24,3 +24,22 @@ rule outliers:
         ENV
     script:
         "../../scripts/outliers.py"
+
+
+rule figure_outliers:
+    input:
+        outliers_path="results/outliers/outliers.parquet",
+        roc_path="results/outliers/roc.csv",
+        image_paths=vae_images,
+        truth_path=mock_truth,
+    output:
+        pdf="results/figures/outliers.pdf",
+        png=report("results/figures/outliers.png", caption="../report/outliers.rst", category="Outliers"),
+    params:
+        figure="outliers",
+    log:
+        "logs/figures/outliers.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"

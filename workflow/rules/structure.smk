@@ -73,3 +73,45 @@ rule structure_failures:
         ENV
     script:
         "../../scripts/gather_failures.py"
+
+
+rule figure_sersic_truth:
+    input:
+        sersic_path="results/structure/sersic.parquet",
+        truth_path="results/catalog/truth.parquet",
+    output:
+        pdf="results/figures/sersic_truth.pdf",
+        png=report(
+            "results/figures/sersic_truth.png",
+            caption="../report/sersic_truth.rst",
+            category="Structure",
+        ),
+    params:
+        figure="sersic_truth",
+    log:
+        "logs/figures/sersic_truth.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"
+
+
+rule figure_morphometry:
+    input:
+        morph_path="results/structure/morphometry.parquet",
+        truth_path=mock_truth,
+    output:
+        pdf="results/figures/morphometry.pdf",
+        png=report(
+            "results/figures/morphometry.png",
+            caption="../report/morphometry.rst",
+            category="Structure",
+        ),
+    params:
+        figure="morphometry",
+    log:
+        "logs/figures/morphometry.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"

@@ -87,3 +87,22 @@ rule vae_scan:
         ENV
     script:
         "../../scripts/vae_scan.py"
+
+
+rule figure_vae:
+    input:
+        scan_path="results/vae/ssim_vs_latents.csv",
+        model_path=f"results/vae/z{LATENT_DIM}/model.pt",
+        images_path=f"results/images/{config['vae']['survey']}/shard-{SHARDS[0]}.h5",
+        latents_path=f"results/vae/z{LATENT_DIM}/latents.parquet",
+    output:
+        pdf="results/figures/vae.pdf",
+        png=report("results/figures/vae.png", caption="../report/vae.rst", category="Latent space"),
+    params:
+        figure="vae",
+    log:
+        "logs/figures/vae.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"

@@ -1,0 +1,258 @@
+"""The paper's figures, drawn from the stages' output files.
+
+Every figure is written as PDF and PNG (``<stem>.pdf``, ``<stem>.png``) in one style
+(``galmap.mplstyle``, next to this module). Each ``*_figure`` function takes the
+paths of the tables and images it plots; the Snakemake rules call them through
+:func:`make_figure`. Images are shown with an asinh stretch (colour: z, r, g as
+red, green, blue; one band: grey), each stamp scaled to its own 99.5th percentile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from galmap.io import atomic_path, read_shard, read_table  # noqa: E402
+
+STYLE = Path(__file__).with_name("galmap.mplstyle")
+
+#: Colour order of composite images: (red, green, blue) = the reddest to bluest bands present.
+_BAND_ORDER = ["Ha", "VIS", "z", "i", "r", "g", "u"]
+
+
+def save(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:
+    """Write ``fig`` as PDF and PNG atomically and close it."""
+    for path in (pdf_path, png_path):
+        with atomic_path(path, Path(path).suffix) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix[1:])
+    plt.close(fig)
+
+
+def stretch(image: np.ndarray, bands: Sequence[str], sigma: Sequence[float] | None = None) -> np.ndarray:
+    """An asinh-stretched display image of one stamp (bands, H, W): RGB (H, W, 3) or grey (H, W).
+
+    ``sigma`` (per band, image units) sets the softening at 2 sigma; without it the
+    per-band median absolute deviation is used.
+    """
+    img = np.nan_to_num(np.asarray(image, dtype=float))
+    if sigma is None:
+        sigma = [1.4826 * np.median(np.abs(b - np.median(b))) or 1.0 for b in img]
+    scaled = np.arcsinh(img / (2.0 * np.asarray(sigma, float)[:, None, None]))
+    order = sorted(range(len(bands)), key=lambda j: _BAND_ORDER.index(bands[j]) if bands[j] in _BAND_ORDER else 99)
+    if len(bands) >= 3:
+        rgb = np.stack([scaled[order[0]], scaled[order[len(order) // 2]], scaled[order[-1]]], axis=-1)
+    elif len(bands) == 2:
+        rgb = np.stack([scaled[order[0]], 0.5 * (scaled[order[0]] + scaled[order[1]]), scaled[order[1]]], axis=-1)
+    else:
+        rgb = scaled[0]
+    top = np.percentile(rgb, 99.5)
+    return np.clip(rgb / (top if top > 0 else 1.0), 0.0, 1.0)
+
+
+def _show(ax: plt.Axes, image: np.ndarray, bands: Sequence[str], sigma=None, title: str | None = None) -> None:
+    disp = stretch(image, bands, sigma)
+    ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def survey_examples_figure(image_paths: Sequence[str], truth_path: str | None, n_galaxies: int = 5) -> plt.Figure:
+    """The same galaxies in every survey (rows: galaxies of different types; columns: surveys)."""
+    shards = [read_shard(p) for p in image_paths]
+    ids = list(shards[0].ids)
+    picks = list(range(min(n_galaxies, len(ids))))
+    labels = {}
+    if truth_path:
+        truth = read_table(truth_path).set_index("id")
+        normal = [i for i, g in enumerate(ids) if truth.loc[g, "anomaly"] == "none"] if "anomaly" in truth else []
+        by_type: dict[str, int] = {}
+        for i in normal or range(len(ids)):
+            by_type.setdefault(str(truth.loc[ids[i], "type"]), i)
+        picks = (list(by_type.values()) + [i for i in range(len(ids)) if i not in by_type.values()])[:n_galaxies]
+        labels = {i: f"{truth.loc[ids[i], 'type']}, r={truth.loc[ids[i], 'mag_r']:.1f}" for i in picks}
+    fig, axes = plt.subplots(len(picks), len(shards), figsize=(1.3 * len(shards), 1.3 * len(picks)), squeeze=False)
+    for c, shard in enumerate(shards):
+        a = shard.attrs
+        fov = a["pixscale_arcsec"] * shard.images.shape[-1]
+        for r, i in enumerate(picks):
+            _show(axes[r, c], shard.images[i], shard.bands, a.get("sky_sigma"))
+            if r == 0:
+                axes[r, c].set_title(
+                    f"{a['survey']} ({'+'.join(shard.bands)})\n{a['pixscale_arcsec']}″/px, {fov:.0f}″", fontsize=7
+                )
+            if c == 0:
+                axes[r, c].set_ylabel(labels.get(i, ids[i]), fontsize=7)
+    fig.suptitle("The same mock galaxies in each survey", fontsize=9)
+    return fig
+
+
+def sersic_truth_figure(sersic_path: str, truth_path: str, band: str = "r") -> plt.Figure:
+    """Fitted Sérsic n and Re against the truth for single-Sérsic galaxies, coloured by S/N."""
+    fits = read_table(sersic_path)
+    fits = fits[fits["band"] == band]
+    truth = read_table(truth_path)
+    m = fits.merge(truth, on="id")
+    m = m[m["is_single_sersic"] & (m["flag"] == 0)]
+    snr = (m["flux"] / m["flux_err"]).to_numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    for ax, (fit, true, label) in zip(
+        axes,
+        [("n", "bulge_n", "Sérsic index n"), ("re_arcsec", "bulge_re_arcsec", "R$_e$ (arcsec, semi-major)")],
+        strict=True,
+    ):
+        sc = ax.scatter(m[true], m[fit], c=np.log10(snr), s=8, cmap="viridis")
+        lo, hi = float(np.nanmin(m[true])), float(np.nanmax(m[true]))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
+        ax.set_xlabel(f"true {label}")
+        ax.set_ylabel(f"fitted {label}")
+        med = np.nanmedian(np.abs(m[fit] / m[true] - 1))
+        ax.set_title(f"{len(m)} single-Sérsic galaxies; median |Δ|/true = {med:.3f}")
+        ax.legend(loc="upper left")
+    fig.colorbar(sc, ax=axes, label=f"log$_{{10}}$ S/N ({band})")
+    return fig
+
+
+def morphometry_figure(morph_path: str, truth_path: str | None) -> plt.Figure:
+    """statmorph's Gini–M20 and concentration–asymmetry planes, coloured by the true bulge fraction."""
+    morph = read_table(morph_path)
+    m = morph.merge(read_table(truth_path), on="id") if truth_path else morph
+    m = m[m["flag"] <= 1]
+    colour = m["bulge_frac"] if "bulge_frac" in m else None
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    sc = axes[0].scatter(m["m20"], m["gini"], c=colour, s=6, cmap="coolwarm", vmin=0, vmax=1)
+    x = np.linspace(-3.0, -0.5, 10)
+    axes[0].plot(x, -0.14 * x + 0.33, "k-", lw=1, label="merger line (Lotz+08)")
+    axes[0].plot(x, 0.14 * x + 0.80, "k--", lw=1, label="E/S0–Sb line (Lotz+08)")
+    axes[0].set_xlim(0, -3.0)
+    axes[0].set_xlabel("M$_{20}$")
+    axes[0].set_ylabel("Gini")
+    axes[0].legend(loc="lower left")
+    axes[1].scatter(m["asymmetry"], m["concentration"], c=colour, s=6, cmap="coolwarm", vmin=0, vmax=1)
+    axes[1].axvline(0.35, color="k", ls="--", lw=1, label="A = 0.35 (mergers)")
+    axes[1].set_xlabel("asymmetry A")
+    axes[1].set_ylabel("concentration C")
+    axes[1].legend(loc="lower right")
+    if colour is not None:
+        fig.colorbar(sc, ax=axes, label="true bulge fraction B/T")
+    fig.suptitle(f"Non-parametric morphology of {len(m)} galaxies (statmorph)", fontsize=9)
+    return fig
+
+
+def _latent_axis(ax: plt.Axes, sizes: Sequence[int]) -> None:
+    """A log axis labelled at the scanned latent sizes."""
+    ax.set_xscale("log")
+    ax.set_xticks(list(sizes))
+    ax.set_xticklabels([str(k) for k in sizes])
+    ax.minorticks_off()
+
+
+def vae_figure(scan_path: str, model_path: str, images_path: str, latents_path: str, n_show: int = 6) -> plt.Figure:
+    """SSIM, MSE and MAE against the number of latents, and held-out reconstructions."""
+    import torch
+
+    from galmap.netdata import network_inputs
+    from galmap.vae import load_vae
+
+    scan = read_table(scan_path)
+    model, meta = load_vae(model_path)
+    shard = read_shard(images_path)
+    lat = read_table(latents_path).set_index("id")
+    test = [i for i, g in enumerate(shard.ids) if g in lat.index and lat.loc[g, "split"] == "test"][:n_show]
+    soft = shard.attrs["norm_softening"]
+    x, _ = network_inputs(shard.images[test], shard.ivar[test], soft, meta["sys_error"])
+    with torch.no_grad():
+        recon = model.decode(model.encode(torch.from_numpy(x))[0]).numpy()
+    recon = np.asarray(soft, dtype=np.float32)[None, :, None, None] * np.sinh(recon)
+    fig = plt.figure(figsize=(7, 5.6), layout="constrained")
+    grid = fig.add_gridspec(3, max(len(test), 3), height_ratios=[1.5, 1, 1])
+    ax = fig.add_subplot(grid[0, : max(len(test), 3) // 2])
+    ax.errorbar(scan["latent_dim"], scan["ssim_mean"], yerr=scan["ssim_std"] / np.sqrt(scan["n_test"]), marker="o")
+    ax.set_xlabel("number of latents K")
+    ax.set_ylabel("SSIM (held-out)")
+    _latent_axis(ax, scan["latent_dim"])
+    ax2 = fig.add_subplot(grid[0, max(len(test), 3) // 2 :])
+    ax2.plot(scan["latent_dim"], scan["mse_mean"], marker="o", label="MSE")
+    ax2.plot(scan["latent_dim"], scan["mae_mean"], marker="s", label="MAE")
+    ax2.set_xlabel("number of latents K")
+    ax2.set_ylabel("error (asinh scale)")
+    _latent_axis(ax2, scan["latent_dim"])
+    ax2.legend()
+    sigma = shard.attrs.get("sky_sigma")
+    for c, i in enumerate(test):
+        gid = shard.ids[i]
+        _show(fig.add_subplot(grid[1, c]), shard.images[i], shard.bands, sigma, str(gid))
+        _show(
+            fig.add_subplot(grid[2, c]),
+            recon[c],
+            shard.bands,
+            sigma,
+            f"K={model.latent_dim}, SSIM {lat.loc[gid, 'ssim']:.2f}",
+        )
+    fig.suptitle(
+        f"VAE: reconstruction quality against the number of latents; reconstructions at K={model.latent_dim}",
+        fontsize=9,
+    )
+    return fig
+
+
+def outliers_figure(
+    outliers_path: str, roc_path: str, image_paths: Sequence[str], truth_path: str | None, n_show: int = 8
+) -> plt.Figure:
+    """The most outlying galaxies (with their injected anomaly, if any) and the ROC curve."""
+    out = read_table(outliers_path).sort_values("outlier_score", ascending=False)
+    curve = read_table(roc_path)
+    kinds = read_table(truth_path).set_index("id")["anomaly"] if truth_path else None
+    shards = [read_shard(p) for p in image_paths]
+    where = {g: (s, i) for s in shards for i, g in enumerate(s.ids)}
+    top = [g for g in out["id"] if g in where][:n_show]
+    fig = plt.figure(figsize=(7.5, 3.6), layout="constrained")
+    grid = fig.add_gridspec(2, max(n_show // 2, 1) + 3)
+    for k, gid in enumerate(top):
+        s, i = where[gid]
+        row = out.set_index("id").loc[gid]
+        label = f"{row['outlier_score']:.1f}σ" + (f"\n{kinds.get(gid, 'none')}" if kinds is not None else "")
+        _show(
+            fig.add_subplot(grid[k // (n_show // 2), k % (n_show // 2)]),
+            s.images[i],
+            s.bands,
+            s.attrs.get("sky_sigma"),
+            label,
+        )
+    ax = fig.add_subplot(grid[:, n_show // 2 :])
+    if len(curve):
+        ax.plot(curve["fpr"], curve["tpr"], drawstyle="steps-post", label="max(latent, reconstruction) score")
+        ax.axvline(0.01, color="k", ls=":", lw=1, label="1% false positives")
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlim(0, 1)
+        ax.legend(loc="lower right")
+    ax.set_xlabel("false-positive rate (normal galaxies)")
+    ax.set_ylabel("recall of injected anomalies")
+    fig.suptitle("Latent-space and reconstruction outliers", fontsize=9)
+    return fig
+
+
+FIGURES: dict[str, Callable[..., plt.Figure]] = {
+    "survey_examples": survey_examples_figure,
+    "sersic_truth": sersic_truth_figure,
+    "morphometry": morphometry_figure,
+    "vae": vae_figure,
+    "outliers": outliers_figure,
+}
+
+
+def make_figure(name: str, inputs: Mapping[str, Any], pdf_path: str, png_path: str) -> None:
+    """Draw figure ``name`` of :data:`FIGURES` from ``inputs`` (its keyword arguments) and save it."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r} (known: {', '.join(FIGURES)})")
+    with plt.style.context(STYLE):
+        fig = FIGURES[name](**inputs)
+        save(fig, pdf_path, png_path)
