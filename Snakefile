@@ -24,6 +24,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/structure.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/outliers.smk"
+include: "workflow/rules/dvc.smk"
 
 
 rule all:

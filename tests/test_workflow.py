@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,48 @@ def test_lint_is_clean():
     proc = _run(["--lint", "--configfile", str(REPO / "config" / "test.yaml")], REPO, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "good condition" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_dvc_pull_on_a_fresh_copy_has_nothing_to_rerun(workdir: Path, tmp_path):
+    """Push a finished run with DVC, pull it into a fresh copy with hostile timestamps:
+    `snakemake -n` has nothing to do, and a changed parameter still reruns what depends on it."""
+    import shutil
+
+    import yaml
+
+    from galmap.dvc import run_dvc
+
+    config = str(REPO / "config" / "test.yaml")
+    run_dvc("init", "--no-scm", "--quiet", cwd=workdir)
+    run_dvc("config", "core.analytics", "false", cwd=workdir)
+    run_dvc("remote", "add", "--default", "local", str(tmp_path / "store"), cwd=workdir)
+    _run(["dvc_push", "--cores", "1", "--configfile", config], workdir)
+    assert (workdir / "logs/dvc/pushed.txt").read_text().split() == ["data", "results", ".snakemake/metadata"]
+
+    clone = tmp_path / "clone"  # what git carries: the DVC config and the .dvc files
+    (clone / ".dvc").mkdir(parents=True)
+    (clone / ".snakemake").mkdir()
+    shutil.copy(workdir / ".dvc/config", clone / ".dvc/config")
+    for name in ("data.dvc", "results.dvc", ".snakemake/metadata.dvc"):
+        shutil.copy(workdir / name, clone / name)
+    run_dvc("pull", "--quiet", cwd=clone)
+    assert (clone / "results/vae/z4/model.pt").read_bytes() == (workdir / "results/vae/z4/model.pt").read_bytes()
+    # the trap: restored files get new timestamps in any order; make every input newer than
+    # every output (all after the checkout, as on a fresh clone: Snakemake reruns a script
+    # rule whose script is newer than its outputs, which is right after an edit)
+    now = time.time()
+    for path in (clone / "results").rglob("*"):
+        os.utime(path, (now, now))
+    for path in (clone / "data").rglob("*"):
+        os.utime(path, (now + 100, now + 100))
+    out = _run(["-n", "--configfile", config], clone).stdout
+    assert "Nothing to be done" in out, out[-3000:]
+
+    changed = tmp_path / "changed.yaml"
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["preprocess"]["mask_dilate_px"] = 3
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = _run(["-n", "--configfile", str(changed)], clone).stdout
+    assert "rule preprocess:" in out and "rule vae_train:" in out
+    assert "rule mock_render:" not in out and "rule mock_catalog:" not in out

@@ -1,0 +1,48 @@
+"""Sharing data and models with DVC: push what a run made, pull it elsewhere without rerunning.
+
+DVC tracks ``data/`` (downloads and simulated surveys), ``results/`` (models,
+latents, tables, figures) and Snakemake's own record of how each output was made,
+``.snakemake/metadata``. Pulling that record with the files is what avoids the
+known trap: DVC restores files with new timestamps, and without the record
+Snakemake 9 reruns every job whose output looks older than its input; with it,
+Snakemake sees that each output was made by the same code with the same
+parameters, so nothing reruns, while a changed parameter still reruns exactly the
+jobs that depend on it (tests/test_workflow.py proves both on a fresh copy).
+
+The default remote is a directory next to the repository (``../galmap-dvc-store``,
+in ``.dvc/config``); point it elsewhere with ``dvc remote modify local url PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: What a push tracks, relative to the working directory of the run.
+TRACKED = ("data", "results", ".snakemake/metadata")
+
+
+def run_dvc(*args: str, cwd: str | Path = ".") -> str:
+    """Run ``dvc`` (this Python's) in ``cwd``; return its output or raise naming the command."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")  # no network calls of DVC's own
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`dvc {' '.join(args)}` failed in {cwd}:\n{proc.stdout}{proc.stderr}".rstrip())
+    return proc.stdout
+
+
+def push(cwd: str | Path = ".", remote: str | None = None) -> list[str]:
+    """``dvc add`` every tracked path that exists and ``dvc push`` it; return the paths added."""
+    root = Path(cwd)
+    if not (root / ".dvc").is_dir():
+        raise RuntimeError(f"{root.resolve()} is not a DVC project: run `dvc init` (inside git) or `dvc init --no-scm`")
+    paths = [p for p in TRACKED if (root / p).exists()]
+    if not paths:
+        raise RuntimeError(
+            f"nothing to push in {root.resolve()}: none of {', '.join(TRACKED)} exists (run the pipeline)"
+        )
+    run_dvc("add", "--quiet", *paths, cwd=root)
+    run_dvc("push", "--quiet", *(["--remote", remote] if remote else []), cwd=root)
+    return paths

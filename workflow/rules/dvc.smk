@@ -1,0 +1,16 @@
+# DVC: push the run's data, results and Snakemake metadata so a collaborator can `dvc pull` instead of rerunning.
+# Not part of `all`: run `snakemake --cores all dvc_push` (see the README).
+
+
+rule dvc_push:
+    input:
+        all_outputs(),
+    output:
+        "logs/dvc/pushed.txt",
+    log:
+        "logs/dvc/push.log",
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../../scripts/dvc_push.py"
