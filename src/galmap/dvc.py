@@ -9,6 +9,11 @@ Snakemake sees that each output was made by the same code with the same
 parameters, so nothing reruns, while a changed parameter still reruns exactly the
 jobs that depend on it (tests/test_workflow.py proves both on a fresh copy).
 
+Git ignores Snakemake's working files through ``.snakemake/.gitignore`` (committed),
+which lets ``.snakemake/metadata.dvc`` through: DVC only sees a ``.dvc`` file that git
+does not ignore, and a negation in the top-level ``.gitignore`` is not enough for it (a
+plain ``dvc pull`` then even removes the metadata as an unused link).
+
 The default remote is a directory next to the repository (``../galmap-dvc-store``,
 in ``.dvc/config``); point it elsewhere with ``dvc remote modify local url PATH``.
 """
@@ -44,5 +49,6 @@ def push(cwd: str | Path = ".", remote: str | None = None) -> list[str]:
             f"nothing to push in {root.resolve()}: none of {', '.join(TRACKED)} exists (run the pipeline)"
         )
     run_dvc("add", "--quiet", *paths, cwd=root)
-    run_dvc("push", "--quiet", *(["--remote", remote] if remote else []), cwd=root)
+    targets = [f"{p}.dvc" for p in paths]
+    run_dvc("push", "--quiet", *(["--remote", remote] if remote else []), *targets, cwd=root)
     return paths
