@@ -210,6 +210,11 @@ def test_dvc_pull_on_a_fresh_copy_has_nothing_to_rerun(workdir: Path, tmp_path):
         os.utime(path, (now, now))
     for path in (clone / "data").rglob("*"):
         os.utime(path, (now + 100, now + 100))
+    _run(["--touch", "--cores", "1", "--configfile", config], clone)  # the README's step after a pull
+    for path in (clone / "results").rglob("*"):  # nothing was recomputed, only touched
+        original = workdir / path.relative_to(clone)
+        if path.is_file() and original.is_file():
+            assert path.read_bytes() == original.read_bytes(), path
     out = _run(["-n", "--configfile", config], clone).stdout
     assert "Nothing to be done" in out, out[-3000:]
 

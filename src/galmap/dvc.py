@@ -2,12 +2,15 @@
 
 DVC tracks ``data/`` (downloads and simulated surveys), ``results/`` (models,
 latents, tables, figures) and Snakemake's own record of how each output was made,
-``.snakemake/metadata``. Pulling that record with the files is what avoids the
-known trap: DVC restores files with new timestamps, and without the record
-Snakemake 9 reruns every job whose output looks older than its input; with it,
-Snakemake sees that each output was made by the same code with the same
-parameters, so nothing reruns, while a changed parameter still reruns exactly the
-jobs that depend on it (tests/test_workflow.py proves both on a fresh copy).
+``.snakemake/metadata``. The known trap: DVC restores files with new timestamps in
+any order, and Snakemake reruns a job whose input looks newer than its output
+(it can only rule that out by checksum for small files). After ``dvc pull``,
+``snakemake --touch`` (with the config the results were made with) puts the
+timestamps back in the DAG's order without running anything; the pulled metadata
+keeps each output's parameters and code, so afterwards ``snakemake -n`` has
+nothing to do and a changed parameter still reruns exactly the jobs that depend
+on it. Without the metadata a parameter change would go unnoticed for the jobs
+whose outputs were pulled. tests/test_workflow.py proves both on a fresh copy.
 
 Git ignores Snakemake's working files through ``.snakemake/.gitignore`` (committed),
 which lets ``.snakemake/metadata.dvc`` through: DVC only sees a ``.dvc`` file that git
