@@ -110,7 +110,7 @@ def test_latent_space_and_outliers(workdir: Path, test_config):
     assert roc["tpr"].iloc[-1] == 1.0
 
 
-FIGURES = ["survey_examples", "sersic_truth", "morphometry", "vae", "outliers"]
+FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers"]
 
 
 @pytest.mark.slow

@@ -121,6 +121,61 @@ def sersic_truth_figure(sersic_path: str, truth_path: str, band: str = "r") -> p
     return fig
 
 
+def sersic_residuals_figure(
+    sersic_path: str, images_path: str, truth_path: str | None, band: str = "r", n_show: int = 5
+) -> plt.Figure:
+    """Data, best-fitting PSF-convolved Sérsic model and residual (in sigma) for a few galaxies."""
+    import torch
+
+    from galmap.sersic import SersicModel
+
+    shard = read_shard(images_path)
+    fits = read_table(sersic_path)
+    fits = fits[(fits["band"] == band) & (fits["flag"] == 0)].set_index("id")
+    types = read_table(truth_path).set_index("id")["type"] if truth_path else None
+    b = shard.bands.index(band)
+    picks, seen = [], set()
+    for i, gid in enumerate(shard.ids):  # one galaxy per type first, then any
+        kind = types.get(gid) if types is not None else None
+        if gid in fits.index and kind not in seen:
+            picks.append(i)
+            seen.add(kind)
+        if len(picks) == n_show:
+            break
+    model = SersicModel(shard.images.shape[2:], shard.extra["psf_profile"][b : b + 1], oversample=2)
+    rows = fits.loc[[shard.ids[i] for i in picks]]
+    scale = shard.attrs["pixscale_arcsec"]
+
+    def col(name: str) -> torch.Tensor:
+        return torch.as_tensor(rows[name].to_numpy(dtype=np.float32, copy=True))
+
+    with torch.no_grad():
+        images = model.render(
+            col("x0_px"), col("y0_px"), col("n"), col("re_arcsec") / scale, col("q"),
+            torch.deg2rad(col("pa_deg")), col("flux")[:, None], col("sky")[:, None],
+        )[:, 0].numpy()  # fmt: skip
+    fig, axes = plt.subplots(3, len(picks), figsize=(1.4 * len(picks), 4.4), squeeze=False, layout="constrained")
+    for c, i in enumerate(picks):
+        data, ivar = shard.images[i, b], shard.ivar[i, b]
+        lo, hi = np.percentile(data, [1, 99.7])
+        norm = matplotlib.colors.AsinhNorm(linear_width=max(hi / 20, 1e-6), vmin=lo, vmax=hi)
+        gid = shard.ids[i]
+        axes[0, c].imshow(data, cmap="gray_r", norm=norm)
+        axes[0, c].set_title(f"{types.get(gid, '') if types is not None else gid}\nn={rows.loc[gid, 'n']:.1f}, "
+                             f"R$_e$={rows.loc[gid, 're_arcsec']:.1f}″", fontsize=7)  # fmt: skip
+        axes[1, c].imshow(images[c], cmap="gray_r", norm=norm)
+        resid = np.where(ivar > 0, (data - images[c]) * np.sqrt(ivar), np.nan)
+        im = axes[2, c].imshow(resid, cmap="RdBu_r", vmin=-5, vmax=5)
+        for r in range(3):
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+    for r, label in enumerate(["data", "Sérsic model", "residual"]):
+        axes[r, 0].set_ylabel(label)
+    fig.colorbar(im, ax=axes[2, :], label="(data − model) / σ", shrink=0.8)
+    fig.suptitle(f"PSF-convolved Sérsic fits ({band} band); masked neighbours blank in the residuals", fontsize=9)
+    return fig
+
+
 def morphometry_figure(morph_path: str, truth_path: str | None) -> plt.Figure:
     """statmorph's Gini–M20 and concentration–asymmetry planes, coloured by the true bulge fraction."""
     morph = read_table(morph_path)
@@ -243,6 +298,7 @@ def outliers_figure(
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
+    "sersic_residuals": sersic_residuals_figure,
     "morphometry": morphometry_figure,
     "vae": vae_figure,
     "outliers": outliers_figure,

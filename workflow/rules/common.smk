@@ -11,7 +11,9 @@ LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 # training rules ask the scheduler for a GPU only where the config says to use one
 GPU_TRAINING = config["vae"]["device"] == "cuda"
 # the paper's figures of the stages that exist (the Sérsic-vs-truth figure needs the mock's truth)
-FIGURE_NAMES = ["survey_examples", "morphometry", "vae", "outliers"] + (["sersic_truth"] if SOURCE == "mock" else [])
+FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers"] + (
+    ["sersic_truth"] if SOURCE == "mock" else []
+)
 
 
 wildcard_constraints:

@@ -115,3 +115,25 @@ rule figure_morphometry:
         ENV
     script:
         "../../scripts/figure.py"
+
+
+rule figure_sersic_residuals:
+    input:
+        sersic_path="results/structure/sersic.parquet",
+        images_path=f"results/images/{config['structure']['survey']}/shard-{SHARDS[0]}.h5",
+        truth_path=mock_truth,
+    output:
+        pdf="results/figures/sersic_residuals.pdf",
+        png=report(
+            "results/figures/sersic_residuals.png",
+            caption="../report/sersic_residuals.rst",
+            category="Structure",
+        ),
+    params:
+        figure="sersic_residuals",
+    log:
+        "logs/figures/sersic_residuals.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"
