@@ -103,7 +103,7 @@ def sersic_truth_figure(sersic_path: str, truth_path: str, band: str = "r") -> p
     m = fits.merge(truth, on="id")
     m = m[m["is_single_sersic"] & (m["flag"] == 0)]
     snr = (m["flux"] / m["flux_err"]).to_numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.3), layout="constrained")
     for ax, (fit, true, label) in zip(
         axes,
         [("n", "bulge_n", "Sérsic index n"), ("re_arcsec", "bulge_re_arcsec", "R$_e$ (arcsec, semi-major)")],
@@ -115,9 +115,10 @@ def sersic_truth_figure(sersic_path: str, truth_path: str, band: str = "r") -> p
         ax.set_xlabel(f"true {label}")
         ax.set_ylabel(f"fitted {label}")
         med = np.nanmedian(np.abs(m[fit] / m[true] - 1))
-        ax.set_title(f"{len(m)} single-Sérsic galaxies; median |Δ|/true = {med:.3f}")
+        ax.set_title(f"median |fitted/true − 1| = {med:.3f}")
         ax.legend(loc="upper left")
     fig.colorbar(sc, ax=axes, label=f"log$_{{10}}$ S/N ({band})")
+    fig.suptitle(f"Sérsic fits ({band} band) of {len(m)} isolated single-Sérsic galaxies against the truth", fontsize=9)
     return fig
 
 
