@@ -33,10 +33,12 @@ def test_an_injected_artefact_is_flagged():
     assert out["is_outlier"].sum() <= 6
     anomaly = pd.Series("none", index=table["id"])
     anomaly[["g3", "g7"]] = ["lens_arc", "satellite_trail"]
-    metrics = evaluate(out, anomaly).set_index("kind")
+    metrics, curve = evaluate(out, anomaly)
+    metrics = metrics.set_index("kind")
     assert metrics.loc["all", "flagged_fraction"] == 1.0
     assert metrics.loc["none", "flagged_fraction"] < 0.02
     assert metrics.loc["all", "roc_auc"] == pytest.approx(1.0)
+    assert curve["tpr"].iloc[-1] == 1.0
 
 
 def test_nan_latents_are_not_flagged_and_not_dropped():

@@ -130,8 +130,8 @@ def test_reloaded_checkpoint_gives_the_same_latents(shard_paths, vae_params, tmp
     again, meta2 = load_vae(tmp_path / "model.pt")
     assert meta2["bands"] == ["g", "r", "z"]
     data = loader(vae_params, 5)(shard_paths[0])
-    a, _ = encode(model.eval(), data)
-    b, _ = encode(again, data)
+    a = encode(model.eval(), data)
+    b = encode(again, data)
     cols = [c for c in a.columns if c.startswith(("mu_", "logvar_"))]
     np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
     assert a["ssim"].between(-1, 1).all() and (a["chi2_nu"] > 0).all()
@@ -172,3 +172,14 @@ def test_a_killed_training_resumes_to_the_same_weights(shard_paths, vae_params, 
 def test_shard_inputs_reject_raw_shards(rendered):
     with pytest.raises(ValueError, match="norm_softening"):
         shard_inputs(rendered["decals"], 1, 0.1, 0.1, 0.0)
+
+
+def test_device_choice():
+    from galmap.device import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device(None) == pick_device("auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            pick_device("cuda")

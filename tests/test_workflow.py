@@ -28,6 +28,16 @@ def _run(args, cwd, check=True):
     return proc
 
 
+def _changed_config(path: Path, section: str, key: str, value) -> str:
+    """Write the test config with one key changed to ``path``; return the path for --configfile."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg[section][key] = value
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, test_config):
     wd = tmp_path_factory.mktemp("run")
@@ -139,13 +149,8 @@ def test_rerun_has_nothing_to_do(workdir: Path):
 
 @pytest.mark.slow
 def test_changing_a_preprocess_parameter_reruns_only_preprocessing(workdir: Path, test_config):
-    import yaml
-
-    changed = workdir / "changed.yaml"
-    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    cfg["preprocess"]["mask_dilate_px"] = 3
-    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    proc = _run(["-n", "--configfile", str(changed)], workdir)
+    changed = _changed_config(workdir / "changed.yaml", "preprocess", "mask_dilate_px", 3)
+    proc = _run(["-n", "--configfile", changed], workdir)
     out = proc.stdout + proc.stderr
     assert "preprocess" in out
     assert "mock_render" not in out and "mock_catalog" not in out
@@ -153,13 +158,8 @@ def test_changing_a_preprocess_parameter_reruns_only_preprocessing(workdir: Path
 
 @pytest.mark.slow
 def test_changing_the_vae_reruns_only_the_latent_space(workdir: Path):
-    import yaml
-
-    changed = workdir / "changed_vae.yaml"
-    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    cfg["vae"]["learning_rate"] = 0.001
-    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    out = _run(["-n", "--configfile", str(changed)], workdir).stdout
+    changed = _changed_config(workdir / "changed_vae.yaml", "vae", "learning_rate", 0.001)
+    out = _run(["-n", "--configfile", changed], workdir).stdout
     assert "vae_train" in out and "outliers" in out
     for rule in ("mock_render", "preprocess", "sersic", "morphometry"):
         assert f"rule {rule}:" not in out and f"\n{rule} " not in out, rule
@@ -182,8 +182,6 @@ def test_dvc_pull_on_a_fresh_copy_has_nothing_to_rerun(workdir: Path, tmp_path):
     """Push a finished run with DVC, pull it into a fresh copy with hostile timestamps:
     `snakemake -n` has nothing to do, and a changed parameter still reruns what depends on it."""
     import shutil
-
-    import yaml
 
     from galmap.dvc import run_dvc
 
@@ -218,10 +216,7 @@ def test_dvc_pull_on_a_fresh_copy_has_nothing_to_rerun(workdir: Path, tmp_path):
     out = _run(["-n", "--configfile", config], clone).stdout
     assert "Nothing to be done" in out, out[-3000:]
 
-    changed = tmp_path / "changed.yaml"
-    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    cfg["preprocess"]["mask_dilate_px"] = 3
-    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    out = _run(["-n", "--configfile", str(changed)], clone).stdout
+    changed = _changed_config(tmp_path / "changed.yaml", "preprocess", "mask_dilate_px", 3)
+    out = _run(["-n", "--configfile", changed], clone).stdout
     assert "rule preprocess:" in out and "rule vae_train:" in out
     assert "rule mock_render:" not in out and "rule mock_catalog:" not in out

@@ -67,7 +67,7 @@ def _show(ax: plt.Axes, image: np.ndarray, bands: Sequence[str], sigma=None, tit
 
 def survey_examples_figure(image_paths: Sequence[str], truth_path: str | None, n_galaxies: int = 5) -> plt.Figure:
     """The same galaxies in every survey (rows: galaxies of different types; columns: surveys)."""
-    shards = [read_shard(p) for p in image_paths]
+    shards = [read_shard(p, datasets=()) for p in image_paths]
     ids = list(shards[0].ids)
     picks = list(range(min(n_galaxies, len(ids))))
     labels = {}
@@ -130,7 +130,7 @@ def sersic_residuals_figure(
 
     from galmap.sersic import SersicModel
 
-    shard = read_shard(images_path)
+    shard = read_shard(images_path, datasets=("psf_profile",))
     fits = read_table(sersic_path)
     fits = fits[(fits["band"] == band) & (fits["flag"] == 0)].set_index("id")
     types = read_table(truth_path).set_index("id")["type"] if truth_path else None
@@ -216,18 +216,19 @@ def vae_figure(scan_path: str, model_path: str, images_path: str, latents_path: 
     import torch
 
     from galmap.netdata import network_inputs
+    from galmap.preprocess import denormalise
     from galmap.vae import load_vae
 
     scan = read_table(scan_path)
     model, meta = load_vae(model_path)
-    shard = read_shard(images_path)
+    shard = read_shard(images_path, datasets=())
     lat = read_table(latents_path).set_index("id")
     test = [i for i, g in enumerate(shard.ids) if g in lat.index and lat.loc[g, "split"] == "test"][:n_show]
     soft = shard.attrs["norm_softening"]
     x, _ = network_inputs(shard.images[test], shard.ivar[test], soft, meta["sys_error"])
     with torch.no_grad():
         recon = model.decode(model.encode(torch.from_numpy(x))[0]).numpy()
-    recon = np.asarray(soft, dtype=np.float32)[None, :, None, None] * np.sinh(recon)
+    recon = denormalise(recon, soft)
     fig = plt.figure(figsize=(7, 5.6), layout="constrained")
     grid = fig.add_gridspec(3, max(len(test), 3), height_ratios=[1.5, 1, 1])
     ax = fig.add_subplot(grid[0, : max(len(test), 3) // 2])
@@ -267,7 +268,7 @@ def outliers_figure(
     out = read_table(outliers_path).sort_values("outlier_score", ascending=False)
     curve = read_table(roc_path)
     kinds = read_table(truth_path).set_index("id")["anomaly"] if truth_path else None
-    shards = [read_shard(p) for p in image_paths]
+    shards = [read_shard(p, datasets=()) for p in image_paths]
     where = {g: (s, i) for s in shards for i, g in enumerate(s.ids)}
     top = [g for g in out["id"] if g in where][:n_show]
     fig = plt.figure(figsize=(7.5, 3.6), layout="constrained")

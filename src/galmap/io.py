@@ -25,9 +25,12 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_DATASETS = ("images", "ivar", "ids")
+REQUIRED_ATTRS = ("bands", "pixscale_arcsec", "survey", "psf_fwhm_arcsec")
+
+# the process umask (read once: os.umask can only be read by setting it), for the
+# permissions of files written through a temporary name
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-REQUIRED_ATTRS = ("bands", "pixscale_arcsec", "survey", "psf_fwhm_arcsec")
 
 
 class ShardError(OSError):

@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from galmap.io import Shard
-
-SPLITS = ("train", "val", "test")
+from galmap.preprocess import normalise
 
 
 def assign_split(ids: Sequence[str], seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
@@ -52,8 +51,7 @@ def network_inputs(
     var = np.divide(1.0, ivar, out=np.full(img.shape, np.inf, np.float32), where=good)
     var += np.float32(sys_error) ** 2 * img**2
     w = np.where(good, (s**2 + img**2) / var, np.float32(0))
-    x = np.where(good, np.arcsinh(img / s), np.float32(0))
-    return x.astype(np.float32), w.astype(np.float32)
+    return normalise(img, softening), w.astype(np.float32)  # img is 0 where there is no data: x = 0
 
 
 def denormalise(x: torch.Tensor, softening: Sequence[float]) -> torch.Tensor:
@@ -157,6 +155,10 @@ class ShardStream:
             return [list(self.paths)]  # canonical order: the same rows whatever the epoch
         size = max(1, int(0.5 * self.cache_bytes // per_shard))
         return [order[i : i + size] for i in range(0, len(order), size)]
+
+    def first(self) -> ShardInputs:
+        """The first shard's inputs (of this stream's split), read through the cache."""
+        return self._get(self.paths[0])
 
     def _concat(self, parts: list[ShardInputs], whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One block's tensors; the whole data set's are concatenated once and kept."""

@@ -93,8 +93,9 @@ def recall_at_fpr(curve: pd.DataFrame, max_fpr: float) -> float:
     return float(curve.loc[ok, "tpr"].max())
 
 
-def evaluate(table: pd.DataFrame, anomaly: pd.Series, max_fpr: float = 0.01) -> pd.DataFrame:
-    """Recall of ``is_outlier`` per anomaly kind and false-positive rate on normal galaxies.
+def evaluate(table: pd.DataFrame, anomaly: pd.Series, max_fpr: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Recall of ``is_outlier`` per anomaly kind and false-positive rate on normal galaxies,
+    and the ROC curve of ``outlier_score`` (:func:`roc`).
 
     ``anomaly`` holds the truth's kind per id (``"none"`` for normal galaxies).
     Rows: one per kind, ``all`` (every anomaly) and ``none`` (normal galaxies, whose
@@ -121,4 +122,4 @@ def evaluate(table: pd.DataFrame, anomaly: pd.Series, max_fpr: float = 0.01) -> 
     out = pd.DataFrame(rows)
     out["roc_auc"] = np.where(out["kind"] == "all", auc, np.nan)
     out[f"recall_at_fpr_{max_fpr:g}"] = np.where(out["kind"] == "all", recall_at_fpr(curve, max_fpr), np.nan)
-    return out
+    return out, curve

@@ -153,7 +153,7 @@ def encode_file(
     import numpy as np
     import torch
 
-    from galmap.training import pick_device
+    from galmap.device import pick_device
     from galmap.vae import encode, load_vae, loader
 
     torch.set_num_threads(max(1, threads))
@@ -161,7 +161,7 @@ def encode_file(
     data = loader(params, seed)(Path(images_path))
     if list(data.attrs["bands"]) != list(meta["bands"]):
         raise ValueError(f"{images_path} has bands {list(data.attrs['bands'])}, the model {model_path} {meta['bands']}")
-    table, _ = encode(model, data)
+    table = encode(model, data)
     failures = FailureLog("vae")
     mu = table[[c for c in table.columns if c.startswith("mu_")]].to_numpy()
     for gid, n_pix, finite in zip(table["id"], table["n_pix"], np.isfinite(mu).all(axis=1), strict=True):
@@ -198,16 +198,14 @@ def outliers_file(
     roc_path: str,
 ) -> None:
     """Outlier scores and flags; with a truth table holding ``anomaly``, recall/FPR and the ROC curve."""
-    from galmap.outliers import evaluate, roc
+    from galmap.outliers import evaluate
     from galmap.outliers import score as score_outliers
 
     latents = read_table(latents_path)
     table = score_outliers(latents, float(params["threshold_sigma"]), seed)
     write_table(out_path, table)
     if truth_path and "anomaly" in (truth := read_table(truth_path)).columns:
-        anomaly = truth.set_index("id")["anomaly"]
-        metrics = evaluate(table, anomaly)
-        curve = roc(table["outlier_score"].to_numpy(), (table["id"].map(anomaly).fillna("none") != "none").to_numpy())
+        metrics, curve = evaluate(table, truth.set_index("id")["anomaly"])
     else:
         metrics = pd.DataFrame({"kind": ["all"], "n": [len(table)], "n_flagged": [int(table["is_outlier"].sum())]})
         curve = pd.DataFrame(columns=["threshold", "fpr", "tpr"])

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from galmap.device import pick_device
+
 #: Bounds of the fitted parameters (a fit that ends within 1% of a bound is flagged).
 N_RANGE = (0.3, 8.0)
 Q_RANGE = (0.05, 1.0)
@@ -43,13 +45,6 @@ FLAGS = {
     "bad_covariance": 8,  # J^T W J singular: some uncertainties are undefined
     "no_data": 16,  # nothing to fit (no valid pixel or no positive flux)
 }
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``cuda`` when available (or the device asked for), else the CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def sersic_b(n: torch.Tensor) -> torch.Tensor:

@@ -33,15 +33,6 @@ log = logging.getLogger("galmap")
 Step = Callable[[torch.nn.Module, Any, int, torch.Generator, bool], Mapping[str, torch.Tensor]]
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``cuda`` when asked for or available (``auto``), else ``cpu``."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but no CUDA device is available (use 'auto' or 'cpu')")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def seeded_generator(seed: int, *stream: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator seeded from ``(seed, *stream)``."""
     value = int(np.random.SeedSequence([seed, *stream]).generate_state(1, np.uint64)[0]) & (2**63 - 1)

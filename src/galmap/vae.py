@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from galmap.device import pick_device
 from galmap.imagemetrics import masked_errors, ssim
 from galmap.io import read_shard
 from galmap.netdata import ShardInputs, ShardStream, denormalise, shard_inputs
-from galmap.training import TrainSettings, load_weights, pick_device, save_weights, train
+from galmap.training import TrainSettings, load_weights, save_weights, train
 
 log = logging.getLogger("galmap")
 
@@ -145,7 +146,7 @@ def loader(params: Mapping[str, Any], seed: int):
 
     def load(path: Path) -> ShardInputs:
         return shard_inputs(
-            read_shard(path),
+            read_shard(path, datasets=()),
             seed,
             float(params["val_fraction"]),
             float(params["test_fraction"]),
@@ -174,7 +175,7 @@ def train_vae(
     cache = float(params["cache_mb"])
     train_stream = ShardStream(paths, load, "train", bs, seed, cache)
     val_stream = ShardStream(paths, load, "val", 4 * bs, seed, cache, shuffle=False)
-    first = load(Path(paths[0]))
+    first = train_stream.first()
     _, nb, h, w = first.x.shape
     if h != w:
         raise ValueError(f"the VAE needs square stamps; {paths[0]} has {h}x{w}")
@@ -224,21 +225,17 @@ def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[Conv
 
 
 @torch.no_grad()
-def encode(
-    model: ConvVAE, data: ShardInputs, batch_size: int = 256, keep_images: bool = False
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def encode(model: ConvVAE, data: ShardInputs, batch_size: int = 256) -> pd.DataFrame:
     """Latents and reconstruction metrics of every galaxy of ``data``.
 
     Returns a table ``id, split, chi2_nu, mse, mae, ssim, ssim_<band>..., n_pix,
     mu_0..., logvar_0...`` (metrics of the reconstruction decoded from the latent
-    mean; see :mod:`galmap.imagemetrics`) and, with ``keep_images``, the
-    reconstructions in image units (``recon``) beside the inputs (``input``).
+    mean; see :mod:`galmap.imagemetrics`).
     """
     device = next(model.parameters()).device
     softening = data.attrs["norm_softening"]
     bands = list(data.attrs["bands"])
     parts: list[dict[str, np.ndarray]] = []
-    images: dict[str, list[np.ndarray]] = {"input": [], "recon": []}
     for start in range(0, len(data), batch_size):
         x = data.x[start : start + batch_size].to(device)
         w = data.w[start : start + batch_size].to(device)
@@ -254,9 +251,6 @@ def encode(
         part["mu"] = mu.cpu().numpy()
         part["logvar"] = logvar.cpu().numpy()
         parts.append(part)
-        if keep_images:
-            images["input"].append(ref.cpu().numpy())
-            images["recon"].append(recon.cpu().numpy())
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
     k = model.latent_dim
     table = pd.DataFrame({"id": data.ids.astype(str), "split": data.split.astype(str)})
@@ -268,9 +262,7 @@ def encode(
         np.hstack([mu, lv]).astype(np.float32),
         columns=[f"mu_{i}" for i in range(k)] + [f"logvar_{i}" for i in range(k)],
     )
-    table = pd.concat([table, lat], axis=1)
-    out = {k2: np.concatenate(v) for k2, v in images.items() if v}
-    return table, out
+    return pd.concat([table, lat], axis=1)
 
 
 def scan_summary(tables: Mapping[int, pd.DataFrame], histories: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
