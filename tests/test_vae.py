@@ -183,3 +183,26 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def test_a_stamp_without_data_is_encoded_flagged_and_listed(shard_paths, vae_params, tmp_path, test_config):
+    """A galaxy with no valid pixel keeps its row (NaN metrics) and is named in the VAE's failures."""
+    import pandas as pd
+
+    from galmap.io import read_shard
+    from galmap.pipeline import encode_file
+
+    model, _, meta = train_vae(shard_paths, vae_params, 3, seed=2, progress=False)
+    save_vae(tmp_path / "model.pt", model, meta)
+    shard = read_shard(shard_paths[0])
+    shard.ivar[2] = 0.0
+    bad = tmp_path / "bad.h5"
+    write_shard(bad, shard)
+    encode_file(vae_params, 2, str(tmp_path / "model.pt"), str(bad), str(tmp_path / "lat.parquet"),
+                str(tmp_path / "fail.csv"))  # fmt: skip
+    table = pd.read_parquet(tmp_path / "lat.parquet")
+    fails = pd.read_csv(tmp_path / "fail.csv")
+    assert list(table["id"]) == list(shard.ids)
+    assert table.loc[2, "n_pix"] == 0 and np.isnan(table.loc[2, "ssim"]) and np.isnan(table.loc[2, "chi2_nu"])
+    assert list(fails["id"]) == [shard.ids[2]] and "no unmasked pixel" in fails.loc[0, "reason"]
+    assert fails.loc[0, "stage"] == "vae"

@@ -245,7 +245,9 @@ def encode(model: ConvVAE, data: ShardInputs, batch_size: int = 256) -> pd.DataF
         recon, ref = denormalise(xhat, softening), denormalise(x, softening)
         s = ssim(ref, recon, w > 0)
         part = {k: v.cpu().numpy() for k, v in err.items()}
-        part["ssim"] = np.nanmean(s.cpu().numpy(), axis=1) if s.shape[1] else np.full(len(x), np.nan)
+        sv = s.cpu().numpy()
+        ok = np.isfinite(sv)  # the mean over bands with data (NaN for an empty stamp, without a warning)
+        part["ssim"] = np.where(ok.any(1), np.where(ok, sv, 0).sum(1) / np.maximum(ok.sum(1), 1), np.nan)
         for j, band in enumerate(bands):
             part[f"ssim_{band}"] = s[:, j].cpu().numpy()
         part["mu"] = mu.cpu().numpy()
