@@ -24,6 +24,8 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/structure.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/outliers.smk"
+include: "workflow/rules/classify.smk"
+include: "workflow/rules/flow.smk"
 include: "workflow/rules/dvc.smk"
 
 

@@ -120,7 +120,41 @@ def test_latent_space_and_outliers(workdir: Path, test_config):
     assert roc["tpr"].iloc[-1] == 1.0
 
 
-FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers"]
+@pytest.mark.slow
+def test_classification_and_flow_outputs(workdir: Path, test_config):
+    """metrics.csv has both models for every question on the same test galaxies; the flow's closure files."""
+    metrics = pd.read_csv(workdir / "results/classify/metrics.csv")
+    assert set(metrics["model"]) == {"rf_latent", "cnn_image"}
+    assert list(dict.fromkeys(metrics["question"])) == [q.name for q in QUESTIONS]
+    targets = pd.read_parquet(workdir / "results/classify/targets.parquet")
+    for model in ("rf_latent", "cnn_image"):
+        preds = pd.read_parquet(workdir / f"results/classify/{model}/predictions.parquet")
+        test = targets[targets["split"] == "test"].set_index(["id", "question"]).index
+        assert set(preds[preds["split"] == "test"].set_index(["id", "question"]).index) == set(test), model
+        m = metrics[metrics["model"] == model].set_index("question")
+        assert (m["n_test"] == targets[targets["split"] == "test"].groupby("question").size()).all()
+    assert metrics["accuracy"].between(0, 1).all() and (metrics["n_classes"] >= 2).all()
+    conf = pd.read_csv(workdir / "results/classify/confusion.csv")
+    sums = conf.groupby(["question", "model"])["count"].sum()
+    assert (sums == metrics.set_index(["question", "model"])["n_test"].reindex(sums.index)).all()
+    assert list(pd.read_csv(workdir / "results/classify/failures.csv").columns) == ["id", "stage", "reason"]
+    closure = pd.read_csv(workdir / "results/flow/closure.csv")
+    names = test_config["flow"]["parameters"]
+    assert list(dict.fromkeys(closure["parameter"])) == names
+    data = pd.read_parquet(workdir / "results/flow/data.parquet")
+    n_req = min(test_config["flow"]["closure_n"], int((data["split"] == "test").sum()))
+    assert (closure.groupby("parameter").size() == n_req).all()
+    summary = pd.read_csv(workdir / "results/flow/closure_spearman.csv")
+    assert list(summary["parameter"]) == names and (summary["n_requested"] == n_req).all()
+    failures = pd.read_csv(workdir / "results/flow/failures.csv")
+    unmeasured = closure.groupby("id")["measured"].apply(lambda v: v.isna().any())
+    assert set(unmeasured[unmeasured].index) <= set(failures["id"])  # every unmeasured galaxy says why
+    gallery = read_shard(workdir / "results/flow/gallery.h5")
+    vary = test_config["flow"]["gallery_parameters"]
+    assert len(gallery) == len(vary) * test_config["flow"]["gallery_steps"] and np.isfinite(gallery.images).all()
+
+
+FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow"]
 
 
 @pytest.mark.slow

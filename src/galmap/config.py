@@ -97,6 +97,28 @@ def check_references(config: Mapping[str, Any]) -> None:
                 f"invalid configuration: config key 'structure.morph_band' is {st.get('morph_band')!r}, "
                 f"not a band of survey {st['survey']!r} ({', '.join(bands)})"
             )
+    fl = config.get("flow")
+    if fl and st and st.get("survey") in surveys:
+        from galmap.parameters import check_names
+
+        try:
+            check_names(fl.get("parameters", []), surveys[st["survey"]]["bands"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: config key 'flow.parameters': {exc}") from None
+        extra = [p for p in fl.get("gallery_parameters", []) if p not in fl.get("parameters", [])]
+        if extra:
+            raise ConfigError(
+                f"invalid configuration: config key 'flow.gallery_parameters' names {', '.join(extra)}, "
+                f"not among flow.parameters ({', '.join(fl.get('parameters', []))})"
+            )
+    cl = config.get("classify")
+    if cl and "questions" in cl:
+        from galmap.classify import target_specs
+
+        try:
+            target_specs(cl["questions"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: config key 'classify.questions': {exc}") from None
 
 
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:

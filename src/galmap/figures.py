@@ -17,9 +17,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from galmap.io import atomic_path, read_shard, read_table  # noqa: E402
+from galmap.parameters import LOG_PARAMETERS  # noqa: E402
 
 STYLE = Path(__file__).with_name("galmap.mplstyle")
 
@@ -297,6 +299,99 @@ def outliers_figure(
     return fig
 
 
+def classify_figure(metrics_path: str, confusion_path: str) -> plt.Figure:
+    """Test accuracy per question (random forest on latents vs CNN on images) and the confusion matrices."""
+    metrics = read_table(metrics_path)
+    conf = read_table(confusion_path)
+    questions = list(dict.fromkeys(metrics["question"]))
+    models = list(dict.fromkeys(metrics["model"]))
+    nq = max(len(questions), 1)
+    fig = plt.figure(figsize=(max(7.5, 1.0 * nq), 2.4 + 1.1 * len(models)), layout="constrained")
+    grid = fig.add_gridspec(1 + len(models), nq, height_ratios=[1.8] + [1] * len(models))
+    ax = fig.add_subplot(grid[0, :])
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(nq)
+    for k, model in enumerate(models):
+        m = metrics[metrics["model"] == model].set_index("question").reindex(questions)
+        ax.bar(x + (k - (len(models) - 1) / 2) * width, m["accuracy"], width, label=model)
+    chance = metrics.drop_duplicates("question").set_index("question").reindex(questions)["chance_accuracy"]
+    ax.scatter(x, chance, marker="_", s=300, color="k", zorder=3, label="most common class")
+    n_test = metrics.drop_duplicates("question").set_index("question").reindex(questions)["n_test"]
+    ax.set_xticks(x, [f"{q}\n(n={int(n)})" if np.isfinite(n) else q for q, n in zip(questions, n_test, strict=True)])
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.legend(ncols=3, loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=6, frameon=False)
+    for r, model in enumerate(models):
+        for c, q in enumerate(questions):
+            a = fig.add_subplot(grid[1 + r, c])
+            sub = conf[(conf["question"] == q) & (conf["model"] == model)]
+            names = list(dict.fromkeys(sub["true_class"]))
+            if not names:
+                a.set_axis_off()
+                continue
+            mat = sub.pivot_table(index="true_class", columns="pred_class", values="count", aggfunc="sum")
+            mat = mat.reindex(index=names, columns=names).fillna(0).to_numpy(float)
+            norm = mat / np.maximum(mat.sum(1, keepdims=True), 1)
+            a.imshow(norm, vmin=0, vmax=1, cmap="Blues", origin="upper")
+            a.set_xticks(range(len(names)), names, rotation=90, fontsize=4)
+            a.set_yticks(range(len(names)), names, fontsize=4)
+            if c == 0:
+                a.set_ylabel(model, fontsize=6)
+    fig.suptitle("Galaxy Zoo questions: random forest on the latents vs CNN on the images (test split)", fontsize=9)
+    return fig
+
+
+def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.Figure:
+    """Requested vs measured parameters of generated galaxies, and the one-parameter-at-a-time gallery."""
+    closure = read_table(closure_path)
+    summary = read_table(summary_path).set_index("parameter")
+    gallery = read_shard(gallery_path)
+    names = list(dict.fromkeys(closure["parameter"]))
+    vary = [str(v) for v in gallery.attrs["vary"]]
+    steps = int(gallery.attrs["steps"])
+    ncol = 4
+    nrow_s = int(np.ceil(len(names) / ncol))
+    fig = plt.figure(figsize=(7.5, 1.9 * nrow_s + 1.2 * len(vary)), layout="constrained")
+    outer = fig.add_gridspec(2, 1, height_ratios=[1.9 * nrow_s, 1.2 * max(len(vary), 1)])
+    top = outer[0].subgridspec(nrow_s, ncol)
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(top[k // ncol, k % ncol])
+        g = closure[closure["parameter"] == name]
+        ax.scatter(g["requested"], g["measured"], s=3, alpha=0.6)
+        finite = np.concatenate([g["requested"], g["measured"]])
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            lo, hi = np.percentile(finite, [1, 99])
+            ax.plot([lo, hi], [lo, hi], "k:", lw=1)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+        if name in LOG_PARAMETERS:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+                axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        r = summary["spearman_r"].get(name, np.nan)
+        ax.set_title(f"{name}: Spearman {r:.2f}", fontsize=7)
+        ax.set_xlabel("requested", fontsize=6)
+        ax.set_ylabel("measured", fontsize=6)
+    bottom = outer[1].subgridspec(max(len(vary), 1), steps)
+    sigma = gallery.attrs.get("sky_sigma")
+    req = gallery.extra["requested"]
+    params = [str(p) for p in gallery.attrs["parameters"]]
+    for i, name in enumerate(vary):
+        j = params.index(name)
+        for s in range(steps):
+            k = i * steps + s
+            ax = fig.add_subplot(bottom[i, s])
+            _show(ax, gallery.images[k], gallery.bands, sigma, f"{name} = {req[k, j]:.3g}")
+    fig.suptitle(
+        "Parameters → images: closure of generated galaxies (top) and one parameter at a time (bottom)", fontsize=9
+    )
+    return fig
+
+
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
@@ -304,6 +399,8 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "morphometry": morphometry_figure,
     "vae": vae_figure,
     "outliers": outliers_figure,
+    "classify": classify_figure,
+    "flow": flow_figure,
 }
 
 

@@ -62,26 +62,33 @@ def denormalise(x: torch.Tensor, softening: Sequence[float]) -> torch.Tensor:
 
 @dataclass
 class ShardInputs:
-    """One shard ready for a network: ``x``, ``w`` tensors (N, B, H, W), ids, splits, the shard's attributes."""
+    """One shard ready for a network: ``x``, ``w`` tensors (N, B, H, W), ids, splits, the shard's attributes.
+
+    ``y`` holds optional per-galaxy targets (N, ...) that travel with the images
+    (e.g. class codes of several questions, -1 where unused).
+    """
 
     x: torch.Tensor
     w: torch.Tensor
     ids: np.ndarray
     split: np.ndarray
     attrs: dict
+    y: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def nbytes(self) -> int:
-        """Memory held by ``x`` and ``w`` (bytes)."""
-        return self.x.element_size() * self.x.nelement() * 2
+        """Memory held by ``x``, ``w`` and ``y`` (bytes)."""
+        extra = 0 if self.y is None else self.y.element_size() * self.y.nelement()
+        return self.x.element_size() * self.x.nelement() * 2 + extra
 
     def select(self, keep: np.ndarray) -> ShardInputs:
         """The galaxies where the boolean ``keep`` is true."""
         idx = torch.as_tensor(np.flatnonzero(keep))
-        return ShardInputs(self.x[idx], self.w[idx], self.ids[keep], self.split[keep], self.attrs)
+        y = None if self.y is None else self.y[idx]
+        return ShardInputs(self.x[idx], self.w[idx], self.ids[keep], self.split[keep], self.attrs, y)
 
 
 def shard_inputs(shard: Shard, seed: int, val_fraction: float, test_fraction: float, sys_error: float) -> ShardInputs:
@@ -98,7 +105,7 @@ def shard_inputs(shard: Shard, seed: int, val_fraction: float, test_fraction: fl
 
 
 class ShardStream:
-    """Shuffled mini-batches of one split, read shard by shard from HDF5 files.
+    """Shuffled mini-batches ``(x, w)`` (or ``(x, w, y)`` with targets) of one split, read shard by shard.
 
     Shards are kept in memory up to ``cache_mb``; when all of them fit (the default
     config), they are read once and every epoch shuffles all galaxies together.
@@ -133,7 +140,7 @@ class ShardStream:
         self.shuffle = shuffle
         self._cache: OrderedDict[Path, ShardInputs] = OrderedDict()
         self._lock = threading.Lock()
-        self._all: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._all: tuple[torch.Tensor, ...] | None = None
 
     def _get(self, path: Path) -> ShardInputs:
         with self._lock:
@@ -160,18 +167,20 @@ class ShardStream:
         """The first shard's inputs (of this stream's split), read through the cache."""
         return self._get(self.paths[0])
 
-    def _concat(self, parts: list[ShardInputs], whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """One block's tensors; the whole data set's are concatenated once and kept."""
+    def _concat(self, parts: list[ShardInputs], whole: bool) -> tuple[torch.Tensor, ...]:
+        """One block's tensors ``(x, w[, y])``; the whole data set's are concatenated once and kept."""
         if whole and self._all is not None:
             return self._all
-        x = torch.cat([p.x for p in parts]) if len(parts) > 1 else parts[0].x
-        w = torch.cat([p.w for p in parts]) if len(parts) > 1 else parts[0].w
+        names = ("x", "w") if parts[0].y is None else ("x", "w", "y")
+        out = tuple(
+            torch.cat([getattr(p, n) for p in parts]) if len(parts) > 1 else getattr(parts[0], n) for n in names
+        )
         if whole:
-            self._all = (x, w)
-        return x, w
+            self._all = out
+        return out
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches ``(x, w)`` of one epoch (a different shuffle for each epoch number)."""
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches ``(x, w[, y])`` of one epoch (a different shuffle for each epoch number)."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
         order = [self.paths[i] for i in rng.permutation(len(self.paths))] if self.shuffle else list(self.paths)
         blocks = self._blocks(order)
@@ -189,8 +198,9 @@ class ShardStream:
             if k + 1 < len(blocks):
                 thread = threading.Thread(target=read, args=(k + 1,), daemon=True)
                 thread.start()
-            x, w = self._concat(prefetched.pop(k), whole=len(blocks) == 1)
-            idx = torch.from_numpy(rng.permutation(len(x))) if self.shuffle else torch.arange(len(x))
+            tensors = self._concat(prefetched.pop(k), whole=len(blocks) == 1)
+            n = len(tensors[0])
+            idx = torch.from_numpy(rng.permutation(n)) if self.shuffle else torch.arange(n)
             for start in range(0, len(idx), self.batch_size):
                 sel = idx[start : start + self.batch_size]
-                yield x[sel], w[sel]
+                yield tuple(t[sel] for t in tensors)

@@ -214,3 +214,232 @@ def outliers_file(
     log.info(
         "outliers: %d of %d flagged\n%s", int(table["is_outlier"].sum()), len(table), metrics.to_string(index=False)
     )
+
+
+# --------------------------------------------------------------------------- classification
+def classify_targets_file(
+    params: Mapping[str, Any], seed: int, labels_path: str, targets_path: str, classes_path: str
+) -> None:
+    """The questions' classes and stratified train/val/test splits (``targets.parquet``, ``classes.csv``)."""
+    from galmap.classify import make_targets, spec_table, target_specs
+
+    labels = read_table(labels_path)
+    targets, specs = make_targets(labels, target_specs(params["questions"]), params, seed)
+    write_table(targets_path, targets)
+    write_table(classes_path, spec_table(specs))
+
+
+def classify_rf_file(
+    params: Mapping[str, Any],
+    seed: int,
+    targets_path: str,
+    latents_path: str,
+    out_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Random forests on the latents, one per question; predictions of every used galaxy."""
+    from galmap.classify import random_forest_predictions
+
+    targets = read_table(targets_path)
+    preds, problems = random_forest_predictions(targets, read_table(latents_path), params["rf"], seed, threads)
+    failures = FailureLog("classify")
+    for gid, why in problems:
+        failures.add(gid, why)
+    write_table(out_path, preds)
+    failures.write(failures_path)
+    log.info("random forests: %d predictions, %d failures", len(preds), len(failures))
+
+
+def classify_cnn_file(
+    params: Mapping[str, Any],
+    seed: int,
+    targets_path: str,
+    classes_path: str,
+    image_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    out_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Train the multi-head CNN on the images; predictions of every used galaxy."""
+    import torch
+
+    from galmap.classify import class_names
+    from galmap.cnn import predict, save_cnn, train_cnn
+
+    torch.set_num_threads(max(1, threads))
+    targets = read_table(targets_path)
+    names = class_names(read_table(classes_path))
+    questions = list(names)
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history, meta = train_cnn(
+        image_paths, targets, questions, [len(names[q]) for q in questions], params["cnn"], seed, checkpoint
+    )
+    save_cnn(model_path, model, meta)
+    write_table(history_path, history)
+    checkpoint.unlink(missing_ok=True)
+    preds = predict(model, image_paths, targets, questions)
+    failures = FailureLog("classify")
+    seen = set(zip(preds["id"], preds["question"], strict=True))
+    for gid, q in zip(targets["id"], targets["question"], strict=True):
+        if (gid, q) not in seen:
+            failures.add(gid, f"classify ({q}): no image of this galaxy in the {meta['survey']} shards")
+    write_table(out_path, preds)
+    failures.write(failures_path)
+    log.info("CNN: %d epochs, %d predictions, %d failures", len(history), len(preds), len(failures))
+
+
+def classify_metrics_file(
+    targets_path: str,
+    classes_path: str,
+    prediction_paths: Mapping[str, str],
+    metrics_path: str,
+    confusion_path: str,
+) -> None:
+    """``metrics.csv`` and ``confusion.csv`` on the test split, for every model."""
+    from galmap.classify import class_names, score_predictions
+
+    targets = read_table(targets_path)
+    preds = {model: read_table(p) for model, p in prediction_paths.items()}
+    metrics, confusion = score_predictions(preds, targets, class_names(read_table(classes_path)))
+    write_table(metrics_path, metrics)
+    write_table(confusion_path, confusion)
+    cols = ["question", "model", "n_test", "accuracy", "chance_accuracy", "f1_macro"]
+    log.info("classification on the test split:\n%s", metrics[cols].to_string(index=False))
+
+
+# --------------------------------------------------------------------------- parameters -> images
+def flow_train_file(
+    params: Mapping[str, Any],
+    seed: int,
+    latents_path: str,
+    sersic_path: str,
+    morphometry_path: str,
+    model_path: str,
+    history_path: str,
+    data_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Fit the conditional flow p(latents | parameters); write it, its history and its data table.
+
+    The data table (``id, split, <parameters>``) lists the galaxies with usable
+    parameters and finite latents; the others are in the failures table with the reason.
+    """
+    import numpy as np
+    import torch
+
+    from galmap.classify import latent_matrix
+    from galmap.flow import mean_log_prob, save_flow, train_flow
+    from galmap.netdata import assign_split
+    from galmap.parameters import parameter_table
+
+    torch.set_num_threads(max(1, threads))
+    names = list(params["parameters"])
+    table, reasons = parameter_table(read_table(sersic_path), read_table(morphometry_path), names)
+    ids, z = latent_matrix(read_table(latents_path))
+    zrow = {g: i for i, g in enumerate(ids)}
+    failures = FailureLog("flow")
+    keep = []
+    for i, gid in enumerate(table["id"]):
+        j = zrow.get(gid)
+        why = reasons[gid] or (
+            "no latents" if j is None else ("non-finite latents" if not np.isfinite(z[j]).all() else "")
+        )
+        if why:
+            failures.add(gid, f"not used by the flow: {why}")
+        else:
+            keep.append(i)
+    data = table.iloc[keep].reset_index(drop=True)
+    data.insert(
+        1, "split", assign_split(list(data["id"]), seed, float(params["val_fraction"]), float(params["test_fraction"]))
+    )
+    zd = z[[zrow[g] for g in data["id"]]]
+    pd_ = data[names].to_numpy(dtype=np.float64)
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history = train_flow(zd, pd_, data["split"].to_numpy(), names, params, seed, checkpoint)
+    test = (data["split"] == "test").to_numpy()
+    meta = {
+        "model": model.config(),
+        "seed": seed,
+        "n_train": int((data["split"] == "train").sum()),
+        "test_log_prob_per_dim": mean_log_prob(model, zd[test], pd_[test]) if test.any() else float("nan"),
+    }
+    save_flow(model_path, model, meta)
+    write_table(history_path, history)
+    write_table(data_path, data)
+    failures.write(failures_path)
+    checkpoint.unlink(missing_ok=True)
+    log.info(
+        "flow: %d galaxies (%d excluded), %d epochs, test log p = %.3f nats/dim",
+        len(data), len(failures), len(history), meta["test_log_prob_per_dim"],
+    )  # fmt: skip
+
+
+def flow_closure_file(
+    config: Mapping[str, Any],
+    flow_path: str,
+    vae_path: str,
+    data_path: str,
+    template_path: str,
+    closure_path: str,
+    summary_path: str,
+    gallery_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Generate galaxies for held-out parameters, measure them again, and draw the one-parameter gallery."""
+    import numpy as np
+    import torch
+
+    from galmap.closure import closure_summary, closure_table, gallery_values, generate_images, measure_parameters
+    from galmap.device import pick_device
+    from galmap.flow import load_flow
+    from galmap.io import Shard
+    from galmap.vae import load_vae
+
+    torch.set_num_threads(max(1, threads))
+    p = config["flow"]
+    seed = int(config["seed"])
+    device = pick_device(p.get("device", "auto"))
+    flow, _ = load_flow(flow_path, device)
+    vae, vmeta = load_vae(vae_path, device)
+    template = read_shard(template_path, datasets=())
+    if list(template.bands) != list(vmeta["bands"]):
+        raise ValueError(f"{template_path} has bands {template.bands}, the VAE {vae_path} {vmeta['bands']}")
+    names = list(flow.parameters_)
+    data = read_table(data_path)
+    test = data[data["split"] == "test"]
+    n = min(int(p["closure_n"]), len(test))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC105E]))
+    requested = test.iloc[np.sort(rng.choice(len(test), n, replace=False))].reset_index(drop=True)
+    requested["id"] = "gen-" + requested["id"].astype(str)
+    images, ivar = generate_images(
+        flow, vae, requested[names].to_numpy(dtype=np.float64), template, seed, bool(p["closure_noise"])
+    )
+    failures = FailureLog("flow")
+    measured, reasons = measure_parameters(
+        images, ivar, requested["id"], template.attrs, names, config["preprocess"], config["structure"],
+        failures, processes=threads,
+    )  # fmt: skip
+    for gid, why in reasons.items():
+        if why:
+            failures.add(gid, f"closure: generated galaxy not measured: {why}")
+    measured = measured[reasons.reindex(measured["id"]).to_numpy() == ""]
+    closure = closure_table(requested, measured, names)
+    summary = closure_summary(closure)
+    write_table(closure_path, closure)
+    write_table(summary_path, summary)
+    failures.write(failures_path)
+    log.info("closure (requested vs measured on %d generated galaxies):\n%s", n, summary.to_string(index=False))
+
+    vary = [v for v in p["gallery_parameters"] if v in names]
+    train = data[data["split"] == "train"]
+    grid = gallery_values(train, names, vary, int(p["gallery_steps"]))
+    flat = grid.reshape(-1, len(names))
+    gimages, givar = generate_images(flow, vae, flat, template, None, add_noise=False)
+    gids = np.array([f"{v}-{s}" for v in vary for s in range(grid.shape[1])], dtype=object)
+    attrs = dict(template.attrs) | {"parameters": names, "vary": vary, "steps": int(grid.shape[1])}
+    write_shard(gallery_path, Shard(gimages, givar, gids, attrs, {"requested": flat.astype(np.float64)}))

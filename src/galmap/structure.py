@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from galmap.failures import FailureLog
 from galmap.io import Shard
+from galmap.parameters import MORPH_PARAMETERS
 from galmap.preprocess import FLAGS as PRE_FLAGS
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
@@ -45,10 +46,7 @@ SERSIC_COLUMNS = [
     "shape_shared",
 ]  # fmt: skip
 
-MORPH_COLUMNS = [
-    "id", "band", "concentration", "asymmetry", "smoothness", "gini", "m20", "gini_m20_bulge",
-    "gini_m20_merger", "rpetro_circ", "rhalf_circ", "sn_per_pixel", "flag",
-]  # fmt: skip
+MORPH_COLUMNS = ["id", "band", *MORPH_PARAMETERS, "flag"]
 
 SERSIC_DEFAULTS = {"batch_size": 128, "fit_sky": True, "max_iter": 40, "device": None}
 
@@ -152,10 +150,6 @@ def fit_sersic_shard(
 
 
 # --------------------------------------------------------------------------- morphometry
-_MORPH_QUANTITIES = [
-    "concentration", "asymmetry", "smoothness", "gini", "m20", "gini_m20_bulge", "gini_m20_merger",
-    "rpetro_circ", "rhalf_circ", "sn_per_pixel",
-]  # fmt: skip
 
 
 @functools.cache
@@ -171,7 +165,7 @@ def _statmorph_class():
         """
 
         def _calculate_morphology(self) -> None:
-            for name in _MORPH_QUANTITIES:
+            for name in MORPH_PARAMETERS:
                 _ = self[name]
 
     return _Morphometry
@@ -179,7 +173,7 @@ def _statmorph_class():
 
 def _measure_one(args: tuple) -> tuple[dict[str, float], str | None]:
     _gid, image, ivar, segmap, mask, psf = args
-    values = {k: np.nan for k in _MORPH_QUANTITIES} | {"flag": 4}
+    values = {k: np.nan for k in MORPH_PARAMETERS} | {"flag": 4}
     if not segmap.any():
         return values, "no source in the segmentation"
     if not (ivar > 0).any():
@@ -198,7 +192,7 @@ def _measure_one(args: tuple) -> tuple[dict[str, float], str | None]:
             )
     except Exception as exc:  # noqa: BLE001 - statmorph raises many types; recorded per galaxy
         return values, f"statmorph failed: {type(exc).__name__}: {exc}"
-    values = {k: float(morph[k]) for k in _MORPH_QUANTITIES} | {"flag": int(morph.flag)}
+    values = {k: float(morph[k]) for k in MORPH_PARAMETERS} | {"flag": int(morph.flag)}
     if morph.flag >= 4:
         return values, "statmorph flag 4 (catastrophic)"
     return values, None

@@ -10,8 +10,10 @@ LATENT_DIM = config["vae"]["latent_dim"]
 LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 # training rules ask the scheduler for a GPU only where the config says to use one
 GPU_TRAINING = config["vae"]["device"] == "cuda"
+CNN_GPU = config["classify"]["cnn"]["device"] == "cuda"
+FLOW_GPU = config["flow"]["device"] == "cuda"
 # the paper's figures of the stages that exist (the Sérsic-vs-truth figure needs the mock's truth)
-FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers"] + (
+FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow"] + (
     ["sersic_truth"] if SOURCE == "mock" else []
 )
 
@@ -61,5 +63,13 @@ def all_outputs():
         "results/outliers/outliers.parquet",
         "results/outliers/metrics.csv",
         "results/outliers/roc.csv",
+        "results/classify/metrics.csv",
+        "results/classify/confusion.csv",
+        "results/classify/failures.csv",
+        "results/flow/model.pt",
+        "results/flow/closure.csv",
+        "results/flow/closure_spearman.csv",
+        "results/flow/gallery.h5",
+        "results/flow/failures.csv",
         *expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["pdf", "png"]),
     ]

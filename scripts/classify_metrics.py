@@ -1,0 +1,15 @@
+"""Snakemake script: accuracy, precision, recall, F1 and confusion matrices on the test split."""
+
+from galmap.joblog import job_log
+from galmap.pipeline import classify_metrics_file
+
+snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
+
+with job_log(snakemake.log[0]):
+    classify_metrics_file(
+        snakemake.input.targets,
+        snakemake.input.classes,
+        {"rf_latent": snakemake.input.rf_latent, "cnn_image": snakemake.input.cnn_image},
+        metrics_path=snakemake.output.metrics,
+        confusion_path=snakemake.output.confusion,
+    )

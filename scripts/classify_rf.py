@@ -1,0 +1,17 @@
+"""Snakemake script: one random forest per question on the VAE latents."""
+
+from galmap.joblog import job_log
+from galmap.pipeline import classify_rf_file
+
+snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
+
+with job_log(snakemake.log[0]):
+    classify_rf_file(
+        snakemake.params.classify,
+        snakemake.params.seed,
+        targets_path=snakemake.input.targets,
+        latents_path=snakemake.input.latents,
+        out_path=snakemake.output.predictions,
+        failures_path=snakemake.output.failures,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,118 @@
+# Classification: random forests on the latents against a multi-head CNN on the images, same splits.
+
+
+rule classify_targets:
+    input:
+        labels="results/catalog/labels.parquet",
+    output:
+        targets="results/classify/targets.parquet",
+        classes="results/classify/classes.csv",
+    params:
+        classify=config["classify"],
+        seed=config["seed"],
+    log:
+        "logs/classify/targets.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/classify_targets.py"
+
+
+rule classify_rf:
+    input:
+        targets="results/classify/targets.parquet",
+        latents=f"results/vae/z{LATENT_DIM}/latents.parquet",
+    output:
+        predictions="results/classify/rf_latent/predictions.parquet",
+        failures="results/classify/rf_latent/failures.csv",
+    params:
+        classify=config["classify"],
+        seed=config["seed"],
+    log:
+        "logs/classify/rf.log",
+    benchmark:
+        "logs/benchmarks/classify/rf.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    script:
+        "../../scripts/classify_rf.py"
+
+
+rule classify_cnn:
+    input:
+        targets="results/classify/targets.parquet",
+        classes="results/classify/classes.csv",
+        images=vae_images,
+    output:
+        model="results/classify/cnn_image/model.pt",
+        history="results/classify/cnn_image/history.csv",
+        predictions="results/classify/cnn_image/predictions.parquet",
+        failures="results/classify/cnn_image/failures.csv",
+    params:
+        classify=config["classify"],
+        seed=config["seed"],
+    log:
+        "logs/classify/cnn.log",
+    benchmark:
+        "logs/benchmarks/classify/cnn.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if CNN_GPU else 0,
+    conda:
+        ENV
+    script:
+        "../../scripts/classify_cnn.py"
+
+
+rule classify_metrics:
+    input:
+        targets="results/classify/targets.parquet",
+        classes="results/classify/classes.csv",
+        rf_latent="results/classify/rf_latent/predictions.parquet",
+        cnn_image="results/classify/cnn_image/predictions.parquet",
+    output:
+        metrics="results/classify/metrics.csv",
+        confusion="results/classify/confusion.csv",
+    log:
+        "logs/classify/metrics.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/classify_metrics.py"
+
+
+rule classify_failures:
+    input:
+        "results/classify/rf_latent/failures.csv",
+        "results/classify/cnn_image/failures.csv",
+    output:
+        "results/classify/failures.csv",
+    log:
+        "logs/classify/failures.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/gather_failures.py"
+
+
+rule figure_classify:
+    input:
+        metrics_path="results/classify/metrics.csv",
+        confusion_path="results/classify/confusion.csv",
+    output:
+        pdf="results/figures/classify.pdf",
+        png=report("results/figures/classify.png", caption="../report/classify.rst", category="Classification"),
+    params:
+        figure="classify",
+    log:
+        "logs/figures/classify.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/figure.py"
