@@ -125,6 +125,7 @@ def test_closure_table_and_summary():
     requested = pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "x": [1.0, 2, 3, 4, 5]})
     measured = pd.DataFrame({"id": ["a", "b", "c", "e"], "x": [1.1, 2.3, 2.9, 5.5]})
     closure = closure_table(requested, measured, ["x"])
+    assert list(closure.columns) == ["id", "latent", "parameter", "requested", "measured"]
     assert len(closure) == 5 and np.isnan(closure.loc[closure["id"] == "d", "measured"]).all()
     row = closure_summary(closure).iloc[0]
     assert row["n_requested"] == 5 and row["n_measured"] == 4 and row["spearman_r"] == pytest.approx(1.0)

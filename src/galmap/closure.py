@@ -66,17 +66,19 @@ def generate_images(
     params: np.ndarray,
     template: Shard,
     seed: int | None,
+    sample: bool = True,
     add_noise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images and their inverse variance for parameters (N, P) in the flow's parameter order.
 
     ``template`` is a preprocessed shard of the VAE's survey (its ``norm_softening``
-    and noise level). ``seed`` seeds the flow's base noise and the pixel noise;
-    ``None`` decodes the central latent and adds no noise. A latent sample far
+    and noise level). ``seed`` seeds the flow's base noise (``sample``; otherwise the
+    central latent, zero base noise, is decoded) and the pixel noise (``add_noise``);
+    ``None`` means the central latent and no noise. A latent sample far
     outside the training latents can decode to pixels beyond float32 (inf); such
     images are returned as they are, and :func:`measure_parameters` reports them.
     """
-    latents = sample_latents(flow, params, seed)
+    latents = sample_latents(flow, params, seed if sample else None)
     images = decode_images(vae, latents, template.attrs["norm_softening"]).astype(np.float32)
     sigma = sky_sigma(template)
     ivar = np.broadcast_to((1.0 / sigma**2)[None, :, None, None], images.shape).astype(np.float32).copy()
@@ -116,13 +118,20 @@ def measure_parameters(
     return parameter_table(sersic, morph, names)
 
 
-def closure_table(requested: pd.DataFrame, measured: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """Long table ``id, parameter, requested, measured`` (measured NaN where the measurement failed)."""
+def closure_table(
+    requested: pd.DataFrame, measured: pd.DataFrame, names: Sequence[str], latent: str = "sampled"
+) -> pd.DataFrame:
+    """Long table ``id, latent, parameter, requested, measured`` (measured NaN where the measurement failed).
+
+    ``measured`` is matched to ``requested`` row by row by ``id``; ``latent`` names how the
+    latents were drawn (``sampled``: random base noise; ``central``: zero base noise).
+    """
     m = measured.set_index("id").reindex(requested["id"].astype(str))
     rows = [
         pd.DataFrame(
             {
                 "id": requested["id"].astype(str).to_numpy(),
+                "latent": latent,
                 "parameter": name,
                 "requested": requested[name].to_numpy(dtype=np.float64),
                 "measured": m[name].to_numpy(dtype=np.float64),
@@ -134,9 +143,10 @@ def closure_table(requested: pd.DataFrame, measured: pd.DataFrame, names: Sequen
 
 
 def closure_summary(closure: pd.DataFrame) -> pd.DataFrame:
-    """Per parameter: number requested and measured, Spearman r (and p), median and NMAD of measured - requested."""
+    """Per latent kind and parameter: numbers requested and measured, Spearman r (and p), median and NMAD of
+    measured - requested."""
     rows = []
-    for name, grp in closure.groupby("parameter", sort=False):
+    for (latent, name), grp in closure.groupby(["latent", "parameter"], sort=False):
         ok = np.isfinite(grp["requested"]) & np.isfinite(grp["measured"])
         req, mea = grp.loc[ok, "requested"].to_numpy(), grp.loc[ok, "measured"].to_numpy()
         if ok.sum() >= 3 and np.ptp(req) > 0 and np.ptp(mea) > 0:
@@ -148,6 +158,7 @@ def closure_summary(closure: pd.DataFrame) -> pd.DataFrame:
         nmad = float(1.4826 * np.median(np.abs(diff - med))) if len(diff) else np.nan
         rows.append(
             {
+                "latent": latent,
                 "parameter": name,
                 "n_requested": len(grp),
                 "n_measured": int(ok.sum()),

@@ -345,7 +345,7 @@ def classify_figure(metrics_path: str, confusion_path: str) -> plt.Figure:
 def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.Figure:
     """Requested vs measured parameters of generated galaxies, and the one-parameter-at-a-time gallery."""
     closure = read_table(closure_path)
-    summary = read_table(summary_path).set_index("parameter")
+    summary = read_table(summary_path).set_index(["latent", "parameter"])
     gallery = read_shard(gallery_path)
     names = list(dict.fromkeys(closure["parameter"]))
     vary = [str(v) for v in gallery.attrs["vary"]]
@@ -355,10 +355,15 @@ def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.
     fig = plt.figure(figsize=(7.5, 1.9 * nrow_s + 1.2 * len(vary)), layout="constrained")
     outer = fig.add_gridspec(2, 1, height_ratios=[1.9 * nrow_s, 1.2 * max(len(vary), 1)])
     top = outer[0].subgridspec(nrow_s, ncol)
+    latents = list(dict.fromkeys(closure["latent"]))
     for k, name in enumerate(names):
         ax = fig.add_subplot(top[k // ncol, k % ncol])
         g = closure[closure["parameter"] == name]
-        ax.scatter(g["requested"], g["measured"], s=3, alpha=0.6)
+        title = []
+        for latent in latents:
+            gl = g[g["latent"] == latent]
+            ax.scatter(gl["requested"], gl["measured"], s=3, alpha=0.5, label=f"{latent} latent")
+            title.append(f"{summary.loc[(latent, name), 'spearman_r']:.2f}")
         finite = np.concatenate([g["requested"], g["measured"]])
         finite = finite[np.isfinite(finite)]
         if finite.size:
@@ -366,16 +371,17 @@ def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.
             ax.plot([lo, hi], [lo, hi], "k:", lw=1)
             ax.set_xlim(lo, hi)
             ax.set_ylim(lo, hi)
+        ax.set_title(f"{name}: Spearman {' / '.join(title)}", fontsize=7)
+        ax.set_xlabel("requested", fontsize=6)
+        ax.set_ylabel("measured", fontsize=6)
+        if k == 0:
+            ax.legend(fontsize=5, markerscale=2)
         if name in LOG_PARAMETERS:
             ax.set_xscale("log")
             ax.set_yscale("log")
             for axis in (ax.xaxis, ax.yaxis):
                 axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
                 axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        r = summary["spearman_r"].get(name, np.nan)
-        ax.set_title(f"{name}: Spearman {r:.2f}", fontsize=7)
-        ax.set_xlabel("requested", fontsize=6)
-        ax.set_ylabel("measured", fontsize=6)
     bottom = outer[1].subgridspec(max(len(vary), 1), steps)
     sigma = gallery.attrs.get("sky_sigma")
     req = gallery.extra["requested"]

@@ -415,20 +415,25 @@ def flow_closure_file(
     n = min(int(p["closure_n"]), len(test))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC105E]))
     requested = test.iloc[np.sort(rng.choice(len(test), n, replace=False))].reset_index(drop=True)
-    requested["id"] = "gen-" + requested["id"].astype(str)
-    images, ivar = generate_images(
-        flow, vae, requested[names].to_numpy(dtype=np.float64), template, seed, bool(p["closure_noise"])
-    )
     failures = FailureLog("flow")
-    measured, reasons = measure_parameters(
-        images, ivar, requested["id"], template.attrs, names, config["preprocess"], config["structure"],
-        failures, processes=threads,
-    )  # fmt: skip
-    for gid, why in reasons.items():
-        if why:
-            failures.add(gid, f"closure: generated galaxy not measured: {why}")
-    measured = measured[reasons.reindex(measured["id"]).to_numpy() == ""]
-    closure = closure_table(requested, measured, names)
+    closures = []
+    for latent in ("sampled", "central"):
+        gen_ids = f"gen-{latent}-" + requested["id"].astype(str)
+        images, ivar = generate_images(
+            flow, vae, requested[names].to_numpy(dtype=np.float64), template, seed, latent == "sampled",
+            bool(p["closure_noise"]),
+        )  # fmt: skip
+        measured, reasons = measure_parameters(
+            images, ivar, gen_ids, template.attrs, names, config["preprocess"], config["structure"],
+            failures, processes=threads,
+        )  # fmt: skip
+        for gid, why in reasons.items():
+            if why:
+                failures.add(gid, f"closure: generated galaxy not measured: {why}")
+        measured = measured[reasons.reindex(measured["id"]).to_numpy() == ""].copy()
+        measured["id"] = measured["id"].str.removeprefix(f"gen-{latent}-")
+        closures.append(closure_table(requested, measured, names, latent))
+    closure = pd.concat(closures, ignore_index=True)
     summary = closure_summary(closure)
     write_table(closure_path, closure)
     write_table(summary_path, summary)
@@ -439,7 +444,7 @@ def flow_closure_file(
     train = data[data["split"] == "train"]
     grid = gallery_values(train, names, vary, int(p["gallery_steps"]))
     flat = grid.reshape(-1, len(names))
-    gimages, givar = generate_images(flow, vae, flat, template, None, add_noise=False)
+    gimages, givar = generate_images(flow, vae, flat, template, None, sample=False, add_noise=False)
     gids = np.array([f"{v}-{s}" for v in vary for s in range(grid.shape[1])], dtype=object)
     attrs = dict(template.attrs) | {"parameters": names, "vary": vary, "steps": int(grid.shape[1])}
     write_shard(gallery_path, Shard(gimages, givar, gids, attrs, {"requested": flat.astype(np.float64)}))

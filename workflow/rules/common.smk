@@ -12,6 +12,8 @@ LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 GPU_TRAINING = config["vae"]["device"] == "cuda"
 CNN_GPU = config["classify"]["cnn"]["device"] == "cuda"
 FLOW_GPU = config["flow"]["device"] == "cuda"
+# the flow's training settings (the closure and gallery settings do not retrain it)
+FLOW_TRAINING = {k: v for k, v in config["flow"].items() if not k.startswith(("closure_", "gallery_"))}
 # the paper's figures of the stages that exist (the Sérsic-vs-truth figure needs the mock's truth)
 FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow"] + (
     ["sersic_truth"] if SOURCE == "mock" else []

@@ -12,7 +12,7 @@ rule flow_train:
         data="results/flow/data.parquet",
         failures="results/flow/train-failures.csv",
     params:
-        flow=config["flow"],
+        flow=FLOW_TRAINING,
         seed=config["seed"],
     log:
         "logs/flow/train.log",
