@@ -2,7 +2,8 @@
 
 The network sees the images as the VAE does (:mod:`galmap.netdata`: each band on
 the asinh scale of the preprocessing, pixels without data set to 0). Its body is
-``len(channels)`` levels of two 3x3 convolutions (batch norm, SiLU) and a 2x2
+a stride-2 3x3 convolution (the stem: half the resolution, a quarter of the cost)
+then ``len(channels)`` levels of two 3x3 convolutions (batch norm, SiLU) and a 2x2
 max-pool, then global average pooling and dropout; each question has its own
 linear head. The loss is the sum over questions of the cross-entropy over the
 galaxies where that question has a training label (class codes ``-1`` are
@@ -47,8 +48,12 @@ class MorphologyCNN(nn.Module):
         self.n_classes = [int(k) for k in n_classes]
         self.channels = [int(c) for c in channels]
         self.dropout = float(dropout)
-        layers: list[nn.Module] = []
-        prev = in_channels
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, self.channels[0], 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(self.channels[0]),
+            nn.SiLU(),
+        ]
+        prev = self.channels[0]
         for c in self.channels:
             layers += [
                 nn.Conv2d(prev, c, 3, padding=1, bias=False),
