@@ -107,6 +107,16 @@ def test_random_forest_beats_chance_on_a_separable_label():
     assert confusion["count"].sum() == row["n_test"] == len(test_ids)
 
 
+def test_a_question_with_one_training_class_is_reported_not_dropped():
+    latents, labels = _separable(40)
+    labels["ring_flag"] = 1
+    targets, _ = make_targets(labels, target_specs([{"name": "ring", "column": "ring_flag"}]), PARAMS, 3)
+    preds, failures = random_forest_predictions(targets, latents, {"n_estimators": 5, "min_samples_leaf": 1,
+                                                                   "max_features": "sqrt"}, 3)  # fmt: skip
+    assert len(preds) == 0 and len(failures) == len(targets) == 40
+    assert all("fewer than two classes" in why for _, why in failures)
+
+
 def test_metrics_match_a_hand_computed_confusion():
     targets = pd.DataFrame({"id": list("abcdef"), "question": "q", "class": [0, 0, 0, 1, 1, 1], "split": ["test"] * 6})
     preds = targets.rename(columns={"class": "true_class"}).assign(pred_class=[0, 0, 1, 1, 1, 1], confidence=1.0)

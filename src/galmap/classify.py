@@ -293,7 +293,9 @@ def random_forest_predictions(
         train = (grp["split"] == "train").to_numpy()
         y = grp["class"].to_numpy()
         if train.sum() == 0 or len(np.unique(y[train])) < 2:
-            log.warning("%s: fewer than two classes among %d training galaxies; no forest", q, int(train.sum()))
+            why = f"classify ({q}): no forest, fewer than two classes among {int(train.sum())} training galaxies"
+            log.warning("%s", why)
+            failures += [(gid, why) for gid in grp["id"]]
             continue
         rf = RandomForestClassifier(
             n_estimators=int(params["n_estimators"]),

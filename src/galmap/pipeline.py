@@ -413,6 +413,10 @@ def flow_closure_file(
     data = read_table(data_path)
     test = data[data["split"] == "test"]
     n = min(int(p["closure_n"]), len(test))
+    if n == 0:
+        raise ValueError(
+            f"{data_path} has no galaxy in the flow's test split: raise flow.test_fraction or add galaxies"
+        )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC105E]))
     requested = test.iloc[np.sort(rng.choice(len(test), n, replace=False))].reset_index(drop=True)
     failures = FailureLog("flow")
