@@ -254,10 +254,11 @@ def class_names(spec_rows: pd.DataFrame) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- random forest
 def latent_matrix(latents: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Ids and the latent means (``mu_*`` columns) of a latents table."""
-    cols = [c for c in latents.columns if c.startswith("mu_")]
+    from galmap.outliers import latent_columns
+
+    cols = latent_columns(latents)
     if not cols:
         raise KeyError("the latents table has no mu_* columns")
-    cols = sorted(cols, key=lambda c: int(c.split("_")[1]))
     return latents["id"].astype(str).to_numpy(dtype=object), latents[cols].to_numpy(dtype=np.float64)
 
 

@@ -26,7 +26,7 @@ from galmap.failures import FailureLog
 from galmap.flow import ConditionalFlow, sample_latents
 from galmap.io import Shard
 from galmap.parameters import parameter_table
-from galmap.preprocess import preprocess_shard
+from galmap.preprocess import denormalise, preprocess_shard, sky_sigma
 from galmap.structure import fit_sersic_shard, morphometry_shard
 from galmap.vae import ConvVAE
 
@@ -36,27 +36,15 @@ log = logging.getLogger("galmap")
 _PREPROCESSED_ATTRS = ("norm", "norm_softening", "flag_bits", "preprocessed")
 
 
-def sky_sigma(template: Shard) -> np.ndarray:
-    """Per-band sky noise (image units per pixel) of a survey: the ``sky_sigma`` attribute or the median ivar."""
-    if "sky_sigma" in template.attrs:
-        return np.asarray(template.attrs["sky_sigma"], dtype=np.float64)
-    out = []
-    for b in range(template.ivar.shape[1]):
-        v = template.ivar[:, b][template.ivar[:, b] > 0]
-        out.append(float(np.median(1 / np.sqrt(v))) if v.size else 1.0)
-    return np.asarray(out)
-
-
 @torch.no_grad()
 def decode_images(vae: ConvVAE, latents: np.ndarray, softening: Sequence[float], batch_size: int = 256) -> np.ndarray:
     """Images (N, B, H, W) in image units (nanomaggies) of latent vectors (N, K)."""
     device = next(vae.parameters()).device
-    s = np.asarray(softening, dtype=np.float32)[None, :, None, None]
     out = []
     for start in range(0, len(latents), batch_size):
         z = torch.as_tensor(latents[start : start + batch_size], dtype=torch.float32, device=device)
         with np.errstate(over="ignore"):  # overflows become inf: the caller reports them
-            out.append(s * np.sinh(vae.decode(z).cpu().numpy()))
+            out.append(denormalise(vae.decode(z).cpu().numpy(), softening))
     return np.concatenate(out) if out else np.zeros((0, vae.in_channels, vae.image_size, vae.image_size), np.float32)
 
 
@@ -80,7 +68,7 @@ def generate_images(
     """
     latents = sample_latents(flow, params, seed if sample else None)
     images = decode_images(vae, latents, template.attrs["norm_softening"]).astype(np.float32)
-    sigma = sky_sigma(template)
+    sigma = np.asarray(sky_sigma(template.attrs, template.ivar))
     ivar = np.broadcast_to((1.0 / sigma**2)[None, :, None, None], images.shape).astype(np.float32).copy()
     if add_noise and seed is not None:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC105]))

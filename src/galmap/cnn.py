@@ -15,6 +15,7 @@ generator.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,8 +30,8 @@ from torch import nn
 from galmap.classify import PREDICTION_COLUMNS
 from galmap.device import pick_device
 from galmap.io import read_shard
-from galmap.netdata import ShardInputs, ShardStream, network_inputs
-from galmap.training import TrainSettings, load_weights, save_weights, train
+from galmap.netdata import ShardInputs, ShardStream, shard_inputs
+from galmap.training import TrainSettings, load_model, save_model, train
 
 log = logging.getLogger("galmap")
 
@@ -150,28 +151,19 @@ def loader(lookup: Mapping[str, np.ndarray], n_questions: int, role: str | None)
     """
 
     def load(path: Path) -> ShardInputs:
-        shard = read_shard(path, datasets=())
-        if "norm_softening" not in shard.attrs:
-            raise ValueError(f"{path} is not a preprocessed shard (no 'norm_softening' attribute)")
-        ids = np.asarray([str(i) for i in shard.ids], dtype=object)
-        y = np.full((len(ids), n_questions), -1, np.int64)
-        split = np.full((len(ids), n_questions), -1, np.int64)
-        for i, gid in enumerate(ids):
-            t = lookup.get(gid)
+        data = shard_inputs(read_shard(path, datasets=()), 0, 0.0, 0.0, 0.0)  # splits come from the targets
+        y = np.full((len(data), n_questions), -1, np.int64)
+        split = np.full((len(data), n_questions), -1, np.int64)
+        for i, gid in enumerate(data.ids):
+            t = lookup.get(str(gid))
             if t is not None:
                 y[i], split[i] = t
         if role is not None:
             y = np.where(split == SPLIT_CODE[role], y, -1)
-        keep = (y >= 0).any(axis=1) if role is not None else np.ones(len(ids), bool)
-        x, w = network_inputs(shard.images[keep], shard.ivar[keep], shard.attrs["norm_softening"])
-        return ShardInputs(
-            torch.from_numpy(x),
-            torch.from_numpy(w),
-            ids[keep],
-            np.full(int(keep.sum()), role or "all", dtype=object),
-            dict(shard.attrs),
-            torch.from_numpy(y[keep]),
-        )
+        keep = (y >= 0).any(axis=1) if role is not None else np.ones(len(data), bool)
+        kept = data.select(keep)
+        role_split = np.full(len(kept), role or "all", dtype=object)
+        return dataclasses.replace(kept, ids=kept.ids.astype(str), split=role_split, y=torch.from_numpy(y[keep]))
 
     return load
 
@@ -232,17 +224,13 @@ def train_cnn(
 
 
 def save_cnn(path: str | Path, model: MorphologyCNN, meta: Mapping[str, Any]) -> None:
-    """Write the model's weights and metadata (``torch.save`` of tensors and plain values)."""
-    save_weights(path, {"state_dict": model.state_dict(), "meta": dict(meta)})
+    """Write the model's weights and metadata (:func:`galmap.training.save_model`)."""
+    save_model(path, model, meta)
 
 
 def load_cnn(path: str | Path, device: torch.device | str = "cpu") -> tuple[MorphologyCNN, dict[str, Any]]:
-    """Read a model written by :func:`save_cnn` (``weights_only=True``)."""
-    state = load_weights(path, device)
-    meta = state["meta"]
-    model = MorphologyCNN(**meta["model"])
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), meta
+    """Read a file written by :func:`save_cnn` (``weights_only=True``)."""
+    return load_model(path, MorphologyCNN, device)
 
 
 @torch.no_grad()
@@ -266,12 +254,12 @@ def predict(
             logits = model(data.x[start : start + batch_size].to(device))
             for q, lg in enumerate(logits):
                 probs[q].append(torch.softmax(lg, 1).cpu().numpy())
+        if not len(data):
+            continue
+        have = data.ids.astype(str)
+        t = np.stack([lookup.get(g, np.full((2, len(questions)), -1)) for g in have])  # (N, class/split, Q)
         for q, name in enumerate(questions):
-            p = np.concatenate(probs[q]) if probs[q] else np.zeros((0, model.n_classes[q]))
-            have = data.ids.astype(str)
-            t = np.stack([lookup.get(g, np.full((2, len(questions)), -1)) for g in have]) if len(have) else None
-            if t is None:
-                continue
+            p = np.concatenate(probs[q])
             use = t[:, 0, q] >= 0
             parts.append(
                 pd.DataFrame(

@@ -33,7 +33,7 @@ from torch import nn
 
 from galmap.device import pick_device
 from galmap.parameters import LOG_PARAMETERS
-from galmap.training import TrainSettings, load_weights, save_weights, seeded_generator, train
+from galmap.training import TrainSettings, load_model, save_model, seeded_generator, train
 
 log = logging.getLogger("galmap")
 
@@ -210,14 +210,10 @@ def sample_latents(
 
 
 def save_flow(path: str | Path, model: ConditionalFlow, meta: Mapping[str, Any]) -> None:
-    """Write the flow's weights and metadata (``torch.save`` of tensors and plain values)."""
-    save_weights(path, {"state_dict": model.state_dict(), "meta": dict(meta)})
+    """Write the flow's weights and metadata (:func:`galmap.training.save_model`)."""
+    save_model(path, model, meta)
 
 
 def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[ConditionalFlow, dict[str, Any]]:
-    """Read a flow written by :func:`save_flow` (``weights_only=True``)."""
-    state = load_weights(path, device)
-    meta = state["meta"]
-    model = ConditionalFlow(**meta["model"])
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), meta
+    """Read a file written by :func:`save_flow` (``weights_only=True``)."""
+    return load_model(path, ConditionalFlow, device)

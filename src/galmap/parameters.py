@@ -36,7 +36,7 @@ MORPH_UNUSABLE = 2
 def colour_bands(name: str) -> tuple[str, str] | None:
     """``("g", "r")`` for a colour name ``"g-r"``, else None."""
     parts = name.split("-")
-    if len(parts) == 2 and all(parts) and name not in SERSIC_PARAMETERS:
+    if len(parts) == 2 and all(parts):
         return parts[0], parts[1]
     return None
 

@@ -154,6 +154,7 @@ def encode_file(
     import torch
 
     from galmap.device import pick_device
+    from galmap.outliers import latent_columns
     from galmap.vae import encode, load_vae, loader
 
     torch.set_num_threads(max(1, threads))
@@ -163,7 +164,7 @@ def encode_file(
         raise ValueError(f"{images_path} has bands {list(data.attrs['bands'])}, the model {model_path} {meta['bands']}")
     table = encode(model, data)
     failures = FailureLog("vae")
-    mu = table[[c for c in table.columns if c.startswith("mu_")]].to_numpy()
+    mu = table[latent_columns(table)].to_numpy()
     for gid, n_pix, finite in zip(table["id"], table["n_pix"], np.isfinite(mu).all(axis=1), strict=True):
         if n_pix == 0:
             failures.add(gid, "no unmasked pixel with data: latents describe an empty stamp, metrics are NaN")

@@ -186,6 +186,17 @@ def _central_label(labels: np.ndarray, max_dist_px: float = 3.0) -> int:
     return int(labels[yy[k], xx[k]]) if d[k] <= max_dist_px else 0
 
 
+def sky_sigma(attrs: Mapping[str, Any], ivar: np.ndarray) -> list[float]:
+    """Per-band sky noise (image units per pixel): the ``sky_sigma`` attribute, else the median over pixels
+    of ``1 / sqrt(ivar)`` (1 for a band without data); ``ivar`` is (N, bands, H, W)."""
+    if attrs.get("sky_sigma") is not None:
+        return [float(v) for v in attrs["sky_sigma"]]
+    return [
+        float(np.median(1 / np.sqrt(ivar[:, b][ivar[:, b] > 0]))) if (ivar[:, b] > 0).any() else 1.0
+        for b in range(ivar.shape[1])
+    ]
+
+
 def preprocess_shard(
     shard: Shard, params: Mapping[str, Any] | None = None, failures: FailureLog | None = None
 ) -> Shard:
@@ -259,13 +270,7 @@ def preprocess_shard(
         ivar[i][:, mask[i]] = 0.0
         images[i][bad] = 0.0
 
-    sky_sigma = shard.attrs.get("sky_sigma")
-    if sky_sigma is None:
-        sky_sigma = [
-            float(np.median(1 / np.sqrt(ivar[:, b][ivar[:, b] > 0]))) if (ivar[:, b] > 0).any() else 1.0
-            for b in range(nb)
-        ]
-    softening = [float(p["norm_softening"]) * float(s) for s in sky_sigma]
+    softening = [float(p["norm_softening"]) * s for s in sky_sigma(shard.attrs, ivar)]
     attrs = dict(shard.attrs) | {
         "norm": "asinh",
         "norm_softening": softening,

@@ -55,6 +55,22 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> dict[s
         raise OSError(f"cannot read model file {path}: {exc}") from exc
 
 
+def save_model(path: str | Path, model: torch.nn.Module, meta: Mapping[str, Any]) -> None:
+    """Write a network's weights and metadata; ``meta["model"]`` must hold its constructor arguments."""
+    save_weights(path, {"state_dict": model.state_dict(), "meta": dict(meta)})
+
+
+def load_model(
+    path: str | Path, cls: Callable[..., torch.nn.Module], device: torch.device | str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """Rebuild ``cls(**meta["model"])`` from a file of :func:`save_model`, in eval mode on ``device``."""
+    state = load_weights(path, device)
+    meta = state["meta"]
+    model = cls(**meta["model"])
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), meta
+
+
 @dataclass
 class TrainSettings:
     """Optimisation settings of one training run."""

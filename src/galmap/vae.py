@@ -32,7 +32,7 @@ from galmap.device import pick_device
 from galmap.imagemetrics import masked_errors, ssim
 from galmap.io import read_shard
 from galmap.netdata import ShardInputs, ShardStream, denormalise, shard_inputs
-from galmap.training import TrainSettings, load_weights, save_weights, train
+from galmap.training import TrainSettings, load_model, save_model, train
 
 log = logging.getLogger("galmap")
 
@@ -211,17 +211,13 @@ def train_vae(
 
 
 def save_vae(path: str | Path, model: ConvVAE, meta: Mapping[str, Any]) -> None:
-    """Write the model's weights and metadata (``torch.save`` of tensors and plain values)."""
-    save_weights(path, {"state_dict": model.state_dict(), "meta": dict(meta)})
+    """Write the model's weights and metadata (:func:`galmap.training.save_model`)."""
+    save_model(path, model, meta)
 
 
 def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[ConvVAE, dict[str, Any]]:
-    """Read a model written by :func:`save_vae` (``weights_only=True``)."""
-    state = load_weights(path, device)
-    meta = state["meta"]
-    model = ConvVAE(**meta["model"])
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), meta
+    """Read a file written by :func:`save_vae` (``weights_only=True``)."""
+    return load_model(path, ConvVAE, device)
 
 
 @torch.no_grad()
