@@ -139,3 +139,23 @@ def test_gallery_varies_one_parameter_at_a_time():
     assert grid.shape == (1, 4, 2)
     assert np.allclose(grid[0, :, 0], 49.5) and np.all(np.diff(grid[0, :, 1]) > 0)
     assert ConditionalFlow(3, ["a", "sersic_n"]).log_mask.tolist() == [False, True]
+
+
+def test_a_generated_image_with_non_finite_pixels_is_reported(measured, test_config):
+    """A decoded latent that overflows (inf pixels) is named in the failures with the cause."""
+    from galmap.failures import FailureLog
+
+    pre, _, _ = measured
+    images = pre.images[:4].copy()
+    images[1, :, 10:20, 10:20] = np.inf
+    failures = FailureLog("flow")
+    table, reasons = measure_parameters(
+        images, pre.ivar[:4], pre.ids[:4], pre.attrs, NAMES, test_config["preprocess"], test_config["structure"],
+        failures,
+    )  # fmt: skip
+    bad = str(pre.ids[1])
+    assert len(table) == 4
+    why = failures.frame().set_index("id").loc[[bad], "reason"].tolist()
+    assert any("non-finite pixels" in w for w in why)
+    others = failures.frame()[failures.frame()["id"] != bad]
+    assert not others["reason"].str.contains("non-finite").any()
