@@ -26,6 +26,7 @@ include: "workflow/rules/vae.smk"
 include: "workflow/rules/outliers.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/flow.smk"
+include: "workflow/rules/domain.smk"
 include: "workflow/rules/dvc.smk"
 
 

@@ -157,7 +157,39 @@ def test_classification_and_flow_outputs(workdir: Path, test_config):
     assert len(gallery) == len(vary) * test_config["flow"]["gallery_steps"] and np.isfinite(gallery.images).all()
 
 
-FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow"]
+@pytest.mark.slow
+def test_domain_outputs(workdir: Path, test_config):
+    """Target stamps on the source grid for every galaxy; metrics for every method, domain and question."""
+    from galmap.cnn import load_cnn
+
+    truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
+    source = read_shard(workdir / "results/images/decals/shard-0000.h5", datasets=())
+    target = read_shard(workdir / "results/domain/target/shard-0000.h5")
+    assert list(target.ids) == list(source.ids) and target.images.shape[1:] == (3, 48, 48)
+    assert target.attrs["pixscale_arcsec"] == source.attrs["pixscale_arcsec"]
+    assert target.attrs["norm_softening"] == source.attrs["norm_softening"]
+    assert target.attrs["survey"] == "bass+mzls" and np.isfinite(target.images).all()
+    assert (target.ivar > 0).mean() > 0.5
+    metrics = pd.read_csv(workdir / "results/domain/metrics.csv")
+    questions = set(pd.read_csv(workdir / "results/classify/classes.csv")["question"])
+    combos = {("source_only", "source"), ("source_only", "target"), ("adabn", "source"), ("adabn", "target"),
+              ("dann", "source"), ("dann", "target")}  # fmt: skip
+    for q in questions | {"mean"}:
+        got = metrics[metrics["question"] == q]
+        assert set(zip(got["method"], got["domain"], strict=True)) == combos, q
+    per_q = metrics[metrics["question"] != "mean"]
+    assert per_q["accuracy"].between(0, 1).all() and (per_q["n_test"] > 0).all()
+    assert (per_q.loc[per_q["method"] == "source_only", "change"] == 0).all()
+    hist = pd.read_csv(workdir / "results/domain/dann/history.csv")
+    assert len(hist) == test_config["domain"]["dann"]["max_epochs"]
+    model, meta = load_cnn(workdir / "results/domain/dann/model.pt")
+    assert meta["adapted"] == "dann" and sorted(meta["questions"]) == sorted(questions)
+    failures = pd.read_csv(workdir / "results/domain/failures.csv")
+    assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])
+
+
+FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers"]
+FIGURES += ["classify", "flow", "domain"]
 
 
 @pytest.mark.slow

@@ -111,6 +111,27 @@ def check_references(config: Mapping[str, Any]) -> None:
                 f"invalid configuration: config key 'flow.gallery_parameters' names {', '.join(extra)}, "
                 f"not among flow.parameters ({', '.join(fl.get('parameters', []))})"
             )
+    dom = config.get("domain")
+    vae_survey = config.get("vae", {}).get("survey")
+    if dom and "target_bands" in dom and vae_survey in surveys:
+        source_bands = list(surveys[vae_survey]["bands"])
+        tb = dom["target_bands"]
+        if sorted(tb) != sorted(source_bands):
+            raise ConfigError(
+                f"invalid configuration: config key 'domain.target_bands' maps bands {', '.join(tb)}; it needs "
+                f"exactly the bands of the source survey {vae_survey!r} ({', '.join(source_bands)})"
+            )
+        for band, name in tb.items():
+            if name not in surveys:
+                raise ConfigError(
+                    f"invalid configuration: config key 'domain.target_bands.{band}' names survey {name!r}, "
+                    f"which is not configured (surveys: {', '.join(surveys)})"
+                )
+            if band not in surveys[name]["bands"]:
+                raise ConfigError(
+                    f"invalid configuration: config key 'domain.target_bands.{band}': survey {name!r} has no band "
+                    f"{band!r} ({', '.join(surveys[name]['bands'])})"
+                )
     cl = config.get("classify")
     if cl and "questions" in cl:
         from galmap.classify import target_specs

@@ -398,6 +398,55 @@ def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.
     return fig
 
 
+def domain_figure(metrics_path: str, source_path: str, target_path: str, n_show: int = 6) -> plt.Figure:
+    """The same galaxies in the source and the (resampled) target survey, and test accuracy per method."""
+    from galmap.domain import METHODS
+
+    metrics = read_table(metrics_path)
+    source = read_shard(source_path)
+    target = read_shard(target_path)
+    row = {str(g): i for i, g in enumerate(target.ids)}
+    flux = np.nansum(np.where(source.ivar > 0, source.images, 0), axis=(1, 2, 3))
+    order = [i for i in np.argsort(-flux) if str(source.ids[i]) in row]
+    show = [order[int(k)] for k in np.linspace(len(order) * 0.1, len(order) * 0.6, n_show)] if order else []
+    fig = plt.figure(figsize=(7.5, 6.2), layout="constrained")
+    grid = fig.add_gridspec(3, max(n_show, 1), height_ratios=[1, 1, 2.4])
+    sigma = list(source.attrs.get("sky_sigma", [None] * len(source.bands)))
+    sigma = None if None in sigma else sigma
+    for c, i in enumerate(show):
+        j = row[str(source.ids[i])]
+        # what the network sees: pixels without data (masked neighbours, bad pixels) are 0
+        src = np.where(source.ivar[i] > 0, source.images[i], 0)
+        _show(fig.add_subplot(grid[0, c]), src, source.bands, sigma, str(source.ids[i]))
+        _show(fig.add_subplot(grid[1, c]), np.where(target.ivar[j] > 0, target.images[j], 0), target.bands, sigma)
+    if show:
+        fig.axes[0].set_ylabel(str(source.attrs["survey"]), fontsize=7)
+        fig.axes[1].set_ylabel(f"{target.attrs['survey']}\n(on the {source.attrs['pixscale_arcsec']}''/px grid)",
+                               fontsize=7)  # fmt: skip
+    ax = fig.add_subplot(grid[2, :])
+    questions = list(dict.fromkeys(metrics["question"]))
+    methods = sorted(set(metrics["method"]), key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+    series = [("source_only", "source", "source survey")] + [
+        (m, "target", f"target: {m.replace('_', ' ')}") for m in methods
+    ]
+    width = 0.8 / len(series)
+    x = np.arange(len(questions))
+    for k, (method, domain, label) in enumerate(series):
+        m = metrics[(metrics["method"] == method) & (metrics["domain"] == domain)].set_index("question")
+        m = m.reindex(questions)
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, m["accuracy"], width, yerr=m["accuracy_se"],
+               label=label, error_kw={"lw": 0.6})  # fmt: skip
+    n_test = metrics.drop_duplicates("question").set_index("question").reindex(questions)["n_test"]
+    ax.set_xticks(x, [f"{q}\n(n={int(n)})" for q, n in zip(questions, n_test, strict=True)])
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy (± s.e.)")
+    ax.legend(ncols=4, loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=6, frameon=False)
+    fig.suptitle("Survey A -> survey B: the source classifier on the target survey, without and with adaptation",
+                 fontsize=9)  # fmt: skip
+    return fig
+
+
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
@@ -407,6 +456,7 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "outliers": outliers_figure,
     "classify": classify_figure,
     "flow": flow_figure,
+    "domain": domain_figure,
 }
 
 

@@ -453,3 +453,122 @@ def flow_closure_file(
     gids = np.array([f"{v}-{s}" for v in vary for s in range(grid.shape[1])], dtype=object)
     attrs = dict(template.attrs) | {"parameters": names, "vary": vary, "steps": int(grid.shape[1])}
     write_shard(gallery_path, Shard(gimages, givar, gids, attrs, {"requested": flat.astype(np.float64)}))
+
+
+# --------------------------------------------------------------------------- survey A -> survey B
+def domain_target_file(
+    band_surveys: Mapping[str, str],
+    source_path: str,
+    component_paths: Mapping[str, str],
+    out_path: str,
+    failures_path: str,
+) -> None:
+    """The target survey's images of one shard on the source grid and scale (galmap.domain.target_shard)."""
+    from galmap.domain import target_shard
+
+    source = read_shard(source_path)
+    components = {name: read_shard(path) for name, path in component_paths.items()}
+    failures = FailureLog("domain")
+    shard = target_shard(source, components, band_surveys, failures)
+    write_shard(out_path, shard)
+    failures.write(failures_path)
+    log.info("domain: %d target stamps (%s), %d failures", len(shard), "; ".join(shard.attrs["resampled_from"]),
+             len(failures))  # fmt: skip
+
+
+def domain_dann_file(
+    params: Mapping[str, Any],
+    seed: int,
+    targets_path: str,
+    classes_path: str,
+    classifier_path: str,
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    threads: int = 1,
+) -> None:
+    """Fine-tune the source CNN domain-adversarially on source labels and unlabelled target images."""
+    import torch
+
+    from galmap.classify import class_names
+    from galmap.cnn import load_cnn, save_cnn
+    from galmap.device import pick_device
+    from galmap.domain import train_dann
+
+    torch.set_num_threads(max(1, threads))
+    targets = read_table(targets_path)
+    questions = list(class_names(read_table(classes_path)))
+    classifier, meta = load_cnn(classifier_path, pick_device(params.get("device", "auto")))
+    if list(meta["questions"]) != questions:
+        raise ValueError(f"{classifier_path} answers {meta['questions']}, {classes_path} lists {questions}")
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history = train_dann(classifier, source_paths, target_paths, targets, questions, params, seed, checkpoint)
+    save_cnn(model_path, model, meta | {"adapted": "dann", "seed": seed})
+    write_table(history_path, history)
+    checkpoint.unlink(missing_ok=True)
+    last = history.iloc[-1]
+    log.info(
+        "DANN: %d epochs; last epoch: source class loss %.4g, domain loss %.4g, domain accuracy %.3f",
+        len(history), last["train_class_loss"], last["train_domain_loss"], last["train_domain_accuracy"],
+    )  # fmt: skip
+
+
+def domain_predict_file(
+    batch_size: int,
+    targets_path: str,
+    classes_path: str,
+    model_paths: Mapping[str, str],
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    out_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Predictions of every method (source-only, AdaBN, DANN) on the source and target images.
+
+    ``model_paths`` maps ``"source_only"`` and ``"dann"`` to CNN files; AdaBN is
+    the source-only CNN with its batch-norm statistics re-estimated on the
+    unlabelled target images outside the test split.
+    """
+    import torch
+
+    from galmap.classify import class_names
+    from galmap.cnn import load_cnn, predict
+    from galmap.domain import METHODS, adapt_batchnorm, held_out_galaxies, target_batches
+
+    torch.set_num_threads(max(1, threads))
+    targets = read_table(targets_path)
+    questions = list(class_names(read_table(classes_path)))
+    base, _ = load_cnn(model_paths["source_only"])
+    models = {
+        "source_only": base,
+        "adabn": adapt_batchnorm(base, target_batches(target_paths, held_out_galaxies(targets), batch_size)),
+        "dann": load_cnn(model_paths["dann"])[0],
+    }
+    parts = []
+    for method in METHODS:
+        for domain, paths in (("source", source_paths), ("target", target_paths)):
+            p = predict(models[method], paths, targets, questions, batch_size)
+            parts.append(p.assign(method=method, domain=domain))
+    preds = pd.concat(parts, ignore_index=True)
+    failures = FailureLog("domain")
+    for domain in ("source", "target"):
+        seen = set(preds.loc[preds["domain"] == domain, "id"])
+        for gid in sorted(set(targets["id"]) - seen):
+            failures.add(gid, f"domain: no {domain} image of this galaxy")
+    write_table(out_path, preds)
+    failures.write(failures_path)
+
+
+def domain_metrics_file(targets_path: str, classes_path: str, predictions_path: str, metrics_path: str) -> None:
+    """``domain/metrics.csv`` (:func:`galmap.domain.domain_metrics`) from the predictions of every method."""
+    from galmap.classify import class_names
+    from galmap.domain import domain_metrics
+
+    preds = read_table(predictions_path)
+    groups = {(m, d): g.drop(columns=["method", "domain"]) for (m, d), g in preds.groupby(["method", "domain"])}
+    metrics = domain_metrics(groups, read_table(targets_path), class_names(read_table(classes_path)))
+    write_table(metrics_path, metrics)
+    cols = ["question", "method", "domain", "n_test", "accuracy", "change", "change_se", "recovered"]
+    log.info("domain adaptation on the test split:\n%s", metrics[cols].round(3).to_string(index=False))

@@ -81,6 +81,9 @@ class TrainSettings:
     seed: int
     weight_decay: float = 0.0
     min_lr_fraction: float = 0.05
+    #: ``"best"``: the weights of the epoch with the lowest validation loss; ``"last"``: those of
+    #: the last epoch (a fixed schedule, when the validation loss cannot choose, as in domain adaptation)
+    keep: str = "best"
 
 
 def _mean_metrics(rows: list[dict[str, float]], weights: list[int]) -> dict[str, float]:
@@ -106,7 +109,7 @@ def train(
     desc: str = "training",
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Train ``model``; return its best state dict (by validation loss) and the history.
+    """Train ``model``; return its best state dict (by validation loss, or the last) and the history.
 
     ``train_batches(epoch)`` yields the batches of one epoch; ``val_batches()`` the
     validation batches. ``step`` returns a dict of scalar tensors with at least
@@ -114,6 +117,8 @@ def train(
     The history has one row per epoch: ``epoch, lr, seconds, images_per_s,
     train_<metric>..., val_<metric>...``.
     """
+    if settings.keep not in ("best", "last"):
+        raise ValueError(f"{desc}: keep must be 'best' or 'last', not {settings.keep!r}")
     device = next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -186,7 +191,7 @@ def train(
         history.append(row)
         sched.step()
         val_loss = val_m.get("loss", train_m["loss"])
-        if val_loss < best_val:
+        if settings.keep == "last" or val_loss < best_val:
             best_val, best_epoch, bad = val_loss, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
@@ -218,5 +223,8 @@ def train(
     frame = pd.DataFrame(history)
     if len(frame):
         frame["best"] = frame["epoch"] == best_epoch
-    log.info("%s: best validation loss %.5g at epoch %d", desc, best_val, best_epoch)
+    if settings.keep == "last":
+        log.info("%s: kept the last epoch, %d (validation loss %.5g)", desc, best_epoch, best_val)
+    else:
+        log.info("%s: best validation loss %.5g at epoch %d", desc, best_val, best_epoch)
     return best_state, frame

@@ -12,10 +12,14 @@ LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 GPU_TRAINING = config["vae"]["device"] == "cuda"
 CNN_GPU = config["classify"]["cnn"]["device"] == "cuda"
 FLOW_GPU = config["flow"]["device"] == "cuda"
+DANN_GPU = config["domain"]["dann"]["device"] == "cuda"
+VAE_SURVEY = config["vae"]["survey"]
+# the surveys that observe the source's bands in the target (survey A -> survey B), in band order
+DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
 # the flow's training settings (the closure and gallery settings do not retrain it)
 FLOW_TRAINING = {k: v for k, v in config["flow"].items() if not k.startswith(("closure_", "gallery_"))}
 # the paper's figures of the stages that exist (the Sérsic-vs-truth figure needs the mock's truth)
-FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow"] + (
+FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow", "domain"] + (
     ["sersic_truth"] if SOURCE == "mock" else []
 )
 
@@ -38,7 +42,7 @@ def structure_images(wildcards):
 
 def vae_images(wildcards):
     """Every preprocessed shard of the survey the VAE encodes."""
-    return expand("results/images/{survey}/shard-{shard}.h5", survey=config["vae"]["survey"], shard=SHARDS)
+    return expand("results/images/{survey}/shard-{shard}.h5", survey=VAE_SURVEY, shard=SHARDS)
 
 
 def mock_truth(wildcards):
@@ -73,5 +77,7 @@ def all_outputs():
         "results/flow/closure_spearman.csv",
         "results/flow/gallery.h5",
         "results/flow/failures.csv",
+        "results/domain/metrics.csv",
+        "results/domain/failures.csv",
         *expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["pdf", "png"]),
     ]

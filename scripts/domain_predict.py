@@ -1,0 +1,19 @@
+"""Snakemake script: predictions of every domain-adaptation method on the source and target images."""
+
+from galmap.joblog import job_log
+from galmap.pipeline import domain_predict_file
+
+snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
+
+with job_log(snakemake.log[0]):
+    domain_predict_file(
+        snakemake.params.batch_size,
+        targets_path=snakemake.input.targets,
+        classes_path=snakemake.input.classes,
+        model_paths={"source_only": snakemake.input.classifier, "dann": snakemake.input.dann},
+        source_paths=list(snakemake.input.source),
+        target_paths=list(snakemake.input.target),
+        out_path=snakemake.output.predictions,
+        failures_path=snakemake.output.failures,
+        threads=snakemake.threads,
+    )
