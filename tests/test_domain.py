@@ -94,6 +94,10 @@ def test_target_shard_puts_each_band_on_the_source_grid_and_names_missing_galaxi
     assert (out.ivar[1, :2] == 0).all() and (out.ivar[1, 2] > 0).all()
     reasons = failures.frame()
     assert set(reasons["id"]) == {"b"} and reasons["reason"].str.contains("bass").all()
+    empty = FailureLog("domain")
+    none = target_shard(source, {"bass": _component("bass", ["g", "r"], 0.454, 14, []), "mzls": mzls},
+                        {"g": "bass", "r": "bass", "z": "mzls"}, empty)  # fmt: skip
+    assert len(none) == 3 and (none.ivar[:, :2] == 0).all() and set(empty.frame()["id"]) == set(ids)
     with pytest.raises(ValueError, match="no target survey observes band"):
         target_shard(source, {"bass": bass}, {"g": "bass", "r": "bass"})
     with pytest.raises(ValueError, match="has no band 'z'"):

@@ -174,6 +174,8 @@ def test_domain_outputs(workdir: Path, test_config):
     questions = set(pd.read_csv(workdir / "results/classify/classes.csv")["question"])
     combos = {("source_only", "source"), ("source_only", "target"), ("adabn", "source"), ("adabn", "target"),
               ("dann", "source"), ("dann", "target")}  # fmt: skip
+    assert test_config["domain"]["reference"]  # the test config also trains the target-supervised reference
+    combos |= {("target_supervised", "source"), ("target_supervised", "target")}
     for q in questions | {"mean"}:
         got = metrics[metrics["question"] == q]
         assert set(zip(got["method"], got["domain"], strict=True)) == combos, q

@@ -26,6 +26,12 @@ what the surveys really differ in (resolution, PSF, noise).
   the same galaxies seen by two surveys should share one latent distribution),
   while the heads keep classifying the source.
 
+**Reference** (optional, ``domain.reference``): ``target_supervised``, the same
+CNN trained from scratch on the *target* images with their labels (same splits).
+It uses target labels, so it is not an adaptation method: it measures how much
+of the source-to-target drop is recoverable at all (what the target's images
+still contain) rather than lost with the resolution and depth.
+
 **No target label in training.** Target images enter training through
 :func:`target_loader`, which reads pixels only (no ids reach the step, no
 labels exist in it); galaxies in the test split of any question are left out
@@ -58,7 +64,10 @@ from galmap.training import TrainSettings, train
 
 log = logging.getLogger("galmap")
 
+#: the source classifier unadapted and the two unsupervised adaptations
 METHODS = ("source_only", "adabn", "dann")
+#: the optional reference trained on the target's own labels (``domain.reference``): an upper bound, not a method
+REFERENCE = "target_supervised"
 
 
 # --------------------------------------------------------------------------- target images
@@ -93,13 +102,14 @@ def target_shard(
         k = comp.bands.index(band)
         row = {str(g): i for i, g in enumerate(comp.ids)}
         have = np.array([g in row for g in src_ids])
-        idx = np.array([row.get(g, 0) for g in src_ids])
+        idx = np.array([row.get(g, -1) for g in src_ids], dtype=np.int64)
         cscale = float(comp.attrs["pixscale_arcsec"])
-        img, iv = resample_stamps(comp.images[idx, k : k + 1], comp.ivar[idx, k : k + 1], cscale, size, scale)
-        images[:, b] = np.where(have[:, None, None], img[:, 0], 0)
-        ivar[:, b] = np.where(have[:, None, None], iv[:, 0], 0)
-        if "flags" in comp.extra:
-            flags |= np.where(have, np.asarray(comp.extra["flags"])[idx], 0).astype(np.int32)
+        if have.any():
+            sel = idx[have]
+            img, iv = resample_stamps(comp.images[sel, k : k + 1], comp.ivar[sel, k : k + 1], cscale, size, scale)
+            images[have, b], ivar[have, b] = img[:, 0], iv[:, 0]
+            if "flags" in comp.extra:
+                flags[have] |= np.asarray(comp.extra["flags"], np.int32)[sel]
         psf.append(float(comp.attrs["psf_fwhm_arcsec"][k]))
         units.append(str(comp.attrs.get("units", ["nanomaggy"] * len(comp.bands))[k]))
         origin.append(f"{band}: {name} {cscale}''/px x{comp.images.shape[-1]}")

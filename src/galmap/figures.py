@@ -400,7 +400,7 @@ def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.
 
 def domain_figure(metrics_path: str, source_path: str, target_path: str, n_show: int = 6) -> plt.Figure:
     """The same galaxies in the source and the (resampled) target survey, and test accuracy per method."""
-    from galmap.domain import METHODS
+    from galmap.domain import METHODS, REFERENCE
 
     metrics = read_table(metrics_path)
     source = read_shard(source_path)
@@ -425,7 +425,8 @@ def domain_figure(metrics_path: str, source_path: str, target_path: str, n_show:
                                fontsize=7)  # fmt: skip
     ax = fig.add_subplot(grid[2, :])
     questions = list(dict.fromkeys(metrics["question"]))
-    methods = sorted(set(metrics["method"]), key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+    order = [*METHODS, REFERENCE]
+    methods = sorted(set(metrics["method"]), key=lambda m: order.index(m) if m in order else len(order))
     series = [("source_only", "source", "source survey")] + [
         (m, "target", f"target: {m.replace('_', ' ')}") for m in methods
     ]

@@ -466,8 +466,8 @@ def domain_target_file(
     """The target survey's images of one shard on the source grid and scale (galmap.domain.target_shard)."""
     from galmap.domain import target_shard
 
-    source = read_shard(source_path)
-    components = {name: read_shard(path) for name, path in component_paths.items()}
+    source = read_shard(source_path, datasets=())
+    components = {name: read_shard(path, datasets=("flags",)) for name, path in component_paths.items()}
     failures = FailureLog("domain")
     shard = target_shard(source, components, band_surveys, failures)
     write_shard(out_path, shard)
@@ -518,7 +518,9 @@ def domain_predict_file(
     batch_size: int,
     targets_path: str,
     classes_path: str,
-    model_paths: Mapping[str, str],
+    classifier_path: str,
+    dann_path: str,
+    reference_path: str | None,
     source_paths: Sequence[str],
     target_paths: Sequence[str],
     out_path: str,
@@ -527,27 +529,32 @@ def domain_predict_file(
 ) -> None:
     """Predictions of every method (source-only, AdaBN, DANN) on the source and target images.
 
-    ``model_paths`` maps ``"source_only"`` and ``"dann"`` to CNN files; AdaBN is
-    the source-only CNN with its batch-norm statistics re-estimated on the
-    unlabelled target images outside the test split.
+    ``classifier_path`` is the source CNN, ``dann_path`` its DANN fine-tuning and
+    ``reference_path`` (optional) the target-supervised reference; AdaBN is the
+    source CNN with its batch-norm statistics re-estimated on the unlabelled
+    target images outside the test split.
     """
     import torch
 
     from galmap.classify import class_names
     from galmap.cnn import load_cnn, predict
-    from galmap.domain import METHODS, adapt_batchnorm, held_out_galaxies, target_batches
+    from galmap.domain import METHODS, REFERENCE, adapt_batchnorm, held_out_galaxies, target_batches
 
     torch.set_num_threads(max(1, threads))
     targets = read_table(targets_path)
     questions = list(class_names(read_table(classes_path)))
-    base, _ = load_cnn(model_paths["source_only"])
+    base, _ = load_cnn(classifier_path)
     models = {
         "source_only": base,
         "adabn": adapt_batchnorm(base, target_batches(target_paths, held_out_galaxies(targets), batch_size)),
-        "dann": load_cnn(model_paths["dann"])[0],
+        "dann": load_cnn(dann_path)[0],
     }
+    if reference_path:
+        models[REFERENCE] = load_cnn(reference_path)[0]
     parts = []
-    for method in METHODS:
+    for method in [*METHODS, REFERENCE]:
+        if method not in models:
+            continue
         for domain, paths in (("source", source_paths), ("target", target_paths)):
             p = predict(models[method], paths, targets, questions, batch_size)
             parts.append(p.assign(method=method, domain=domain))

@@ -45,6 +45,13 @@ def vae_images(wildcards):
     return expand("results/images/{survey}/shard-{shard}.h5", survey=VAE_SURVEY, shard=SHARDS)
 
 
+def domain_reference_model(wildcards):
+    """The target-supervised reference CNN when ``domain.reference`` asks for it, else nothing."""
+    if config["domain"]["reference"]:
+        return {"reference": "results/domain/target_supervised/model.pt"}
+    return {}
+
+
 def mock_truth(wildcards):
     """The mock's truth table (injected anomalies) when the data are the mock, else nothing."""
     return ["results/catalog/truth.parquet"] if SOURCE == "mock" else []

@@ -51,8 +51,37 @@ rule domain_dann:
         "../../scripts/domain_dann.py"
 
 
+rule domain_reference:
+    input:
+        targets="results/classify/targets.parquet",
+        classes="results/classify/classes.csv",
+        images=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
+    output:
+        model="results/domain/target_supervised/model.pt",
+        history="results/domain/target_supervised/history.csv",
+        predictions="results/domain/target_supervised/predictions.parquet",
+        failures="results/domain/target_supervised/failures.csv",
+    params:
+        classify=config["classify"],
+        seed=config["seed"],
+    log:
+        "logs/domain/reference.log",
+    benchmark:
+        "logs/benchmarks/domain/reference.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if CNN_GPU else 0,
+    conda:
+        ENV
+    script:
+        "../../scripts/classify_cnn.py"
+
+
 rule domain_predict:
     input:
+        unpack(domain_reference_model),
         targets="results/classify/targets.parquet",
         classes="results/classify/classes.csv",
         classifier="results/classify/cnn_image/model.pt",
