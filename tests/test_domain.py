@@ -261,3 +261,4 @@ def test_domain_metrics_are_paired_and_count_the_recovered_drop():
     assert row["change"] == pytest.approx(3 / 8) and row["recovered"] == pytest.approx(0.75)
     assert row["change_se"] > 0
     assert m.loc[("mean", "dann", "target"), "recovered"] == pytest.approx(0.75)
+    assert m.loc[("mean", "dann", "target"), "change_se"] == pytest.approx(row["change_se"])  # one question

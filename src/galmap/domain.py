@@ -378,7 +378,8 @@ def domain_metrics(
     ``source_only`` on the same domain (``change_se`` its standard error);
     ``recovered`` (target rows) is the fraction of the source-to-target drop of
     ``source_only`` that the method wins back. A row ``question = "mean"``
-    averages every column over the questions.
+    averages every column over the questions (its standard errors are those of
+    the mean, its ``n_test`` the number of galaxy-question pairs).
     """
     from galmap.classify import score_predictions
 
@@ -417,9 +418,12 @@ def domain_metrics(
     tgt = out["domain"] == "target"
     d = out.loc[tgt, "question"].map(drop)
     out.loc[tgt, "recovered"] = out.loc[tgt, "change"] / d.where(d > 0)
-    means = out.groupby(["method", "domain"], sort=False).mean(numeric_only=True).reset_index()
+    groups = out.groupby(["method", "domain"], sort=False)
+    means = groups.mean(numeric_only=True).reset_index()
     means["question"] = "mean"
-    means["n_test"] = out.groupby(["method", "domain"], sort=False)["n_test"].sum().to_numpy()
+    means["n_test"] = groups["n_test"].sum().to_numpy()
+    for col in ("accuracy_se", "change_se"):  # of the mean over questions (their test sets taken as independent)
+        means[col] = groups[col].apply(lambda se: float(np.sqrt((se**2).sum(min_count=1)) / se.count())).to_numpy()
     mean_drop = drop.mean() if len(drop) else np.nan
     mt = means["domain"] == "target"
     means.loc[mt, "recovered"] = means.loc[mt, "change"] / mean_drop if mean_drop > 0 else np.nan
