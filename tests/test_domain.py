@@ -24,7 +24,7 @@ from galmap.domain import (
     train_dann,
 )
 from galmap.failures import FailureLog
-from galmap.io import Shard, write_shard
+from galmap.io import Shard, read_shard, write_shard
 from galmap.resample import resample_matrix, resample_stamps
 
 
@@ -233,6 +233,14 @@ def test_no_target_label_reaches_the_training(shifted, monkeypatch):
                       progress=False)  # fmt: skip
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+    # a target pool made only of test galaxies leaves nothing to adapt to: a clear error, not a silent run
+    test_only = read_shard(tmp / "target.h5")
+    keep = np.isin(test_only.ids, sorted(held_out_galaxies(source_targets)))
+    test_only = Shard(test_only.images[keep], test_only.ivar[keep], test_only.ids[keep], test_only.attrs)
+    write_shard(tmp / "test-only.h5", test_only)
+    with pytest.raises(ValueError, match="no unlabelled target image outside the test split"):
+        train_dann(model, [tmp / "source.h5"], [tmp / "test-only.h5"], source_targets, ["round"], params, 3,
+                   progress=False)  # fmt: skip
     # the unlabelled target pool carries no targets and leaves out every test galaxy
     pool = target_loader(held_out_galaxies(source_targets))(tmp / "target.h5")
     assert pool.y is None and not set(pool.ids) & held_out_galaxies(source_targets)

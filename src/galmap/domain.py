@@ -271,6 +271,19 @@ def _dann_step(domain_weight: float, augment_images: bool):
     return step
 
 
+def _endless_images(stream: ShardStream, first_epoch: int) -> Iterator[torch.Tensor]:
+    """The images of ``stream``'s epochs ``first_epoch``, ``first_epoch + 1``, ... one batch at a time, forever."""
+    epoch = first_epoch
+    while True:
+        empty = True
+        for batch in stream.epoch(epoch):
+            empty = False
+            yield batch[0]
+        if empty:
+            raise ValueError("domain adaptation: no unlabelled target image outside the test split")
+        epoch += 1
+
+
 def train_dann(
     classifier: MorphologyCNN,
     source_paths: Sequence[str | Path],
@@ -297,23 +310,13 @@ def train_dann(
     source = ShardStream(source_paths, cnn_loader(lookup, len(questions), "train"), None, bs, seed, cache)
     val = ShardStream(source_paths, cnn_loader(lookup, len(questions), "val"), None, 4 * bs, seed, cache, shuffle=False)
     target = ShardStream(target_paths, target_loader(held_out_galaxies(targets)), None, bs, seed + 1, cache)
-    if not len(target.first()) and len(target.paths) == 1:
-        raise ValueError("domain adaptation: no unlabelled target image outside the test split")
     epochs = int(params["max_epochs"])
 
     def batches(epoch: int) -> Iterator[tuple]:
         src = list(source.epoch(epoch))
-        tgt: Iterator[tuple] = iter(())
-        k = 0
+        tgt = _endless_images(target, epoch * 1000)  # the target pool may be smaller than the source's
         for i, (xs, ws, ys) in enumerate(src):
-            xt = next(tgt, None)
-            while xt is None:  # the target pool may be smaller than the source's: cycle it
-                tgt = iter(target.epoch(epoch * 1000 + k))
-                k += 1
-                xt = next(tgt, None)
-                if xt is None and k > 1:
-                    raise ValueError("domain adaptation: the unlabelled target pool is empty")
-            yield xs, ws, ys, xt[0], reversal_strength((epoch + i / len(src)) / epochs)
+            yield xs, ws, ys, next(tgt), reversal_strength((epoch + i / len(src)) / epochs)
 
     torch.manual_seed(int(np.random.SeedSequence([seed, 0xDA, 0]).generate_state(1)[0]))
     model = DomainAdversarial(copy.deepcopy(classifier), int(params["hidden"])).to(device)
