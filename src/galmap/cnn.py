@@ -31,7 +31,7 @@ from galmap.classify import PREDICTION_COLUMNS
 from galmap.device import pick_device
 from galmap.io import read_shard
 from galmap.netdata import ShardInputs, ShardStream, shard_inputs
-from galmap.training import TrainSettings, load_model, save_model, train
+from galmap.training import TrainSettings, derived_seed, load_model, save_model, train
 
 log = logging.getLogger("galmap")
 
@@ -191,13 +191,13 @@ def train_cnn(
     val_stream = ShardStream(paths, loader(lookup, len(questions), "val"), None, 4 * bs, seed, cache, shuffle=False)
     first = train_stream.first()
     nb = first.x.shape[1]
-    torch.manual_seed(int(np.random.SeedSequence([seed, 0xC22]).generate_state(1)[0]))
+    torch.manual_seed(derived_seed(seed, 0xC22))
     model = MorphologyCNN(nb, n_classes, params["channels"], float(params["dropout"])).to(device)
     settings = TrainSettings(
         max_epochs=int(params["max_epochs"]),
         patience=int(params["patience"]),
         learning_rate=float(params["learning_rate"]),
-        seed=int(np.random.SeedSequence([seed, 0xC22, 1]).generate_state(1)[0]),
+        seed=derived_seed(seed, 0xC22, 1),
         weight_decay=float(params["weight_decay"]),
     )
     fingerprint = repr((sorted(params.items()), list(questions), list(n_classes), [str(p) for p in paths]))

@@ -60,7 +60,7 @@ from galmap.failures import FailureLog
 from galmap.io import Shard, read_shard
 from galmap.netdata import ShardInputs, ShardStream, shard_inputs
 from galmap.resample import resample_stamps
-from galmap.training import TrainSettings, train
+from galmap.training import TrainSettings, derived_seed, train
 
 log = logging.getLogger("galmap")
 
@@ -318,13 +318,13 @@ def train_dann(
         for i, (xs, ws, ys) in enumerate(src):
             yield xs, ws, ys, next(tgt), reversal_strength((epoch + i / len(src)) / epochs)
 
-    torch.manual_seed(int(np.random.SeedSequence([seed, 0xDA, 0]).generate_state(1)[0]))
+    torch.manual_seed(derived_seed(seed, 0xDA, 0))
     model = DomainAdversarial(copy.deepcopy(classifier), int(params["hidden"])).to(device)
     settings = TrainSettings(
         max_epochs=epochs,
         patience=epochs,
         learning_rate=float(params["learning_rate"]),
-        seed=int(np.random.SeedSequence([seed, 0xDA, 1]).generate_state(1)[0]),
+        seed=derived_seed(seed, 0xDA, 1),
         weight_decay=float(params["weight_decay"]),
         keep="last",
     )

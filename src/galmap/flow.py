@@ -33,7 +33,7 @@ from torch import nn
 
 from galmap.device import pick_device
 from galmap.parameters import LOG_PARAMETERS
-from galmap.training import TrainSettings, load_model, save_model, seeded_generator, train
+from galmap.training import TrainSettings, derived_seed, load_model, save_model, seeded_generator, train
 
 log = logging.getLogger("galmap")
 
@@ -148,7 +148,7 @@ def train_flow(
     tr, va = np.asarray(split == "train"), np.asarray(split == "val")
     if tr.sum() < 2:
         raise ValueError(f"the flow needs at least two training galaxies with usable parameters, got {int(tr.sum())}")
-    torch.manual_seed(int(np.random.SeedSequence([seed, 0xF10]).generate_state(1)[0]))
+    torch.manual_seed(derived_seed(seed, 0xF10))
     model = ConditionalFlow(
         z.shape[1],
         names,
@@ -161,7 +161,7 @@ def train_flow(
     bs = int(settings_cfg["batch_size"])
     ztr, ctr = z[tr], c[tr]
     zva, cva = (z[va], c[va]) if va.any() else (ztr, ctr)
-    batch_seed = int(np.random.SeedSequence([seed, 0xF10, 1]).generate_state(1)[0])
+    batch_seed = derived_seed(seed, 0xF10, 1)
     settings = TrainSettings(
         max_epochs=int(settings_cfg["max_epochs"]),
         patience=int(settings_cfg["patience"]),

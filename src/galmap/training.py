@@ -33,6 +33,11 @@ log = logging.getLogger("galmap")
 Step = Callable[[torch.nn.Module, Any, int, torch.Generator, bool], Mapping[str, torch.Tensor]]
 
 
+def derived_seed(seed: int, *stream: int) -> int:
+    """A 32-bit seed derived from ``(seed, *stream)`` (independent streams of one master seed)."""
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0])
+
+
 def seeded_generator(seed: int, *stream: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator seeded from ``(seed, *stream)``."""
     value = int(np.random.SeedSequence([seed, *stream]).generate_state(1, np.uint64)[0]) & (2**63 - 1)

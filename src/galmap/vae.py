@@ -32,7 +32,7 @@ from galmap.device import pick_device
 from galmap.imagemetrics import masked_errors, ssim
 from galmap.io import read_shard
 from galmap.netdata import ShardInputs, ShardStream, denormalise, shard_inputs
-from galmap.training import TrainSettings, load_model, save_model, train
+from galmap.training import TrainSettings, derived_seed, load_model, save_model, train
 
 log = logging.getLogger("galmap")
 
@@ -179,13 +179,13 @@ def train_vae(
     _, nb, h, w = first.x.shape
     if h != w:
         raise ValueError(f"the VAE needs square stamps; {paths[0]} has {h}x{w}")
-    torch.manual_seed(int(np.random.SeedSequence([seed, latent_dim, 0x7AE]).generate_state(1)[0]))
+    torch.manual_seed(derived_seed(seed, latent_dim, 0x7AE))
     model = ConvVAE(nb, h, latent_dim, params["channels"]).to(device)
     settings = TrainSettings(
         max_epochs=int(params["max_epochs"]),
         patience=int(params["patience"]),
         learning_rate=float(params["learning_rate"]),
-        seed=int(np.random.SeedSequence([seed, latent_dim]).generate_state(1)[0]),
+        seed=derived_seed(seed, latent_dim),
     )
     step = make_step(float(params["kl_weight"]), int(params["kl_warmup_epochs"]))
     best, history = train(
