@@ -270,3 +270,12 @@ def test_domain_metrics_are_paired_and_count_the_recovered_drop():
     assert row["change_se"] > 0
     assert m.loc[("mean", "dann", "target"), "recovered"] == pytest.approx(0.75)
     assert m.loc[("mean", "dann", "target"), "change_se"] == pytest.approx(row["change_se"])  # one question
+
+
+def test_the_training_loop_refuses_an_unknown_choice_of_epoch():
+    from galmap.training import TrainSettings, train
+
+    model = MorphologyCNN(1, [2], [4])
+    settings = TrainSettings(max_epochs=1, patience=1, learning_rate=1e-3, seed=0, keep="first")
+    with pytest.raises(ValueError, match="keep must be 'best' or 'last', not 'first'"):
+        train(model, lambda *a: {}, lambda e: [], lambda: [], settings, progress=False)
