@@ -19,6 +19,7 @@ config.update(
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/mock.smk" if SOURCE == "mock" else "workflow/rules/realdata.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/structure.smk"

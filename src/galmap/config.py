@@ -83,6 +83,18 @@ def check_references(config: Mapping[str, Any]) -> None:
     for stage in ("structure", "vae"):
         if stage in config:
             refs.append((f"{stage}.survey", config[stage].get("survey")))
+    data = config.get("data", {})
+    local = data.get("local") or {}
+    if data.get("source") == "local":
+        refs.append(("data.local.survey", local.get("survey")))
+        if not local.get("path"):
+            raise ConfigError(
+                "invalid configuration: data.source is 'local' but config key 'data.local.path' (the folder of FITS "
+                "cutouts) is not set; e.g. --config data='{source: local, local: {path: my/cutouts}}'"
+            )
+    if data.get("source") == "legacysurvey":
+        for name in (data.get("legacysurvey") or {}).get("layers", {}):
+            refs.append((f"data.legacysurvey.layers.{name}", name))
     for key, name in refs:
         if name is not None and name not in surveys:
             raise ConfigError(

@@ -93,7 +93,8 @@ def survey_examples_figure(image_paths: Sequence[str], truth_path: str | None, n
                 )
             if c == 0:
                 axes[r, c].set_ylabel(labels.get(i, ids[i]), fontsize=7)
-    fig.suptitle("The same mock galaxies in each survey", fontsize=9)
+    title = "The same mock galaxies in each survey" if truth_path else "Galaxies of the data, per survey"
+    fig.suptitle(title, fontsize=9)
     return fig
 
 

@@ -119,7 +119,11 @@ def ingest_cutouts(
     psf_fwhm_arcsec: Sequence[float],
     failures: FailureLog | None = None,
 ) -> Shard:
-    """One raw shard of the galaxies ``rows`` (``id, file``) on the survey's grid (see the module docstring)."""
+    """One raw shard of the galaxies ``rows`` (``id, file``) on the survey's grid (see the module docstring).
+
+    A row whose ``file`` is empty keeps its place with ``ivar = 0`` and no failure
+    (the caller knows why there is no file and records it).
+    """
     n, nb = len(rows), len(bands)
     images = np.zeros((n, nb, stamp_px, stamp_px), np.float32)
     ivar = np.zeros_like(images)
@@ -127,6 +131,8 @@ def ingest_cutouts(
     bad = np.ones(n, np.float32)
     native = np.full(n, np.nan)
     for i, (gid, path) in enumerate(zip(rows["id"], rows["file"], strict=True)):
+        if not path:  # no file for this galaxy (the caller recorded why): the row stays, without data
+            continue
         try:
             cut = read_cutout(path, bands)
         except CutoutError as exc:

@@ -68,6 +68,102 @@ def render_mock_shard(
     log.info("rendered %d galaxies in %s; %d failures", len(rows), ", ".join(outputs), len(failures))
 
 
+# --------------------------------------------------------------------------- real data
+def _write_problems(stage: str, problems: Sequence[tuple[str, str]], path: str) -> None:
+    failures = FailureLog(stage)
+    for gid, reason in problems:
+        failures.add(gid, reason)
+    failures.write(path)
+
+
+def local_catalog_file(config: Mapping[str, Any], catalog_path: str, labels_path: str, failures_path: str) -> None:
+    """The local folder's catalog (``id, file, ra, dec, shard``), labels and unmatched files/rows."""
+    from galmap.sources import local_catalog
+
+    catalog, labels, problems = local_catalog(config)
+    write_table(catalog_path, catalog)
+    write_table(labels_path, labels)
+    _write_problems("data", [(g, f"local: {r}") for g, r in problems], failures_path)
+    log.info("local folder %s: %d galaxies; %d problems", config["data"]["local"]["path"], len(catalog), len(problems))
+
+
+def legacysurvey_catalog_file(
+    config: Mapping[str, Any], folder: str, catalog_path: str, labels_path: str, counts_path: str, failures_path: str
+) -> None:
+    """Fetch the Galaxy Zoo DECaLS catalog (Zenodo, MD5-checked); write the selection's catalog and labels."""
+    from galmap.services import ZENODO, download_settings, fetch_zenodo_file, gz_catalog_labels, select_galaxies
+
+    cfg = config["data"]["legacysurvey"]
+    failures = FailureLog("data")
+    path = fetch_zenodo_file(cfg["catalog"], folder, download_settings(cfg, ZENODO, int(config["seed"])), failures)
+    labels, problems = gz_catalog_labels(pd.read_csv(path, low_memory=False))
+    chosen, missing = select_galaxies(labels, cfg["selection"], int(config["seed"]))
+    catalog = chosen[["id", "iauname", "ra", "dec"]].copy()
+    catalog["shard"] = catalog.index // int(config["shard_size"])
+    write_table(catalog_path, catalog)
+    write_table(labels_path, chosen)
+    write_table(counts_path, class_counts(chosen))
+    chosen_ids = set(chosen["id"])
+    for gid, reason in [*problems, *missing]:
+        if gid in chosen_ids or not chosen_ids or cfg["selection"].get("ids"):
+            failures.add(gid, f"catalog: {reason}")
+    failures.write(failures_path)
+    log.info("Galaxy Zoo DECaLS: %d galaxies in the catalog, %d selected", len(labels), len(chosen))
+
+
+def legacysurvey_download_file(
+    config: Mapping[str, Any], survey: str, catalog_path: str, shard: int, folder: str, manifest_path: str
+) -> None:
+    """Fetch one shard's cutouts of ``survey`` from the Legacy Survey cutout service; write the download table."""
+    from galmap.cutouts import verify_cutout
+    from galmap.download import download
+    from galmap.services import LEGACY_SURVEY, cutout_items, download_settings
+    from galmap.sources import shard_members
+
+    cfg = config["data"]["legacysurvey"]
+    sv = config["surveys"][survey]
+    rows = shard_members(read_table(catalog_path), shard)
+    items = cutout_items(rows, sv, cfg["layers"][survey], cfg["cutout_url"], folder, bool(cfg["invvar"]))
+    shape = (int(sv["stamp_px"]), int(sv["stamp_px"]))
+    settings = download_settings(cfg, f"{LEGACY_SURVEY} ({survey}, {cfg['layers'][survey]})", int(config["seed"]))
+    table = download(items, lambda p: verify_cutout(p, sv["bands"], shape), settings)
+    write_table(manifest_path, table)
+
+
+def ingest_file(
+    config: Mapping[str, Any], survey: str, table_path: str, shard: int, out_path: str, failures_path: str
+) -> None:
+    """One raw shard of ``survey`` from FITS cutouts: a local catalog (``id, file, shard``) or a download table."""
+    from galmap.ingest import ingest_cutouts
+    from galmap.services import LEGACY_SURVEY
+    from galmap.sources import shard_members
+
+    table = read_table(table_path)
+    failures = FailureLog("data")
+    if "status" in table:  # a download table: the rows of this shard, with why a cutout is missing
+        rows = table.assign(file=table["path"].where(table["status"].isin(["fetched", "present"]), ""))
+        for gid, url, reason in rows.loc[rows["file"] == "", ["id", "url", "reason"]].itertuples(index=False):
+            failures.add(
+                gid,
+                f"{survey}: download from the {LEGACY_SURVEY}: {url}: {reason}; "
+                "to retry: snakemake --forcerun legacysurvey_download (files already fetched are kept)",
+            )
+    else:
+        rows = shard_members(table, shard)
+    sv = config["surveys"][survey]
+    bands = list(sv["bands"])
+    fwhm = [float(sv["psf_fwhm_arcsec"][b]) for b in bands]
+    got = rows["file"].fillna("").astype(str).ne("")
+    # a row without a file keeps its place, with no data (ivar 0); its failure is recorded above
+    out = ingest_cutouts(
+        rows.assign(file=rows["file"].fillna("").astype(str)), survey, bands, int(sv["stamp_px"]),
+        float(sv["pixscale_arcsec"]), fwhm, failures,
+    )  # fmt: skip
+    write_shard(out_path, out)
+    failures.write(failures_path)
+    log.info("ingested %d cutouts of %s into %s; %d failures", int(got.sum()), survey, out_path, len(failures))
+
+
 def preprocess_file(params: Mapping[str, Any], raw_path: str, out_path: str, failures_path: str) -> None:
     """Preprocess one raw shard file into ``out_path``; failures to ``failures_path``."""
     failures = FailureLog("preprocess")

@@ -8,7 +8,7 @@ rule classify_targets:
         targets="results/classify/targets.parquet",
         classes="results/classify/classes.csv",
     params:
-        classify=config["classify"],
+        classify=CLASSIFY,
         seed=config["seed"],
     log:
         "logs/classify/targets.log",
@@ -26,7 +26,7 @@ rule classify_rf:
         predictions="results/classify/rf_latent/predictions.parquet",
         failures="results/classify/rf_latent/failures.csv",
     params:
-        classify=config["classify"],
+        classify=CLASSIFY,
         seed=config["seed"],
     log:
         "logs/classify/rf.log",
@@ -53,7 +53,7 @@ rule classify_cnn:
         predictions="results/classify/cnn_image/predictions.parquet",
         failures="results/classify/cnn_image/failures.csv",
     params:
-        classify=config["classify"],
+        classify=CLASSIFY,
         seed=config["seed"],
     log:
         "logs/classify/cnn.log",

@@ -1,10 +1,20 @@
 # Shared names and input functions. No computation here: the library does that.
-import math
+from snakemake.logging import logger
 
-SURVEYS = list(config["surveys"])
+from galmap.sources import shard_names, skipped_messages, source_surveys, stage_plan, usable_questions
+
 SOURCE = config["data"]["source"]
-N_GALAXIES = config["mock"]["n_galaxies"]
-SHARDS = [f"{i:04d}" for i in range(math.ceil(N_GALAXIES / config["shard_size"]))]
+# the configured surveys the data provide (every survey for the mock; one for a local folder)
+SURVEYS = source_surveys(config)
+SHARDS = shard_names(config)
+# the stages the data allow (galmap.sources.stage_plan): a stage -> None, or why it is skipped
+PLAN = stage_plan(config)
+for _line in skipped_messages(config):
+    logger.info(_line)
+# what the data rules read of the config (so other settings do not rerun them)
+DATA_PARAMS = {k: config[k] for k in ("seed", "shard_size", "data", "surveys")}
+# the classification questions the labels can answer
+CLASSIFY = dict(config["classify"], questions=usable_questions(config)[0])
 ENV = "../../envs/galmap.yaml"
 LATENT_DIM = config["vae"]["latent_dim"]
 LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
@@ -18,16 +28,40 @@ VAE_SURVEY = config["vae"]["survey"]
 DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
 # the flow's training settings (the closure and gallery settings do not retrain it)
 FLOW_TRAINING = {k: v for k, v in config["flow"].items() if not k.startswith(("closure_", "gallery_"))}
-# the paper's figures of the stages that exist (the Sérsic-vs-truth figure needs the mock's truth)
-FIGURE_NAMES = ["survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "classify", "flow", "domain"] + (
-    ["sersic_truth"] if SOURCE == "mock" else []
-)
+# the paper's figures of the stages that run on these data (the Sérsic-vs-truth figure needs the mock's truth)
+FIGURE_STAGES = {
+    "survey_examples": [],
+    "sersic_residuals": ["structure"],
+    "morphometry": ["structure"],
+    "sersic_truth": ["structure", "truth"],
+    "vae": ["vae"],
+    "outliers": ["outliers"],
+    "classify": ["classify"],
+    "flow": ["flow"],
+    "domain": ["domain"],
+}
+FIGURE_NAMES = [name for name, needs in FIGURE_STAGES.items() if not any(PLAN[s] for s in needs)]
 
 
 wildcard_constraints:
     shard=r"\d{4}",
     survey="|".join(SURVEYS),
     k=r"\d+",
+
+
+def data_failure_tables():
+    """The data stage's per-shard failure tables (and the catalog's, for real data)."""
+    if SOURCE == "mock":
+        return expand("results/data/shards/failures-{shard}.csv", shard=SHARDS)
+    shards = expand("results/data/shards/failures-{survey}-{shard}.csv", survey=SURVEYS, shard=SHARDS)
+    return ["results/data/catalog_failures.csv", *shards]
+
+
+def ingest_table(wildcards):
+    """What the ingest of one shard reads: the local catalog, or the shard's download table."""
+    if SOURCE == "local":
+        return "results/catalog/catalog.parquet"
+    return f"data/legacysurvey/{wildcards.survey}/downloads-{wildcards.shard}.csv"
 
 
 def raw_shard(wildcards):
@@ -58,33 +92,31 @@ def mock_truth(wildcards):
 
 
 def all_outputs():
-    """Every final output of the stages that exist."""
-    return [
-        "results/catalog/truth.parquet",
+    """Every final output of the stages that run on these data."""
+    runs = {stage for stage, why in PLAN.items() if why is None}
+    out = [
         "results/catalog/labels.parquet",
         "results/catalog/catalog.parquet",
-        "results/catalog/class_counts.csv",
         "results/data/failures.csv",
         "results/preprocess/failures.csv",
-        "results/structure/sersic.parquet",
-        "results/structure/morphometry.parquet",
-        "results/structure/failures.csv",
         *expand("results/images/{survey}/shard-{shard}.h5", survey=SURVEYS, shard=SHARDS),
-        *expand("results/vae/z{k}/{name}", k=LATENT_SIZES, name=["model.pt", "latents.parquet", "history.csv"]),
-        "results/vae/ssim_vs_latents.csv",
-        "results/vae/failures.csv",
-        "results/outliers/outliers.parquet",
-        "results/outliers/metrics.csv",
-        "results/outliers/roc.csv",
-        "results/classify/metrics.csv",
-        "results/classify/confusion.csv",
-        "results/classify/failures.csv",
-        "results/flow/model.pt",
-        "results/flow/closure.csv",
-        "results/flow/closure_spearman.csv",
-        "results/flow/gallery.h5",
-        "results/flow/failures.csv",
-        "results/domain/metrics.csv",
-        "results/domain/failures.csv",
         *expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["pdf", "png"]),
     ]
+    if SOURCE != "local":
+        out.append("results/catalog/class_counts.csv")
+    if "truth" in runs:
+        out.append("results/catalog/truth.parquet")
+    stage_outputs = {
+        "structure": ["sersic.parquet", "morphometry.parquet", "failures.csv"],
+        "outliers": ["outliers.parquet", "metrics.csv", "roc.csv"],
+        "classify": ["metrics.csv", "confusion.csv", "failures.csv"],
+        "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
+        "domain": ["metrics.csv", "failures.csv"],
+    }
+    for stage, names in stage_outputs.items():
+        if stage in runs:
+            out += [f"results/{stage}/{name}" for name in names]
+    if "vae" in runs:
+        out += expand("results/vae/z{k}/{name}", k=LATENT_SIZES, name=["model.pt", "latents.parquet", "history.csv"])
+        out += ["results/vae/ssim_vs_latents.csv", "results/vae/failures.csv"]
+    return out

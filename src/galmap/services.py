@@ -1,0 +1,282 @@
+"""The real services behind ``data.source: legacysurvey``, all fetched with :func:`galmap.download.download`.
+
+- **Zenodo** (the Galaxy Zoo DECaLS volunteer catalog, Walmsley et al. 2022,
+  record 4573248): the record's JSON from the records API lists each file with
+  its download link and ``md5:`` checksum; the catalog file is fetched and its
+  MD5 checked against the record (and against ``md5`` when the config pins one)
+  before it gets its final name. :func:`gz_catalog_labels` turns it into
+  ``labels.parquet`` with the mock's columns and class rules
+  (:func:`galmap.labels.classes_from_votes`).
+- **Legacy Survey cutout service** (``/viewer/fits-cutout``): one FITS cutout per
+  galaxy and survey, ``layer`` (``ls-dr10`` for DECaLS, ``ls-dr9-north`` for
+  BASS/MzLS), the survey's ``bands``, ``pixscale`` (arcsec/pixel) and ``size``
+  (pixels), with ``invvar`` for the inverse-variance planes (the service's
+  one-HDU-per-band layout); each file is verified (:func:`galmap.cutouts.verify_cutout`:
+  it opens, has the bands and the shape, has data).
+- **MaNGA** DAP ``MAPS`` files (Hα among the emission-line maps) from the SDSS
+  science archive, by plate-IFU (:func:`manga_maps_url`).
+
+When a service cannot be reached the failure names the service, the URL, the
+HTTP status or the cause, and says that rerunning fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import urllib.parse
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from galmap.download import DownloadSettings, Item, download, item_path
+from galmap.failures import FailureLog
+from galmap.ids import sanitize_id
+from galmap.labels import ALL_QUESTIONS, classes_from_votes, vote_columns
+
+log = logging.getLogger("galmap")
+
+ZENODO = "Zenodo"
+LEGACY_SURVEY = "Legacy Survey cutout service"
+MANGA = "SDSS MaNGA archive"
+#: the DR17 MaNGA DAP release and the hybrid-binning MAPS type with Hα flux maps
+MANGA_SAS = "https://data.sdss.org/sas/dr17/manga/spectro/analysis/v3_1_1/3.1.0"
+MANGA_DAPTYPE = "HYB10-MILESHC-MASTARSSP"
+
+
+class ServiceError(RuntimeError):
+    """A service could not give what the run needs (the message names it and how to retry)."""
+
+
+def download_settings(cfg: Mapping[str, Any], service: str, seed: int = 0) -> DownloadSettings:
+    """:class:`DownloadSettings` from ``data.legacysurvey.download`` and ``hosts``."""
+    dl = cfg.get("download", {})
+    return DownloadSettings(
+        service=service,
+        connections=int(dl.get("connections", 4)),
+        rate_per_s=float(dl.get("rate_per_s", 5)),
+        retries=int(dl.get("retries", 4)),
+        backoff_s=float(dl.get("backoff_s", 1.0)),
+        timeout_s=float(dl.get("timeout_s", 60)),
+        max_bytes=int(float(dl.get("max_mb", 200)) * 2**20),
+        allowed_hosts=frozenset(cfg.get("hosts", [])) or None,
+        seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- Zenodo
+def md5_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex MD5 of a file."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def zenodo_file(record_json: Mapping[str, Any], filename: str) -> tuple[str, str]:
+    """``(download URL, md5)`` of ``filename`` in a Zenodo record's JSON (legacy and InvenioRDM forms)."""
+    files = record_json.get("files") or []
+    if isinstance(files, Mapping):  # InvenioRDM: {"entries": [...]} or {"entries": {key: {...}}}
+        files = files.get("entries") or []
+        files = list(files.values()) if isinstance(files, Mapping) else files
+    names = []
+    for f in files:
+        key = f.get("key") or f.get("filename")
+        names.append(str(key))
+        if key != filename:
+            continue
+        links = f.get("links") or {}
+        url = links.get("content") or links.get("self") or links.get("download")
+        checksum = str(f.get("checksum") or "")
+        if not url or not checksum.startswith("md5:"):
+            raise ServiceError(f"{ZENODO}: the record lists {filename} without a download link or an md5 checksum")
+        return str(url), checksum[4:]
+    raise ServiceError(f"{ZENODO}: the record has no file {filename!r} (it has: {', '.join(names) or 'none'})")
+
+
+def fetch_zenodo_file(
+    cfg: Mapping[str, Any], folder: str | Path, settings: DownloadSettings, failures: FailureLog | None = None
+) -> Path:
+    """Fetch ``cfg['file']`` of Zenodo record ``cfg['record']`` into ``folder``, MD5-verified; return its path."""
+    folder = Path(folder)
+    record, filename = int(cfg["record"]), str(cfg["file"])
+    api = str(cfg["api"]).rstrip("/")
+
+    def valid_json(path: Path) -> str | None:
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return f"not JSON: {exc}"
+        return None
+
+    meta = item_path(folder, f"zenodo-{record}", ".json")
+    table = download([Item(f"zenodo-{record}", f"{api}/{record}", meta)], valid_json, settings, failures, False)
+    if table["status"].iloc[0] == "failed":
+        raise ServiceError(
+            f"{ZENODO}: cannot read record {record} at {api}/{record}: {table['reason'].iloc[0]}; "
+            "check the network and rerun (fetched files are kept)"
+        )
+    url, md5 = zenodo_file(json.loads(meta.read_text()), filename)
+    pinned = cfg.get("md5")
+    if pinned and pinned != md5:
+        raise ServiceError(f"{ZENODO}: record {record} lists {filename} with md5 {md5}, not the pinned {pinned}")
+
+    def right_checksum(path: Path) -> str | None:
+        got = md5_of(path)
+        return None if got == md5 else f"md5 {got} is not the record's {md5}"
+
+    out = item_path(folder, filename, "")
+    table = download([Item(filename, url, out)], right_checksum, settings, failures)
+    if table["status"].iloc[0] == "failed":
+        raise ServiceError(
+            f"{ZENODO}: cannot fetch {filename} of record {record} ({url}): {table['reason'].iloc[0]}; rerun to resume"
+        )
+    return out
+
+
+def gz_catalog_labels(catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """A Galaxy Zoo DECaLS volunteer catalog -> ``labels`` (the mock's columns) and (id, problem) rows.
+
+    ``id`` is the sanitised ``iauname``; the vote columns of every question are
+    kept (a column the catalog lacks is an error naming it) and one
+    ``{question}_class`` column per question is added with the mock's rules.
+    Rows without a name or position, or repeating an earlier id, are reported.
+    """
+    need = ["iauname", "ra", "dec"] + [c for q in ALL_QUESTIONS for c in vote_columns(q)]
+    missing = [c for c in need if c not in catalog.columns]
+    if missing:
+        raise ServiceError(
+            f"the Galaxy Zoo catalog lacks column(s) {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        )
+    problems: list[tuple[str, str]] = []
+    names = catalog["iauname"].astype(str).str.strip()
+    ok = names.ne("") & catalog["iauname"].notna()
+    problems += [(f"row-{i}", "catalog row without an iauname") for i in np.flatnonzero(~ok.to_numpy())]
+    cat = catalog.loc[ok].copy()
+    cat.insert(0, "id", [sanitize_id(n) for n in names[ok]])
+    pos = np.isfinite(pd.to_numeric(cat["ra"], errors="coerce")) & np.isfinite(
+        pd.to_numeric(cat["dec"], errors="coerce")
+    )
+    problems += [(g, "no valid ra/dec in the catalog") for g in cat.loc[~pos, "id"]]
+    cat = cat.loc[pos]
+    dup = cat["id"].duplicated()
+    problems += [(g, "repeats an earlier catalog row's id (kept the first)") for g in cat.loc[dup, "id"]]
+    cat = cat.loc[~dup].reset_index(drop=True)
+    votes = cat[["id", "iauname", "ra", "dec"] + need[3:]].copy()
+    for c in need[3:]:
+        votes[c] = pd.to_numeric(votes[c], errors="coerce")
+    labels = pd.concat([votes, classes_from_votes(votes)], axis=1)
+    return labels, problems
+
+
+def select_galaxies(labels: pd.DataFrame, selection: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame, list]:
+    """The catalog rows to use: the ``ids`` listed, or the first / a seeded random ``n`` (by id order)."""
+    ids = [sanitize_id(i) for i in selection.get("ids") or []]
+    if ids:
+        by_id = labels.set_index("id", drop=False)
+        missing = [i for i in ids if i not in by_id.index]
+        return by_id.loc[[i for i in ids if i in by_id.index]].reset_index(drop=True), [
+            (i, "not in the Galaxy Zoo catalog") for i in missing
+        ]
+    n = int(selection["n"])
+    ordered = labels.sort_values("id", ignore_index=True)
+    if n > len(ordered):
+        log.warning("selection asks for %d galaxies; the catalog has %d", n, len(ordered))
+    if selection.get("order", "random") == "random":
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
+        take = np.sort(rng.choice(len(ordered), size=min(n, len(ordered)), replace=False))
+        return ordered.iloc[take].reset_index(drop=True), []
+    return ordered.iloc[:n].reset_index(drop=True), []
+
+
+# --------------------------------------------------------------------------- Legacy Survey cutouts
+def legacysurvey_cutout_url(
+    base: str,
+    ra: float,
+    dec: float,
+    layer: str,
+    bands: Sequence[str],
+    pixscale_arcsec: float,
+    size_px: int,
+    invvar: bool = True,
+) -> str:
+    """The cutout service URL of one FITS cutout centred on (``ra``, ``dec``) in degrees."""
+    query = urllib.parse.urlencode(
+        {
+            "ra": f"{ra:.7f}",
+            "dec": f"{dec:.7f}",
+            "layer": layer,
+            "pixscale": f"{pixscale_arcsec:g}",
+            "size": int(size_px),
+            "bands": "".join(bands),
+        }  # fmt: skip
+    )
+    return f"{base}?{query}" + ("&invvar" if invvar else "")
+
+
+def cutout_items(
+    rows: pd.DataFrame, survey: Mapping[str, Any], layer: str, base: str, folder: str | Path, invvar: bool = True
+) -> list[Item]:
+    """One :class:`Item` per catalog row (``id, ra, dec``): the cutout of ``survey`` into ``folder/<id>.fits``."""
+    return [
+        Item(
+            str(gid),
+            legacysurvey_cutout_url(
+                base,
+                float(ra),
+                float(dec),
+                layer,
+                survey["bands"],
+                float(survey["pixscale_arcsec"]),
+                int(survey["stamp_px"]),
+                invvar,
+            ),  # fmt: skip
+            item_path(folder, str(gid), ".fits"),
+        )
+        for gid, ra, dec in zip(rows["id"], rows["ra"], rows["dec"], strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- MaNGA
+def manga_maps_url(plateifu: str, base: str = MANGA_SAS, daptype: str = MANGA_DAPTYPE) -> str:
+    """The DAP MAPS file of a MaNGA galaxy (``plate-ifu``, e.g. ``7815-3702``)."""
+    plate, _, ifu = str(plateifu).partition("-")
+    if not (plate.isdigit() and ifu.isdigit()):
+        raise ValueError(f"MaNGA plate-IFU {plateifu!r} is not of the form 1234-5678")
+    return f"{base}/{daptype}/{plate}/{ifu}/manga-{plate}-{ifu}-MAPS-{daptype}.fits.gz"
+
+
+def read_manga_halpha(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """Hα flux map, its inverse variance (1e-17 erg/s/cm²/spaxel) and the spaxel size (arcsec) of a DAP MAPS file.
+
+    Spaxels flagged in ``EMLINE_GFLUX_MASK`` get inverse variance 0.
+    """
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    with fits.open(path, memmap=False) as hdul:
+        flux_hdu = hdul["EMLINE_GFLUX"]
+        header = flux_hdu.header
+        channel = next(
+            (int(k[1:]) - 1 for k, v in header.items() if k.startswith("C") and k[1:].isdigit()
+             and str(v).strip().lower().startswith("ha-")),
+            None,
+        )  # fmt: skip
+        if channel is None:
+            raise ValueError(f"{path}: EMLINE_GFLUX has no Ha-6564 channel")
+        flux = np.asarray(flux_hdu.data[channel], np.float32)
+        ivar = np.asarray(hdul["EMLINE_GFLUX_IVAR"].data[channel], np.float32)
+        mask = np.asarray(hdul["EMLINE_GFLUX_MASK"].data[channel]) != 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scale = float(np.mean(proj_plane_pixel_scales(WCS(header).celestial))) * 3600.0
+    ivar = np.where(mask | ~np.isfinite(flux), 0.0, ivar).astype(np.float32)
+    return np.nan_to_num(flux), ivar, scale

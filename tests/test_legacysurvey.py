@@ -1,0 +1,288 @@
+"""``data.source: legacysurvey`` against an imitation of Zenodo and the Legacy Survey cutout service on 127.0.0.1.
+
+The imitation serves the Galaxy Zoo catalog made from the mock's votes (Zenodo's
+records API with an md5 checksum) and FITS cutouts of the mock's rendered stamps
+(the service's one-HDU-per-band layout with inverse variance), looked up by the
+request's ra, dec, layer, bands, pixscale and size; it can be told to fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from galmap.cutouts import cutout_hdulist
+from galmap.download import DownloadSettings
+from galmap.io import read_shard
+from galmap.labels import QUESTIONS, classes_from_votes
+from galmap.services import (
+    ServiceError,
+    fetch_zenodo_file,
+    gz_catalog_labels,
+    legacysurvey_cutout_url,
+    manga_maps_url,
+    read_manga_halpha,
+    select_galaxies,
+    zenodo_file,
+)
+
+from .conftest import REPO, SHARED_DATA
+
+LAYERS = {"decals": "ls-dr10", "bass": "ls-dr9-north", "mzls": "ls-dr9-north"}
+RECORD = 4573248
+CATALOG = "gz_decals_volunteers_5.csv"
+
+
+class LegacySurveyImitation:
+    """``/api/records/<n>``, ``/files/<name>`` (Zenodo) and ``/viewer/fits-cutout`` (the cutout service).
+
+    ``fail`` maps a galaxy id to ``"error"`` (always HTTP 500) or ``"html"`` (an HTML
+    page with status 200); ``bad_checksum`` makes the record list a wrong md5.
+    """
+
+    def __init__(self, csv: bytes, cutouts: dict[tuple[str, str], bytes], positions: dict[str, str]) -> None:
+        self.csv, self.cutouts, self.positions = csv, cutouts, positions
+        self.fail: dict[str, str] = {}
+        self.bad_checksum = False
+        self.hits: list[str] = []
+        self.lock = threading.Lock()
+        svc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server API
+                url = urllib.parse.urlsplit(self.path)
+                with svc.lock:
+                    svc.hits.append(self.path)
+                if url.path == f"/api/records/{RECORD}":
+                    md5 = "0" * 32 if svc.bad_checksum else hashlib.md5(svc.csv).hexdigest()
+                    record = {"id": RECORD, "files": [
+                        {"key": "schema.md", "checksum": "md5:" + "1" * 32, "links": {"self": f"{svc.url}/files/x"}},
+                        {"key": CATALOG, "checksum": f"md5:{md5}", "size": len(svc.csv),
+                         "links": {"self": f"{svc.url}/files/{CATALOG}"}},
+                    ]}  # fmt: skip
+                    return self._send(200, json.dumps(record).encode(), "application/json")
+                if url.path == f"/files/{CATALOG}":
+                    return self._send(200, svc.csv, "text/csv")
+                if url.path != "/viewer/fits-cutout":
+                    return self._send(404, b"not found", "text/plain")
+                q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+                gid = svc.positions.get(f"{q.get('ra')},{q.get('dec')}")
+                key = (gid, f"{q.get('layer')}/{q.get('bands')}/{q.get('pixscale')}/{q.get('size')}")
+                if gid is None or key not in svc.cutouts or "invvar" not in q:
+                    return self._send(404, b"no such cutout", "text/plain")
+                if svc.fail.get(gid) == "error":
+                    return self._send(500, b"internal error", "text/plain")
+                if svc.fail.get(gid) == "html":
+                    return self._send(200, b"<!DOCTYPE html><html>busy</html>", "text/html")
+                return self._send(200, svc.cutouts[key], "application/fits")
+
+            def _send(self, code: int, body: bytes, ctype: str):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _gz_csv(truth: pd.DataFrame, labels: pd.DataFrame) -> bytes:
+    """The mock's votes as a Galaxy Zoo DECaLS catalog: ``iauname, ra, dec`` and the vote columns."""
+    votes = labels.drop(columns=[c for c in labels.columns if c.endswith("_class")] + ["ra", "dec"], errors="ignore")
+    cat = votes.rename(columns={"id": "iauname"})
+    cat.insert(1, "ra", truth["ra"].to_numpy())
+    cat.insert(2, "dec", truth["dec"].to_numpy())
+    return cat.to_csv(index=False).encode()
+
+
+@pytest.fixture(scope="module")
+def mock_labels(test_config, truth, surveys):
+    from galmap.mock.population import true_answers
+    from galmap.mock.volunteers import make_labels
+
+    full = pd.concat([truth, true_answers(truth)], axis=1)
+    return make_labels(full, test_config, surveys[test_config["mock"]["volunteers"]["label_survey"]])
+
+
+@pytest.fixture(scope="module")
+def imitation(test_config, truth, rendered, mock_labels):
+    cutouts, positions = {}, {}
+    for gid, ra, dec in zip(truth["id"], truth["ra"], truth["dec"], strict=True):
+        positions[f"{ra:.7f},{dec:.7f}"] = gid
+    for name, layer in LAYERS.items():
+        shard, sv = rendered[name], test_config["surveys"][name]
+        for i, gid in enumerate(shard.ids):
+            buf = io.BytesIO()
+            cutout_hdulist(shard.images[i], shard.bands, sv["pixscale_arcsec"], shard.ivar[i], layout="hdus").writeto(
+                buf
+            )
+            key = f"{layer}/{''.join(sv['bands'])}/{sv['pixscale_arcsec']:g}/{sv['stamp_px']}"
+            cutouts[(str(gid), key)] = buf.getvalue()
+    svc = LegacySurveyImitation(_gz_csv(truth, mock_labels), cutouts, positions)
+    yield svc
+    svc.close()
+
+
+FAST = DownloadSettings(service="Zenodo", retries=1, backoff_s=0.01, backoff_max_s=0.02, timeout_s=5, rate_per_s=0)
+
+
+# --------------------------------------------------------------------------- units
+def test_the_real_gz_decals_catalog_rows_become_labels_with_the_mocks_columns(mock_labels):
+    real = pd.read_csv(SHARED_DATA / "gz_decals_catalog_rows" / "gz_decals_volunteers_5.csv")
+    labels, problems = gz_catalog_labels(real)
+    assert not problems and len(labels) == len(real)
+    assert set(mock_labels.columns) <= set(labels.columns)  # the same schema as the mock's labels
+    assert labels["id"].str.match(r"^[A-Za-z0-9_.-]+$").all()  # J123456.78+012345.6 -> path-safe
+    expected = classes_from_votes(real)
+    for q in QUESTIONS:
+        assert np.array_equal(labels[q.class_col].to_numpy(), expected[q.class_col].to_numpy())
+    assert labels[QUESTIONS[0].class_col].ge(0).any()
+
+
+def test_catalog_problems_are_reported_and_a_missing_column_is_named(mock_labels, truth):
+    cat = pd.read_csv(io.BytesIO(_gz_csv(truth, mock_labels)))
+    cat.loc[1, "iauname"] = cat.loc[0, "iauname"]
+    cat.loc[2, "ra"] = np.nan
+    labels, problems = gz_catalog_labels(cat)
+    assert len(labels) == len(cat) - 2
+    reasons = dict(problems)
+    assert "repeats" in reasons[cat.loc[0, "iauname"]] and "ra/dec" in reasons[cat.loc[2, "iauname"]]
+    with pytest.raises(ServiceError, match="bar_total-votes"):
+        gz_catalog_labels(cat.drop(columns=["bar_total-votes"]))
+
+
+def test_selection_by_ids_first_or_seeded_random(mock_labels):
+    first, _ = select_galaxies(mock_labels, {"n": 5, "order": "first"}, 1)
+    assert list(first["id"]) == sorted(mock_labels["id"])[:5]
+    a, _ = select_galaxies(mock_labels, {"n": 5, "order": "random"}, 1)
+    b, _ = select_galaxies(mock_labels.sample(frac=1, random_state=3), {"n": 5, "order": "random"}, 1)
+    assert list(a["id"]) == list(b["id"])  # the seed, not the row order, decides
+    ids = [mock_labels["id"].iloc[3], "J000000.00+000000.0"]
+    chosen, missing = select_galaxies(mock_labels, {"n": 1, "ids": ids}, 1)
+    assert list(chosen["id"]) == [ids[0]] and missing == [("J000000.00_000000.0", "not in the Galaxy Zoo catalog")]
+
+
+def test_service_urls_follow_each_services_api():
+    url = legacysurvey_cutout_url("https://www.legacysurvey.org/viewer/fits-cutout", 150.1, 2.2, "ls-dr10",
+                                  ["g", "r", "z"], 0.262, 64)  # fmt: skip
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True))
+    assert url.startswith("https://www.legacysurvey.org/viewer/fits-cutout?") and url.endswith("&invvar")
+    assert q == {"ra": "150.1000000", "dec": "2.2000000", "layer": "ls-dr10", "pixscale": "0.262", "size": "64",
+                 "bands": "grz", "invvar": ""}  # fmt: skip
+    assert manga_maps_url("7815-3702").endswith(
+        "/HYB10-MILESHC-MASTARSSP/7815/3702/manga-7815-3702-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz"
+    )
+    with pytest.raises(ValueError, match="plate-IFU"):
+        manga_maps_url("../../x")
+    new_style = {"files": {"entries": {CATALOG: {"key": CATALOG, "checksum": "md5:" + "a" * 32,
+                                                 "links": {"content": "https://zenodo.org/x/content"}}}}}  # fmt: skip
+    assert zenodo_file(new_style, CATALOG) == ("https://zenodo.org/x/content", "a" * 32)
+    with pytest.raises(ServiceError, match="no file 'other.csv'"):
+        zenodo_file(new_style, "other.csv")
+
+
+def test_the_real_manga_maps_give_an_halpha_map():
+    flux, ivar, scale = read_manga_halpha(
+        SHARED_DATA / "manga_halpha_maps" / "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+    )
+    assert flux.shape == ivar.shape == (42, 42) and scale == pytest.approx(0.5, rel=1e-3)
+    assert (ivar > 0).mean() > 0.2 and flux[ivar > 0].max() > 1 and (ivar[ivar > 0] > 0).all()
+
+
+def test_zenodo_catalog_is_checksum_verified_and_kept(imitation, tmp_path):
+    cfg = {"api": f"{imitation.url}/api/records", "record": RECORD, "file": CATALOG, "md5": None}
+    path = fetch_zenodo_file(cfg, tmp_path, FAST)
+    assert path.read_bytes() == imitation.csv
+    n = len(imitation.hits)
+    assert fetch_zenodo_file(cfg, tmp_path, FAST) == path
+    assert all(h.startswith("/api/") for h in imitation.hits[n:])  # the catalog is not fetched again
+    with pytest.raises(ServiceError, match="not the pinned"):
+        fetch_zenodo_file(cfg | {"md5": "f" * 32}, tmp_path, FAST)
+    imitation.bad_checksum = True
+    try:
+        with pytest.raises(ServiceError, match=r"md5 [0-9a-f]{32} is not the record's 0{32}"):
+            fetch_zenodo_file(cfg, tmp_path / "other", FAST)
+        assert not (tmp_path / "other" / CATALOG).exists()  # nothing unverified under the final name
+    finally:
+        imitation.bad_checksum = False
+    with pytest.raises(ServiceError, match="Zenodo: cannot read record"):
+        fetch_zenodo_file(cfg | {"api": f"{imitation.url}/nothing"}, tmp_path / "x", FAST)
+
+
+# --------------------------------------------------------------------------- the workflow
+def _snakemake(args, cwd):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_workflow_fetches_ingests_and_resumes(imitation, rendered, mock_labels, test_config, tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["data"] = {"source": "legacysurvey", "legacysurvey": {
+        "catalog": {"api": f"{imitation.url}/api/records", "record": RECORD, "file": CATALOG},
+        "selection": {"n": test_config["mock"]["n_galaxies"], "order": "first"},
+        "cutout_url": f"{imitation.url}/viewer/fits-cutout", "layers": LAYERS, "hosts": [],
+        "download": {"connections": 4, "rate_per_s": 100, "retries": 1, "backoff_s": 0.01, "timeout_s": 5},
+    }}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ids = [str(g) for g in rendered["decals"].ids]
+    imitation.fail = {ids[3]: "error", ids[14]: "html"}
+    targets = ["data_failures", "preprocess_failures", "--configfile", "config.yaml", "--cores", "2"]
+    try:
+        proc = _snakemake(targets, tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        dry = _snakemake(["-n", "--configfile", "config.yaml"], tmp_path)  # the rest of the DAG builds
+        assert dry.returncode == 0 and "domain_dann" in dry.stdout and "vae_train" in dry.stdout, dry.stderr[-2000:]
+        assert "euclid" not in dry.stdout  # not a layer of the configured service
+        labels = pd.read_parquet(tmp_path / "results/catalog/labels.parquet")
+        for q in QUESTIONS:  # the catalog went through the mock's class rules
+            assert np.array_equal(labels[q.class_col].to_numpy(), mock_labels[q.class_col].to_numpy())
+        failures = pd.read_csv(tmp_path / "results/data/failures.csv")
+        assert sorted(failures["id"]) == sorted([ids[3], ids[14]] * len(LAYERS))  # once per survey
+        reason = failures.set_index(["id", failures["reason"].str.split(":").str[0]])["reason"]
+        assert "HTTP 500" in reason[(ids[3], "decals")] and "HTML page" in reason[(ids[14], "mzls")]
+        assert "layer=ls-dr9-north" in reason[(ids[3], "bass")]
+        assert "--forcerun legacysurvey_download" in reason[(ids[3], "decals")]
+        for name in LAYERS:  # every galaxy keeps its row; the fetched ones are the served stamps, bit for bit
+            got = [read_shard(tmp_path / f"data/legacysurvey/{name}/shard-{s:04d}.h5") for s in (0, 1)]
+            gids = [str(g) for sh in got for g in sh.ids]
+            images = np.concatenate([sh.images for sh in got])
+            ivar = np.concatenate([sh.ivar for sh in got])
+            assert gids == ids
+            ok = [i for i, g in enumerate(ids) if g not in (ids[3], ids[14])]
+            assert np.array_equal(images[ok], rendered[name].images[ok])
+            assert np.array_equal(ivar[ok], np.where(rendered[name].ivar[ok] > 0, rendered[name].ivar[ok], 0))
+            assert (ivar[[3, 14]] == 0).all()
+        # a second run fetches nothing; after the service recovers, a rerun fetches only what was missing
+        n = len(imitation.hits)
+        again = _snakemake([*targets, "-q"], tmp_path)
+        assert again.returncode == 0 and len(imitation.hits) == n
+        imitation.fail = {}
+        retry = _snakemake([*targets, "-q", "--forcerun", "legacysurvey_download"], tmp_path)  # the retry it names
+        assert retry.returncode == 0, retry.stderr[-3000:]
+        cutout_hits = [h for h in imitation.hits[n:] if h.startswith("/viewer/")]
+        assert len(cutout_hits) == 2 * len(LAYERS)  # the missing cutouts only; the rest were present and verified
+        assert len(pd.read_csv(tmp_path / "results/data/failures.csv")) == 0
+    finally:
+        imitation.fail = {}

@@ -1,0 +1,76 @@
+# Data stage, data.source: local (a folder of FITS cutouts) or legacysurvey (Galaxy Zoo DECaLS from
+# Zenodo + Legacy Survey cutouts): the catalog and labels, the downloads, and the raw shards.
+
+if SOURCE == "local":
+
+    rule local_catalog:
+        output:
+            catalog="results/catalog/catalog.parquet",
+            labels="results/catalog/labels.parquet",
+            failures="results/data/catalog_failures.csv",
+        params:
+            **DATA_PARAMS,
+        log:
+            "logs/data/local_catalog.log",
+        localrule: True
+        conda:
+            ENV
+        script:
+            "../../scripts/local_catalog.py"
+
+else:
+
+    rule legacysurvey_catalog:
+        output:
+            catalog="results/catalog/catalog.parquet",
+            labels="results/catalog/labels.parquet",
+            counts="results/catalog/class_counts.csv",
+            failures="results/data/catalog_failures.csv",
+        params:
+            **DATA_PARAMS,
+            folder="data/legacysurvey/catalog",
+        log:
+            "logs/data/legacysurvey_catalog.log",
+        localrule: True
+        conda:
+            ENV
+        script:
+            "../../scripts/legacysurvey_catalog.py"
+
+    rule legacysurvey_download:
+        input:
+            catalog="results/catalog/catalog.parquet",
+        output:
+            manifest="data/legacysurvey/{survey}/downloads-{shard}.csv",
+        params:
+            **DATA_PARAMS,
+            folder=lambda wc: f"data/legacysurvey/cutouts/{wc.survey}",
+        log:
+            "logs/data/download-{survey}-{shard}.log",
+        localrule: True
+        conda:
+            ENV
+        script:
+            "../../scripts/legacysurvey_download.py"
+
+
+rule ingest:
+    input:
+        table=ingest_table,
+    output:
+        shard=f"data/{SOURCE}/{{survey}}/shard-{{shard}}.h5",
+        failures="results/data/shards/failures-{survey}-{shard}.csv",
+    params:
+        **DATA_PARAMS,
+    log:
+        "logs/data/ingest-{survey}-{shard}.log",
+    benchmark:
+        "logs/benchmarks/data/ingest-{survey}-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../../scripts/ingest.py"
