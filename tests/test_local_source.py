@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from galmap.config import ConfigError, load_yaml, validate_config
+from galmap.failures import FailureLog
 from galmap.sources import source_surveys, stage_plan, usable_questions
 
 from .conftest import REPO, SCHEMA, SHARED_DATA
@@ -76,3 +79,49 @@ def test_the_workflow_runs_on_the_real_sample_cutouts(tmp_path):
     for name in ("survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "flow"):
         assert (res / f"figures/{name}.png").stat().st_size > 0
     assert not (res / "figures/sersic_truth.png").exists() and not (res / "classify").exists()
+
+
+def test_colour_images_keep_intensities_and_put_red_in_the_reddest_band(tmp_path):
+    from PIL import Image
+
+    from galmap.ingest import ingest_colour_images, inventory
+
+    rgb = np.zeros((96, 128, 3), np.uint8)  # wider than tall: centre-cropped to 96 x 96
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    rgb[40:56, 56:72, 0] = 255  # a red square in the middle
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    table, problems = inventory(tmp_path, None, ("*.png", "*.jpg"))
+    assert list(table["id"]) == ["a", "b"] and not problems
+    failures = FailureLog("data")
+    shard = ingest_colour_images(table, "decals", ["g", "r", "z"], 24, 0.262, [1.4, 1.3, 1.2], failures)
+    assert shard.attrs["calibrated"] is False and shard.attrs["units"] == ["relative"] * 3
+    g, r, z = shard.images[0]
+    assert np.allclose([g[0, 0], r[0, 0], z[0, 0]], [50 / 255, 100 / 255, 200 / 255], atol=1e-3)  # B, G, R
+    assert z[12, 12] > 0.95 and z[12, 12] > z[0, 0] + 0.15  # the square, in z, at the centre
+    assert (shard.ivar[0] > 0).all() and (shard.ivar[1] == 0).all()
+    assert list(failures.frame()["id"]) == ["b"] and "cannot be read as an image" in failures.frame()["reason"][0]
+
+
+@pytest.mark.slow
+def test_the_workflow_runs_the_image_only_stages_on_colour_images(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    folder = SHARED_DATA / "gz_decals_rings_sample"
+    cfg["shard_size"] = 120
+    cfg["data"] = {"source": "local", "local": {"path": str(folder), "catalog": str(folder / "catalog.csv")}}
+    cfg["classify"] = dict(cfg.get("classify", {}), questions=[{"name": "ring", "column": "ring"}, "bar"])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", "--configfile",
+           "config.yaml"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for stage in ("structure", "flow", "domain"):
+        assert f"stage '{stage}' skipped: colour images (PNG/JPEG) carry no flux calibration" in proc.stderr
+    assert "question 'bar' not classified: the catalog has no column" in proc.stderr
+    res = tmp_path / "results"
+    metrics = pd.read_csv(res / "classify/metrics.csv")
+    assert set(metrics["question"]) == {"ring"} and set(metrics["model"]) == {"rf_latent", "cnn_image"}
+    assert (metrics["n_test"] > 10).all()
+    assert len(pd.read_parquet(res / "outliers/outliers.parquet")) == 117
+    assert not (res / "structure").exists() and not (res / "flow").exists()
+    assert {p.stem for p in (res / "figures").glob("*.png")} == {"survey_examples", "vae", "outliers", "classify"}

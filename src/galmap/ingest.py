@@ -35,25 +35,31 @@ from galmap.resample import resample_stamps
 log = logging.getLogger("galmap")
 
 FITS_PATTERNS = ("*.fits", "*.fits.gz", "*.fit", "*.fits.fz")
+#: colour composites (Galaxy Zoo, Galaxy10 DECaLS): no calibration, image-only stages
+COLOUR_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.PNG", "*.JPG", "*.JPEG")
 
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".fits.gz", ".fits.fz", ".fits", ".fit"):
+    for suffix in (".fits.gz", ".fits.fz", ".fits", ".fit", ".png", ".jpg", ".jpeg"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
 
 
-def inventory(folder: str | Path, catalog: str | Path | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def inventory(
+    folder: str | Path, catalog: str | Path | None = None, patterns: Sequence[str] = FITS_PATTERNS
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """The galaxies of a cutout folder: a table ``id, file[, catalog columns]`` and (id, reason) problems.
 
-    Rows are sorted by id, so shards do not depend on the order of the file system.
+    Files are those matching ``patterns`` in ``folder``; a catalog's ``file`` column
+    is relative to the catalog's own folder (or to ``folder``). Rows are sorted by
+    id, so shards do not depend on the order of the file system.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data.local.path: {folder} is not a folder")
-    files = sorted({p for pat in FITS_PATTERNS for p in folder.glob(pat) if p.is_file()})
+    files = sorted({p for pat in patterns for p in folder.glob(pat) if p.is_file()})
     by_stem = {_stem(p): p for p in files}
     problems: list[tuple[str, str]] = []
     if catalog is None:
@@ -66,9 +72,12 @@ def inventory(folder: str | Path, catalog: str | Path | None = None) -> tuple[pd
                 f"catalog {catalog}: needs a column 'id' or 'iauname' (or 'file'); it has {list(cat.columns)}"
             )
         raw = cat[key].astype(str) if key else cat["file"].map(lambda f: _stem(Path(str(f))))
-        files_of = (
-            cat["file"].map(lambda f: folder / str(f)) if "file" in cat.columns else raw.map(lambda s: by_stem.get(s))
-        )
+
+        def _file(f: object) -> Path:
+            near = Path(catalog).parent / str(f)
+            return near if near.is_file() else folder / str(f)
+
+        files_of = cat["file"].map(_file) if "file" in cat.columns else raw.map(lambda s: by_stem.get(s))
         cat = cat.assign(id=[sanitize_id(r) for r in raw], file=[str(f) if f is not None else "" for f in files_of])
         missing = cat["file"].eq("") | ~cat["file"].map(lambda f: bool(f) and Path(f).is_file())
         problems += [(gid, f"no FITS file for this catalog row in {folder}") for gid in cat.loc[missing, "id"]]
@@ -168,3 +177,76 @@ def ingest_cutouts(
     extra = {"ivar_estimated": estimated, "bad_fraction": bad, "native_pixscale_arcsec": native}
     ids = np.asarray([str(g) for g in rows["id"]], dtype=object)
     return Shard(images=images, ivar=ivar, ids=ids, attrs=attrs, extra=extra)
+
+
+def read_colour_image(path: str | Path) -> np.ndarray:
+    """A PNG/JPEG colour composite as float32 ``(3, H, W)`` in [0, 1], channels R, G, B."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise CutoutError(f"{path}: cannot be read as an image (truncated or not PNG/JPEG?): {exc}") from None
+    return np.moveaxis(rgb, -1, 0)
+
+
+def ingest_colour_images(
+    rows: pd.DataFrame,
+    survey: str,
+    bands: Sequence[str],
+    stamp_px: int,
+    pixscale_arcsec: float,
+    psf_fwhm_arcsec: Sequence[float],
+    failures: FailureLog | None = None,
+) -> Shard:
+    """One raw shard of colour composites (``rows``: ``id, file``): the whole image resized to the stamp.
+
+    The composites of the Galaxy Zoo DECaLS images put z in red, r in green and g in
+    blue, so the survey's three bands (in wavelength order) take the channels B, G, R.
+    Values stay relative intensities (0-1, no calibration: ``attrs['calibrated']``
+    is false, units ``relative``); the image is centre-cropped to a square and
+    resampled by area (values are intensities, not fluxes); the noise is estimated
+    per channel (:func:`noise_sigma`), at least the 8-bit quantisation noise.
+    """
+    if len(bands) != 3:
+        raise ValueError(f"colour images have 3 channels; survey {survey!r} has {len(bands)} bands ({bands})")
+    n = len(rows)
+    images = np.zeros((n, 3, stamp_px, stamp_px), np.float32)
+    ivar = np.zeros_like(images)
+    quantum = 1.0 / 255.0 / np.sqrt(12.0)
+    for i, (gid, path) in enumerate(zip(rows["id"], rows["file"], strict=True)):
+        if not path:
+            continue
+        try:
+            rgb = read_colour_image(path)
+        except CutoutError as exc:
+            if failures is not None:
+                failures.add(gid, f"local: {exc}")
+            continue
+        h, w = rgb.shape[1:]
+        side = min(h, w)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        cube = rgb[::-1, y0 : y0 + side, x0 : x0 + side]  # B, G, R -> the survey's bands blue to red
+        good = np.ones(cube.shape, bool)
+        sig = np.array([max(noise_sigma(cube[b], good[b]), quantum) for b in range(3)])
+        civ = np.broadcast_to(1.0 / sig[:, None, None] ** 2, cube.shape)
+        scale_in = pixscale_arcsec * stamp_px / side  # the whole image fills the stamp
+        img, iv = resample_stamps(cube[None], np.ascontiguousarray(civ)[None], scale_in, stamp_px, pixscale_arcsec)
+        area = (pixscale_arcsec / scale_in) ** 2  # resampling conserves flux; keep intensities instead
+        images[i], ivar[i] = img[0] / area, iv[0] * area**2
+    sky = [float(np.median(1 / np.sqrt(ivar[:, b][ivar[:, b] > 0]))) if (ivar[:, b] > 0).any() else 0.0
+           for b in range(3)]  # fmt: skip
+    attrs = {
+        "survey": survey,
+        "bands": list(bands),
+        "pixscale_arcsec": float(pixscale_arcsec),
+        "psf_fwhm_arcsec": [float(f) for f in psf_fwhm_arcsec],
+        "units": ["relative"] * 3,
+        "sky_sigma": sky,
+        "source": "local-colour",
+        "calibrated": False,
+    }
+    extra = {"bad_fraction": (ivar <= 0).mean(axis=(1, 2, 3)).astype(np.float32)}
+    return Shard(images=images, ivar=ivar, ids=np.asarray([str(g) for g in rows["id"]], dtype=object), attrs=attrs,
+                 extra=extra)  # fmt: skip

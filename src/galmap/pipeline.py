@@ -134,9 +134,9 @@ def ingest_file(
     config: Mapping[str, Any], survey: str, table_path: str, shard: int, out_path: str, failures_path: str
 ) -> None:
     """One raw shard of ``survey`` from FITS cutouts: a local catalog (``id, file, shard``) or a download table."""
-    from galmap.ingest import ingest_cutouts
+    from galmap.ingest import ingest_colour_images, ingest_cutouts
     from galmap.services import LEGACY_SURVEY
-    from galmap.sources import shard_members
+    from galmap.sources import local_format, shard_members
 
     table = read_table(table_path)
     failures = FailureLog("data")
@@ -155,7 +155,8 @@ def ingest_file(
     fwhm = [float(sv["psf_fwhm_arcsec"][b]) for b in bands]
     got = rows["file"].fillna("").astype(str).ne("")
     # a row without a file keeps its place, with no data (ivar 0); its failure is recorded above
-    out = ingest_cutouts(
+    colour = config["data"]["source"] == "local" and local_format(config) == "colour"
+    out = (ingest_colour_images if colour else ingest_cutouts)(
         rows.assign(file=rows["file"].fillna("").astype(str)), survey, bands, int(sv["stamp_px"]),
         float(sv["pixscale_arcsec"]), fwhm, failures,
     )  # fmt: skip

@@ -4,7 +4,8 @@
 
 - ``mock``: the GalSim mock survey (every configured survey, with truth and labels);
 - ``local``: a folder of FITS cutouts of one configured survey (``data.local.survey``)
-  with an optional CSV catalog (:mod:`galmap.ingest`);
+  with an optional CSV catalog (:mod:`galmap.ingest`), or of PNG/JPEG colour
+  composites (no calibration: only the image-only stages run on them);
 - ``legacysurvey``: the Galaxy Zoo DECaLS catalog from Zenodo and cutouts from the
   Legacy Survey cutout service for the surveys of ``data.legacysurvey.layers``
   (:mod:`galmap.services`).
@@ -30,11 +31,32 @@ import pandas as pd
 SOURCES = ("mock", "local", "legacysurvey")
 
 
-@lru_cache(maxsize=4)
-def _local_inventory(path: str, catalog: str | None) -> tuple[pd.DataFrame, tuple[tuple[str, str], ...]]:
-    from galmap.ingest import inventory
+FITS_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fits.fz")
+COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: why the flux-based stages cannot run on colour composites
+UNCALIBRATED = "colour images (PNG/JPEG) carry no flux calibration, which this stage needs"
 
-    table, problems = inventory(path, catalog)
+
+def local_format(config: Mapping[str, Any]) -> str:
+    """``fits`` or ``colour``: ``data.local.format``, or (``auto``) what the folder and catalog hold."""
+    local = config["data"]["local"]
+    if local.get("format", "auto") != "auto":
+        return str(local["format"])
+    folder = Path(local["path"])
+    names = [p.name.lower() for p in folder.iterdir()] if folder.is_dir() else []
+    if local.get("catalog") and Path(local["catalog"]).is_file():
+        cat = pd.read_csv(local["catalog"], nrows=1000)
+        if "file" in cat:
+            names += [str(f).lower() for f in cat["file"]]
+    has_fits = any(n.endswith(FITS_SUFFIXES) for n in names)
+    return "colour" if not has_fits and any(n.endswith(COLOUR_SUFFIXES) for n in names) else "fits"
+
+
+@lru_cache(maxsize=4)
+def _inventory(path: str, catalog: str | None, fmt: str) -> tuple[pd.DataFrame, tuple[tuple[str, str], ...]]:
+    from galmap.ingest import COLOUR_PATTERNS, FITS_PATTERNS, inventory
+
+    table, problems = inventory(path, catalog, COLOUR_PATTERNS if fmt == "colour" else FITS_PATTERNS)
     return table, tuple(problems)
 
 
@@ -42,8 +64,8 @@ def local_inventory(config: Mapping[str, Any]) -> tuple[pd.DataFrame, list[tuple
     """The local folder's galaxies (``id, file[, catalog columns]``) and (id, problem) rows."""
     local = config["data"].get("local") or {}
     if not local.get("path"):
-        raise ValueError("data.source is 'local' but data.local.path (the folder of FITS cutouts) is not set")
-    table, problems = _local_inventory(str(local["path"]), local.get("catalog") or None)
+        raise ValueError("data.source is 'local' but data.local.path (the folder of cutouts) is not set")
+    table, problems = _inventory(str(local["path"]), local.get("catalog") or None, local_format(config))
     return table.copy(), list(problems)
 
 
@@ -119,7 +141,10 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
     source = config["data"]["source"]
     plan: dict[str, str | None] = {}
     st, vae = config["structure"]["survey"], config["vae"]["survey"]
+    colour = source == "local" and local_format(config) == "colour"
     plan["structure"] = None if st in surveys else f"structure.survey {st!r} is not in the data ({sorted(surveys)})"
+    if colour:
+        plan["structure"] = UNCALIBRATED
     plan["vae"] = None if vae in surveys else f"vae.survey {vae!r} is not in the data ({sorted(surveys)})"
     plan["outliers"] = plan["vae"]
     questions, why = usable_questions(config)
@@ -131,8 +156,12 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
         plan["classify"] = None
     plan["flow"] = plan["structure"] or plan["vae"]
     targets = sorted(set(config["domain"]["target_bands"].values()) - surveys)
-    plan["domain"] = ("it needs the classification stage, which is skipped" if plan["classify"] else None) or (
-        f"the target survey(s) {', '.join(targets)} of domain.target_bands are not in the data" if targets else None
+    plan["domain"] = (
+        ("it needs the classification stage, which is skipped" if plan["classify"] else None)
+        or (UNCALIBRATED if colour else None)
+        or (
+            f"the target survey(s) {', '.join(targets)} of domain.target_bands are not in the data" if targets else None
+        )
     )
     plan["truth"] = None if source == "mock" else "only the mock survey has a truth table"
     return plan
