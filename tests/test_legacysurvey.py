@@ -22,12 +22,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from galmap.cutouts import cutout_hdulist
+from galmap.cutouts import CutoutError, cutout_hdulist, read_cutout
 from galmap.download import DownloadSettings
 from galmap.io import read_shard
 from galmap.labels import QUESTIONS, classes_from_votes
 from galmap.services import (
     ServiceError,
+    fetch_euclid_cutouts,
+    fetch_manga_maps,
     fetch_zenodo_file,
     gz_catalog_labels,
     legacysurvey_cutout_url,
@@ -40,6 +42,7 @@ from galmap.services import (
 from .conftest import REPO, SHARED_DATA
 
 LAYERS = {"decals": "ls-dr10", "bass": "ls-dr9-north", "mzls": "ls-dr9-north"}
+WITH_EUCLID = LAYERS | {"euclid": "euclid-q1"}
 RECORD = 4573248
 CATALOG = "gz_decals_volunteers_5.csv"
 
@@ -54,6 +57,8 @@ class LegacySurveyImitation:
     def __init__(self, csv: bytes, cutouts: dict[tuple[str, str], bytes], positions: dict[str, str]) -> None:
         self.csv, self.cutouts, self.positions = csv, cutouts, positions
         self.fail: dict[str, str] = {}
+        self.outside_euclid: set[str] = set()
+        self.manga: dict[str, bytes] = {}
         self.bad_checksum = False
         self.hits: list[str] = []
         self.lock = threading.Lock()
@@ -77,9 +82,25 @@ class LegacySurveyImitation:
                     return self._send(200, json.dumps(record).encode(), "application/json")
                 if url.path == f"/files/{CATALOG}":
                     return self._send(200, svc.csv, "text/csv")
+                q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+                if url.path == "/SIA":  # IRSA SIA v2: the VIS tile covering the position, or nothing
+                    _, ra, dec, _ = q["POS"].split()
+                    gid = svc.positions.get(f"{ra},{dec}")
+                    inside = gid is not None and gid not in svc.outside_euclid
+                    return self._send(200, _sia_votable(f"{svc.url}/ibe/data/euclid/q1/MER/1/VIS/tile.fits" if inside
+                                                        else None), "text/xml")  # fmt: skip
+                if url.path == "/ibe/data/euclid/q1/MER/1/VIS/tile.fits":  # IBE cutout of the tile
+                    ra, dec = q["center"].removesuffix("deg").split(",")
+                    gid = svc.positions.get(f"{ra},{dec}")
+                    key = (gid, f"ibe/{q['size']}")
+                    if key not in svc.cutouts or q.get("gzip") != "false":
+                        return self._send(400, b"bad cutout request", "text/plain")
+                    return self._send(200, svc.cutouts[key], "application/fits")
+                if url.path.startswith("/manga/"):
+                    body = svc.manga.get(url.path.rsplit("/", 1)[-1])
+                    return self._send(200, body, "application/gzip") if body else self._send(404, b"", "text/plain")
                 if url.path != "/viewer/fits-cutout":
                     return self._send(404, b"not found", "text/plain")
-                q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
                 gid = svc.positions.get(f"{q.get('ra')},{q.get('dec')}")
                 key = (gid, f"{q.get('layer')}/{q.get('bands')}/{q.get('pixscale')}/{q.get('size')}")
                 if gid is None or key not in svc.cutouts or "invvar" not in q:
@@ -105,6 +126,19 @@ class LegacySurveyImitation:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _sia_votable(access_url: str | None) -> bytes:
+    """An SIA v2 answer: the science VIS mosaic (and a non-science row) at ``access_url``, or no rows."""
+    from astropy.io.votable import from_table
+    from astropy.table import Table
+
+    rows = [("science", "VIS", access_url or ""), ("noise", "VIS", "x"), ("science", "Y", "y")] if access_url else []
+    names = ["dataproduct_subtype", "energy_bandpassname", "access_url"]
+    table = Table(rows=rows, names=names, dtype=[str, str, str]) if rows else Table(names=names, dtype=[str] * 3)
+    buf = io.BytesIO()
+    from_table(table).to_xml(buf)
+    return buf.getvalue()
 
 
 def _gz_csv(truth: pd.DataFrame, labels: pd.DataFrame) -> bytes:
@@ -139,6 +173,15 @@ def imitation(test_config, truth, rendered, mock_labels):
             )
             key = f"{layer}/{''.join(sv['bands'])}/{sv['pixscale_arcsec']:g}/{sv['stamp_px']}"
             cutouts[(str(gid), key)] = buf.getvalue()
+    from astropy.io import fits
+
+    eu, sv = rendered["euclid"], test_config["surveys"]["euclid"]
+    for i, gid in enumerate(eu.ids):  # IBE cutouts: one image HDU with its WCS, no band keyword, no ivar
+        hdu = cutout_hdulist(eu.images[i], ["VIS"], sv["pixscale_arcsec"], layout="hdus")[1]
+        del hdu.header["BAND"], hdu.header["IMAGETYP"]
+        buf = io.BytesIO()
+        fits.HDUList([fits.PrimaryHDU(hdu.data, hdu.header)]).writeto(buf)
+        cutouts[(str(gid), f"ibe/{sv['stamp_px']}pix")] = buf.getvalue()
     svc = LegacySurveyImitation(_gz_csv(truth, mock_labels), cutouts, positions)
     yield svc
     svc.close()
@@ -230,6 +273,40 @@ def test_zenodo_catalog_is_checksum_verified_and_kept(imitation, tmp_path):
         fetch_zenodo_file(cfg | {"api": f"{imitation.url}/nothing"}, tmp_path / "x", FAST)
 
 
+def test_euclid_cutouts_come_from_the_tile_found_by_sia_and_outside_the_footprint_is_a_reason(
+    imitation, rendered, test_config, truth, tmp_path
+):
+    rows = truth[["id", "ra", "dec"]].iloc[:6]
+    imitation.outside_euclid = {rows["id"].iloc[2]}
+    try:
+        settings = DownloadSettings(service="Euclid", retries=0, rate_per_s=0, timeout_s=5)
+        table = fetch_euclid_cutouts(rows, test_config["surveys"]["euclid"], tmp_path, settings, f"{imitation.url}/SIA")
+    finally:
+        imitation.outside_euclid = set()
+    assert list(table["id"]) == list(rows["id"])
+    assert list(table["status"]) == ["fetched"] * 2 + ["failed"] + ["fetched"] * 3
+    assert "not in the Euclid Q1 footprint" in table["reason"][2]
+    assert all("center=" in u and "pix&gzip=false" in u for u in table.loc[table["status"] == "fetched", "url"])
+    cut = read_cutout(table["path"][0], ["VIS"], single_band="VIS")  # IBE cutouts carry no band keyword
+    assert np.array_equal(cut.images[0], rendered["euclid"].images[0, 0]) and cut.ivar is None
+    with pytest.raises(CutoutError, match="keyword BAND or FILTER"):
+        read_cutout(table["path"][0], ["VIS"])  # without being told, a band-less image is an error
+
+
+def test_manga_maps_are_fetched_and_checked_for_an_halpha_map(imitation, tmp_path):
+    sample = SHARED_DATA / "manga_halpha_maps" / "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+    imitation.manga = {
+        "manga-7815-3702-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz": sample.read_bytes(),
+        "manga-7815-1901-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz": b"\x1f\x8b not really gzip",
+    }
+    settings = DownloadSettings(service="MaNGA", retries=0, rate_per_s=0, timeout_s=5)
+    table = fetch_manga_maps(["7815-3702", "7815-1901", "7815-6101"], tmp_path, settings, f"{imitation.url}/manga")
+    assert list(table["status"]) == ["fetched", "failed", "failed"]
+    assert "Ha-6564" in table["reason"][1] and "HTTP 404" in table["reason"][2]
+    flux, _, _ = read_manga_halpha(table["path"][0])
+    assert flux.shape == (42, 42)
+
+
 # --------------------------------------------------------------------------- the workflow
 def _snakemake(args, cwd):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
@@ -242,7 +319,8 @@ def test_the_workflow_fetches_ingests_and_resumes(imitation, rendered, mock_labe
     cfg["data"] = {"source": "legacysurvey", "legacysurvey": {
         "catalog": {"api": f"{imitation.url}/api/records", "record": RECORD, "file": CATALOG},
         "selection": {"n": test_config["mock"]["n_galaxies"], "order": "first"},
-        "cutout_url": f"{imitation.url}/viewer/fits-cutout", "layers": LAYERS, "hosts": [],
+        "cutout_url": f"{imitation.url}/viewer/fits-cutout", "layers": WITH_EUCLID, "hosts": [],
+        "euclid_sia": f"{imitation.url}/SIA",
         "download": {"connections": 4, "rate_per_s": 100, "retries": 1, "backoff_s": 0.01, "timeout_s": 5},
     }}  # fmt: skip
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -254,7 +332,7 @@ def test_the_workflow_fetches_ingests_and_resumes(imitation, rendered, mock_labe
         assert proc.returncode == 0, proc.stderr[-3000:]
         dry = _snakemake(["-n", "--configfile", "config.yaml"], tmp_path)  # the rest of the DAG builds
         assert dry.returncode == 0 and "domain_dann" in dry.stdout and "vae_train" in dry.stdout, dry.stderr[-2000:]
-        assert "euclid" not in dry.stdout  # not a layer of the configured service
+        assert "halpha" not in dry.stdout  # configured, but no service gives it
         labels = pd.read_parquet(tmp_path / "results/catalog/labels.parquet")
         for q in QUESTIONS:  # the catalog went through the mock's class rules
             assert np.array_equal(labels[q.class_col].to_numpy(), mock_labels[q.class_col].to_numpy())
@@ -274,6 +352,9 @@ def test_the_workflow_fetches_ingests_and_resumes(imitation, rendered, mock_labe
             assert np.array_equal(images[ok], rendered[name].images[ok])
             assert np.array_equal(ivar[ok], np.where(rendered[name].ivar[ok] > 0, rendered[name].ivar[ok], 0))
             assert (ivar[[3, 14]] == 0).all()
+        euclid = [read_shard(tmp_path / f"data/legacysurvey/euclid/shard-{s:04d}.h5") for s in (0, 1)]
+        assert np.array_equal(np.concatenate([sh.images for sh in euclid]), rendered["euclid"].images)
+        assert all(sh.extra["ivar_estimated"].all() for sh in euclid)  # IBE cutouts have no ivar: estimated
         # a second run fetches nothing; after the service recovers, a rerun fetches only what was missing
         n = len(imitation.hits)
         again = _snakemake([*targets, "-q"], tmp_path)

@@ -92,8 +92,12 @@ def _is_ivar(header) -> bool | None:
     return None
 
 
-def read_cutout(path: str | Path, bands: Sequence[str] | None = None) -> Cutout:
-    """Read a cutout in either layout; with ``bands``, return those bands in that order."""
+def read_cutout(path: str | Path, bands: Sequence[str] | None = None, single_band: str | None = None) -> Cutout:
+    """Read a cutout in either layout; with ``bands``, return those bands in that order.
+
+    ``single_band`` names the band of a file holding one 2-D image without a band
+    keyword (a single-band service such as IRSA's cutouts of Euclid VIS mosaics).
+    """
     from astropy.io import fits
 
     path = Path(path)
@@ -132,6 +136,9 @@ def read_cutout(path: str | Path, bands: Sequence[str] | None = None) -> Cutout:
         if not found:
             raise CutoutError(f"{path}: no image data (neither a band cube nor 2-D image HDUs)")
         header = found[0][0]
+        if single_band is not None and len(found) == 1 and _band_of(header) is None:
+            found = [(header.copy(), found[0][1])]
+            found[0][0]["BAND"] = single_band
         for h, d in found:
             band = _band_of(h)
             if band is None:
@@ -164,7 +171,10 @@ def read_cutout(path: str | Path, bands: Sequence[str] | None = None) -> Cutout:
 
 
 def verify_cutout(
-    path: str | Path, bands: Sequence[str] | None = None, shape: tuple[int, int] | None = None
+    path: str | Path,
+    bands: Sequence[str] | None = None,
+    shape: tuple[int, int] | None = None,
+    single_band: str | None = None,
 ) -> str | None:
     """``None`` if ``path`` is a readable cutout with ``bands`` of ``shape`` (pixels) and data, else why not.
 
@@ -173,7 +183,7 @@ def verify_cutout(
     entirely bad one does not.
     """
     try:
-        cut = read_cutout(path, bands)
+        cut = read_cutout(path, bands, single_band)
     except CutoutError as exc:
         return str(exc)
     if shape is not None and cut.images.shape[1:] != tuple(shape):

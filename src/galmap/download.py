@@ -139,8 +139,11 @@ class RateLimiter:
 
 
 def _looks_like_html(head: bytes) -> bool:
-    text = head.lstrip()[:64].lower()
-    return text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
+    """An HTML (or XHTML) page, e.g. a service's error page; XML data such as a VOTable is not."""
+    text = head.lstrip()[:512].lower()
+    if text.startswith(b"<?xml"):
+        return b"<html" in text or b"<!doctype html" in text
+    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
 def _fetch_once(item: Item, settings: DownloadSettings, tmp: Path) -> tuple[int, int]:
@@ -159,8 +162,8 @@ def _fetch_once(item: Item, settings: DownloadSettings, tmp: Path) -> tuple[int,
             head = b""
             with open(tmp, "wb") as fh:
                 while chunk := resp.read(settings.chunk_bytes):
-                    if len(head) < 64:
-                        head += chunk[:64]
+                    if len(head) < 512:
+                        head += chunk[:512]
                     n += len(chunk)
                     if n > settings.max_bytes:
                         raise DownloadError(f"more than the limit of {settings.max_bytes} bytes", status, False)

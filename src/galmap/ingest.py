@@ -143,7 +143,7 @@ def ingest_cutouts(
         if not path:  # no file for this galaxy (the caller recorded why): the row stays, without data
             continue
         try:
-            cut = read_cutout(path, bands)
+            cut = read_cutout(path, bands, bands[0] if len(bands) == 1 else None)
         except CutoutError as exc:
             if failures is not None:
                 failures.add(gid, f"local: {exc}")

@@ -117,16 +117,29 @@ def legacysurvey_download_file(
     """Fetch one shard's cutouts of ``survey`` from the Legacy Survey cutout service; write the download table."""
     from galmap.cutouts import verify_cutout
     from galmap.download import download
-    from galmap.services import LEGACY_SURVEY, cutout_items, download_settings
+    from galmap.services import (
+        EUCLID,
+        EUCLID_LAYER,
+        EUCLID_SIA,
+        LEGACY_SURVEY,
+        cutout_items,
+        download_settings,
+        fetch_euclid_cutouts,
+    )
     from galmap.sources import shard_members
 
     cfg = config["data"]["legacysurvey"]
     sv = config["surveys"][survey]
     rows = shard_members(read_table(catalog_path), shard)
-    items = cutout_items(rows, sv, cfg["layers"][survey], cfg["cutout_url"], folder, bool(cfg["invvar"]))
-    shape = (int(sv["stamp_px"]), int(sv["stamp_px"]))
-    settings = download_settings(cfg, f"{LEGACY_SURVEY} ({survey}, {cfg['layers'][survey]})", int(config["seed"]))
-    table = download(items, lambda p: verify_cutout(p, sv["bands"], shape), settings)
+    layer = cfg["layers"][survey]
+    if layer == EUCLID_LAYER:
+        settings = download_settings(cfg, f"{EUCLID} ({survey})", int(config["seed"]))
+        table = fetch_euclid_cutouts(rows, sv, folder, settings, cfg.get("euclid_sia", EUCLID_SIA))
+    else:
+        items = cutout_items(rows, sv, layer, cfg["cutout_url"], folder, bool(cfg["invvar"]))
+        shape = (int(sv["stamp_px"]), int(sv["stamp_px"]))
+        settings = download_settings(cfg, f"{LEGACY_SURVEY} ({survey}, {layer})", int(config["seed"]))
+        table = download(items, lambda p: verify_cutout(p, sv["bands"], shape), settings)
     write_table(manifest_path, table)
 
 
@@ -135,7 +148,6 @@ def ingest_file(
 ) -> None:
     """One raw shard of ``survey`` from FITS cutouts: a local catalog (``id, file, shard``) or a download table."""
     from galmap.ingest import ingest_colour_images, ingest_cutouts
-    from galmap.services import LEGACY_SURVEY
     from galmap.sources import local_format, shard_members
 
     table = read_table(table_path)
@@ -145,7 +157,7 @@ def ingest_file(
         for gid, url, reason in rows.loc[rows["file"] == "", ["id", "url", "reason"]].itertuples(index=False):
             failures.add(
                 gid,
-                f"{survey}: download from the {LEGACY_SURVEY}: {url}: {reason}; "
+                f"{survey}: download: {url}: {reason}; "
                 "to retry: snakemake --forcerun legacysurvey_download (files already fetched are kept)",
             )
     else:

@@ -13,6 +13,10 @@
   (pixels), with ``invvar`` for the inverse-variance planes (the service's
   one-HDU-per-band layout); each file is verified (:func:`galmap.cutouts.verify_cutout`:
   it opens, has the bands and the shape, has data).
+- **Euclid Q1** at IRSA (a survey whose ``layers`` entry is ``euclid-q1``): an SIA v2
+  query per galaxy finds the VIS MER mosaic covering it, and IRSA's IBE cutout
+  service cuts the stamp from it (``?center=ra,dec deg&size=N pix``); a galaxy
+  outside the Q1 footprint is a recorded failure, not an error.
 - **MaNGA** DAP ``MAPS`` files (Hα among the emission-line maps) from the SDSS
   science archive, by plate-IFU (:func:`manga_maps_url`).
 
@@ -34,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from galmap.download import DownloadSettings, Item, download, item_path
+from galmap.download import RESULT_COLUMNS, DownloadSettings, Item, download, item_path
 from galmap.failures import FailureLog
 from galmap.ids import sanitize_id
 from galmap.labels import ALL_QUESTIONS, classes_from_votes, vote_columns
@@ -244,6 +248,90 @@ def cutout_items(
     ]
 
 
+# --------------------------------------------------------------------------- Euclid Q1 (IRSA)
+EUCLID = "IRSA Euclid Q1 service"
+#: the ``layers`` value that sends a survey's cutouts to IRSA's Euclid Q1 MER mosaics
+EUCLID_LAYER = "euclid-q1"
+EUCLID_SIA = "https://irsa.ipac.caltech.edu/SIA"
+EUCLID_COLLECTION = "euclid_DpdMerBksMosaic"
+
+
+def euclid_sia_url(ra: float, dec: float, radius_arcsec: float = 1.0, base: str = EUCLID_SIA,
+                   collection: str = EUCLID_COLLECTION) -> str:  # fmt: skip
+    """IRSA's SIA v2 query for the Euclid Q1 MER mosaics covering (``ra``, ``dec``) in degrees."""
+    query = urllib.parse.urlencode(
+        {"COLLECTION": collection, "POS": f"CIRCLE {ra:.7f} {dec:.7f} {radius_arcsec / 3600:.6g}"}
+    )
+    return f"{base}?{query}"
+
+
+def euclid_access_url(votable: str | Path, band: str = "VIS") -> str | None:
+    """The science mosaic of ``band`` in an SIA answer (``access_url``), or ``None`` outside the footprint."""
+    from astropy.io.votable import parse_single_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = parse_single_table(str(votable)).to_table()
+    if len(table) == 0:
+        return None
+    for row in table:
+        if str(row["dataproduct_subtype"]) == "science" and str(row["energy_bandpassname"]) == band:
+            return str(row["access_url"])
+    return None
+
+
+def ibe_cutout_url(access_url: str, ra: float, dec: float, size_px: int) -> str:
+    """IRSA's IBE cutout of an image: ``size_px`` square pixels centred on (``ra``, ``dec``), not gzipped."""
+    return f"{access_url}?center={ra:.7f},{dec:.7f}deg&size={int(size_px)}pix&gzip=false"
+
+
+def fetch_euclid_cutouts(
+    rows: pd.DataFrame, survey: Mapping[str, Any], folder: str | Path, settings: DownloadSettings,
+    sia_base: str = EUCLID_SIA,
+) -> pd.DataFrame:  # fmt: skip
+    """Euclid VIS cutouts of ``rows`` (``id, ra, dec``): SIA query per galaxy, then the IBE cutout of its tile.
+
+    Returns the download table (:func:`galmap.download.download`'s columns) with one
+    row per galaxy; a galaxy outside the Q1 footprint is ``failed`` with that reason.
+    """
+    from galmap.cutouts import verify_cutout
+
+    folder = Path(folder)
+    band = list(survey["bands"])[0]
+    size = int(survey["stamp_px"])
+
+    def votable(path: Path) -> str | None:
+        try:
+            euclid_access_url(path, band)
+        except Exception as exc:  # noqa: BLE001 - astropy raises several types on a bad VOTable
+            return f"not an SIA VOTable: {exc}"
+        return None
+
+    queries = [Item(str(g), euclid_sia_url(float(ra), float(dec), base=sia_base), item_path(folder / "sia", str(g),
+               ".xml")) for g, ra, dec in zip(rows["id"], rows["ra"], rows["dec"], strict=True)]  # fmt: skip
+    sia = download(queries, votable, settings, progress=False).set_index("id", drop=False)
+    items, outcome = [], {}
+    for (gid, ra, dec), q in zip(zip(rows["id"], rows["ra"], rows["dec"], strict=True), queries, strict=True):
+        if sia.loc[str(gid), "status"] == "failed":
+            outcome[str(gid)] = sia.loc[str(gid)].to_dict() | {"reason": f"SIA query: {sia.loc[str(gid), 'reason']}"}
+            continue
+        access = euclid_access_url(q.path, band)
+        if access is None:
+            why = f"not in the Euclid Q1 footprint (no {band} mosaic at this position)"
+            outcome[str(gid)] = dict.fromkeys(RESULT_COLUMNS) | {
+                "id": str(gid), "url": q.url, "path": "", "status": "failed", "attempts": 0, "bytes": 0,
+                "seconds": 0.0, "reason": why,
+            }  # fmt: skip
+            continue
+        items.append(
+            Item(str(gid), ibe_cutout_url(access, float(ra), float(dec), size), item_path(folder, str(gid), ".fits"))
+        )
+    got = download(items, lambda p: verify_cutout(p, [band], (size, size), band), settings)
+    for r in got.to_dict("records"):
+        outcome[r["id"]] = r
+    return pd.DataFrame([outcome[str(g)] for g in rows["id"]])
+
+
 # --------------------------------------------------------------------------- MaNGA
 def manga_maps_url(plateifu: str, base: str = MANGA_SAS, daptype: str = MANGA_DAPTYPE) -> str:
     """The DAP MAPS file of a MaNGA galaxy (``plate-ifu``, e.g. ``7815-3702``)."""
@@ -251,6 +339,22 @@ def manga_maps_url(plateifu: str, base: str = MANGA_SAS, daptype: str = MANGA_DA
     if not (plate.isdigit() and ifu.isdigit()):
         raise ValueError(f"MaNGA plate-IFU {plateifu!r} is not of the form 1234-5678")
     return f"{base}/{daptype}/{plate}/{ifu}/manga-{plate}-{ifu}-MAPS-{daptype}.fits.gz"
+
+
+def fetch_manga_maps(
+    plateifus: Sequence[str], folder: str | Path, settings: DownloadSettings, base: str = MANGA_SAS
+) -> pd.DataFrame:
+    """Fetch the DAP MAPS files of MaNGA galaxies (``plate-ifu``) into ``folder``, each checked for an Hα map."""
+
+    def has_halpha(path: Path) -> str | None:
+        try:
+            read_manga_halpha(path)
+        except Exception as exc:  # noqa: BLE001 - astropy and KeyError for a file that is not a MAPS file
+            return f"not a DAP MAPS file with an Ha-6564 map: {exc}"
+        return None
+
+    items = [Item(p, manga_maps_url(p, base), item_path(folder, f"manga-{p}-MAPS", ".fits.gz")) for p in plateifus]
+    return download(items, has_halpha, settings)
 
 
 def read_manga_halpha(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
