@@ -21,7 +21,7 @@ rule mock_catalog:
         mem_mb=2000,
         runtime=10,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/mock_catalog.py"
 
@@ -46,7 +46,7 @@ rule mock_render:
         mem_mb=3000,
         runtime=30,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/mock_render.py"
 
@@ -58,8 +58,13 @@ rule data_failures:
         "results/data/failures.csv",
     log:
         "logs/data/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/gather_failures.py"
 
@@ -79,7 +84,12 @@ rule figure_survey_examples:
         figure="survey_examples",
     log:
         "logs/figures/survey_examples.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"
