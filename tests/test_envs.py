@@ -176,8 +176,8 @@ def script_needs(script: Path) -> frozenset[str]:
 
 
 @cache
-def rules() -> dict[str, dict[str, str | None]]:
-    """Every rule of workflow/rules/*.smk: its conda env name (the ENV_* constant) and script path, if any."""
+def rules() -> dict[str, dict]:
+    """Every rule of workflow/rules/*.smk: its file, conda env name (the ENV_* constant), script path and threads."""
     found = {}
     for smk in sorted(RULES.glob("*.smk")):
         blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
@@ -185,10 +185,13 @@ def rules() -> dict[str, dict[str, str | None]]:
             body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top-level statement
             conda = re.search(r"^\s+conda:\n\s+(\w+)\s*$", body, flags=re.M)
             script = re.search(r'^\s+script:\n\s+"([^"]+)"', body, flags=re.M)
+            threads = re.search(r"^\s+threads: (\d+)\s*$", body, flags=re.M)
             found[name] = {
                 "file": smk.name,
                 "env": conda.group(1) if conda else None,
                 "script": str((RULES / script.group(1)).resolve()) if script else None,
+                "threads": int(threads.group(1)) if threads else None,
+                "resources": set(re.findall(r"^\s+(\w+)=", body.partition("resources:")[2], flags=re.M)),
             }
     return found
 
@@ -231,12 +234,14 @@ def test_the_four_env_files_and_their_names():
     assert sorted(p.name for p in (REPO / "envs").glob("*.yaml")) == sorted(f"{v}.yaml" for v in ENV_NAMES.values())
 
 
-def test_every_rule_has_a_conda_env():
+def test_every_rule_has_a_conda_env_threads_and_resources():
     found = rules()
     assert len(found) > 30
     for name, rule in found.items():
         assert rule["env"] in ENV_NAMES, f"rule {name} ({rule['file']}): conda: {rule['env']}, not one of ENV_*"
         assert rule["script"] is None or Path(rule["script"]).is_file(), f"rule {name}: script {rule['script']}"
+        assert rule["threads"], f"rule {name} ({rule['file']}) declares no threads"
+        assert {"mem_mb", "runtime"} <= rule["resources"], f"rule {name} ({rule['file']}): {rule['resources']}"
 
 
 @pytest.mark.parametrize("name", list(ENV_NAMES.values()))
