@@ -6,8 +6,9 @@ For each shard count, writes the embedded default config with ``shard_size`` and
 shard_size`` to a scratch config file (``--config`` turns nested values into strings, which the schema refuses)
 and times a dry run (``snakemake -n -q``, SLURM_CONF=/dev/null so that an installed SLURM plugin does not
 stall the start) in a scratch directory, i.e. the whole DAG from scratch: every per-shard job of every stage.
-Prints the jobs in the DAG, the seconds, and the ratio to the first (baseline) shard count measured in the same
-run. The last line is machine-readable.
+Prints the jobs a cluster executor would submit per rule (at the largest shard count), then per shard count the
+jobs in the DAG, the seconds, and the ratio to the first (baseline) shard count measured in the same run. The last
+line is machine-readable.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -26,8 +28,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dry_run(shards: int, shard_size: int, workdir: Path) -> tuple[float, int]:
-    """Seconds for ``snakemake -n`` of the default DAG with ``shards`` shards, and the number of jobs."""
+def local_rules() -> set[str]:
+    """Rules that run on the submitting node (``localrule: True``), and ``all`` (no job of its own)."""
+    names = {"all"}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        blocks = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.M)
+        names |= {name for name, body in zip(blocks[1::2], blocks[2::2], strict=True) if "localrule: True" in body}
+    return names
+
+
+def dry_run(shards: int, shard_size: int, workdir: Path) -> tuple[float, int, Counter]:
+    """Seconds for ``snakemake -n`` of the default DAG with ``shards`` shards, the number of jobs, and the jobs
+    per rule."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["shard_size"] = shard_size
     config["mock"]["n_galaxies"] = shards * shard_size
@@ -40,8 +52,9 @@ def dry_run(shards: int, shard_size: int, workdir: Path) -> tuple[float, int]:
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"snakemake -n failed for {shards} shards:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    total = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, flags=re.M)
-    return seconds, int(total.group(1)) if total else -1
+    out = proc.stdout + proc.stderr
+    total = re.search(r"^total\s+(\d+)", out, flags=re.M)
+    return seconds, int(total.group(1)) if total else -1, Counter(re.findall(r"^rule (\w+):", out, flags=re.M))
 
 
 def main() -> None:
@@ -54,9 +67,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="galmap-dag-") as tmp:
         for shards in args.shards:
             runs = [dry_run(shards, args.shard_size, Path(tmp)) for _ in range(args.repeats)]
-            seconds, jobs = min(runs)
+            seconds, jobs, submitted = min(runs, key=lambda run: run[0])
             results.append((shards, jobs, seconds))
     base = results[0][2]
+    local = local_rules()
+    cluster = {rule: n for rule, n in submitted.items() if rule not in local}
+    print(f"at {args.shards[-1]} shards a cluster executor submits {sum(cluster.values())} of the {jobs} jobs:")
+    print("  " + ", ".join(f"{rule} {n}" for rule, n in sorted(cluster.items(), key=lambda kv: (-kv[1], kv[0]))))
+    print(f"  the other {jobs - sum(cluster.values())} are local (gathers, summaries, figures, the target `all`)")
     print(f"{'shards':>7} {'jobs':>7} {'seconds':>8} {'ratio':>6}")
     for shards, jobs, seconds in results:
         print(f"{shards:>7} {jobs:>7} {seconds:>8.2f} {seconds / base:>6.2f}")
