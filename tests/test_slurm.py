@@ -81,6 +81,8 @@ def cluster(tmp_path_factory):
     """A running one-node SLURM cluster; stopped, and its slurm.conf removed, at teardown."""
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("the SLURM test starts munged, slurmctld and slurmd: needs root on Linux")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("the SLURM test needs 2 CPUs (rules of the test config use 2 threads)")
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         message = 'snakemake-executor-plugin-slurm is not installed (pip install -e ".[slurm]")'
         if os.environ.get("CI") == "true" and shutil.which("slurmctld", path=f"{os.environ['PATH']}:/usr/sbin"):
