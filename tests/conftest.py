@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # The SLURM executor plugin (if installed) stalls every snakemake start when a
 # slurm.conf exists without a controller; local tests never need it.
 os.environ.setdefault("SLURM_CONF", "/dev/null")
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def run_snakemake(args, cwd, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake ARGS`` in ``cwd`` as a user runs it locally (SLURM_CONF=/dev/null: no SLURM plugin stall)."""
+    env = dict(os.environ, SLURM_CONF="/dev/null")
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
 
 
 def with_galaxy(shard, i: int, images=None, ivar=None):
@@ -38,6 +50,14 @@ def test_config() -> dict:
 @pytest.fixture(scope="session")
 def default_config() -> dict:
     return load_config(REPO / "config" / "config.yaml", SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory) -> Path:
+    """A working directory where the whole DAG of config/test.yaml ran locally (``--cores 2``)."""
+    wd = tmp_path_factory.mktemp("run")
+    run_snakemake(["--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), "-q"], wd)
+    return wd
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,16 +14,7 @@ from galmap.io import read_shard
 from galmap.labels import QUESTIONS
 
 from .conftest import REPO
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-
-
-def _run(args, cwd, check=True):
-    env = dict(os.environ, SLURM_CONF="/dev/null")
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+from .conftest import run_snakemake as _run
 
 
 def _changed_config(path: Path, section: str, key: str, value) -> str:
@@ -39,10 +28,9 @@ def _changed_config(path: Path, section: str, key: str, value) -> str:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, test_config):
-    wd = tmp_path_factory.mktemp("run")
-    _run(["--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), "-q"], wd)
-    return wd
+def workdir(local_run):
+    """The local run of the test config (conftest's session fixture, shared with the SLURM test)."""
+    return local_run
 
 
 @pytest.mark.slow

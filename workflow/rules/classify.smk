@@ -12,8 +12,13 @@ rule classify_targets:
         seed=config["seed"],
     log:
         "logs/classify/targets.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/classify_targets.py"
 
@@ -37,7 +42,7 @@ rule classify_rf:
         mem_mb=2000,
         runtime=20,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/classify_rf.py"
 
@@ -65,7 +70,7 @@ rule classify_cnn:
         runtime=60,
         gpu=1 if CNN_GPU else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/classify_cnn.py"
 
@@ -81,8 +86,13 @@ rule classify_metrics:
         confusion="results/classify/confusion.csv",
     log:
         "logs/classify/metrics.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/classify_metrics.py"
 
@@ -95,8 +105,13 @@ rule classify_failures:
         "results/classify/failures.csv",
     log:
         "logs/classify/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/gather_failures.py"
 
@@ -112,7 +127,12 @@ rule figure_classify:
         figure="classify",
     log:
         "logs/figures/classify.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"

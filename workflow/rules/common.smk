@@ -15,10 +15,17 @@ for _line in skipped_messages(config):
 DATA_PARAMS = {k: config[k] for k in ("seed", "shard_size", "data", "surveys")}
 # the classification questions the labels can answer
 CLASSIFY = dict(config["classify"], questions=usable_questions(config)[0])
-ENV = "../../envs/galmap.yaml"
+# Conda environments (--use-conda / --sdm conda), one per group of rules; tests/test_envs.py checks that each
+# holds what its rules import. They hold third-party packages only: galmap itself is found where snakemake
+# runs it from (the Snakefile imports it; a script job adds snakemake's Python path after the env's own).
+ENV_DATA = "../../envs/data.yaml"  # data, preprocessing, dvc
+ENV_STRUCTURE = "../../envs/structure.yaml"  # Sérsic fits, morphometry
+ENV_ML = "../../envs/ml.yaml"  # VAE, outliers, classification, flow, domain adaptation
+ENV_FIGURES = "../../envs/figures.yaml"  # the paper's figures
 LATENT_DIM = config["vae"]["latent_dim"]
 LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
-# training rules ask the scheduler for a GPU only where the config says to use one
+# Rules that run PyTorch use a GPU when the node has one (device: auto); they ask the scheduler for one
+# (resources: gpu) only where the config says cuda. The SLURM profile asks for one for the training rules.
 GPU_TRAINING = config["vae"]["device"] == "cuda"
 CNN_GPU = config["classify"]["cnn"]["device"] == "cuda"
 FLOW_GPU = config["flow"]["device"] == "cuda"

@@ -9,8 +9,13 @@ rule data_failures:
         "results/data/failures.csv",
     log:
         "logs/data/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/gather_failures.py"
 
@@ -30,7 +35,12 @@ rule figure_survey_examples:
         figure="survey_examples",
     log:
         "logs/figures/survey_examples.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"

@@ -18,7 +18,7 @@ rule domain_target:
         mem_mb=2000,
         runtime=10,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/domain_target.py"
 
@@ -46,7 +46,7 @@ rule domain_dann:
         runtime=60,
         gpu=1 if DANN_GPU else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/domain_dann.py"
 
@@ -74,7 +74,7 @@ rule domain_reference:
         runtime=60,
         gpu=1 if CNN_GPU else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/classify_cnn.py"
 
@@ -100,7 +100,7 @@ rule domain_predict:
         mem_mb=4000,
         runtime=20,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/domain_predict.py"
 
@@ -114,8 +114,13 @@ rule domain_metrics:
         metrics="results/domain/metrics.csv",
     log:
         "logs/domain/metrics.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/domain_metrics.py"
 
@@ -128,8 +133,13 @@ rule domain_failures:
         "results/domain/failures.csv",
     log:
         "logs/domain/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/gather_failures.py"
 
@@ -146,7 +156,12 @@ rule figure_domain:
         figure="domain",
     log:
         "logs/figures/domain.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"

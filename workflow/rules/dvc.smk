@@ -10,7 +10,11 @@ rule dvc_push:
     log:
         "logs/dvc/push.log",
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/dvc_push.py"

@@ -24,7 +24,7 @@ rule flow_train:
         runtime=30,
         gpu=1 if FLOW_GPU else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/flow_train.py"
 
@@ -50,8 +50,9 @@ rule flow_closure:
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=1 if FLOW_GPU else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/flow_closure.py"
 
@@ -64,8 +65,13 @@ rule flow_failures:
         "results/flow/failures.csv",
     log:
         "logs/flow/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/gather_failures.py"
 
@@ -82,7 +88,12 @@ rule figure_flow:
         figure="flow",
     log:
         "logs/figures/flow.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"

@@ -21,7 +21,7 @@ rule mock_catalog:
         mem_mb=2000,
         runtime=10,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/mock_catalog.py"
 
@@ -46,6 +46,6 @@ rule mock_render:
         mem_mb=3000,
         runtime=30,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/mock_render.py"

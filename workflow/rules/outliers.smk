@@ -21,7 +21,7 @@ rule outliers:
         mem_mb=2000,
         runtime=10,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/outliers.py"
 
@@ -39,7 +39,12 @@ rule figure_outliers:
         figure="outliers",
     log:
         "logs/figures/outliers.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"

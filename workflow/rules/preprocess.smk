@@ -18,7 +18,7 @@ rule preprocess:
         mem_mb=2000,
         runtime=20,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/preprocess_shard.py"
 
@@ -30,7 +30,12 @@ rule preprocess_failures:
         "results/preprocess/failures.csv",
     log:
         "logs/preprocess/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/gather_failures.py"

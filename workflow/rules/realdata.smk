@@ -13,8 +13,12 @@ if SOURCE == "local":
         log:
             "logs/data/local_catalog.log",
         localrule: True
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
         conda:
-            ENV
+            ENV_DATA
         script:
             "../../scripts/local_catalog.py"
 
@@ -32,8 +36,12 @@ else:
         log:
             "logs/data/legacysurvey_catalog.log",
         localrule: True
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
         conda:
-            ENV
+            ENV_DATA
         script:
             "../../scripts/legacysurvey_catalog.py"
 
@@ -48,8 +56,12 @@ else:
         log:
             "logs/data/download-{survey}-{shard}.log",
         localrule: True
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=120,
         conda:
-            ENV
+            ENV_DATA
         script:
             "../../scripts/legacysurvey_download.py"
 
@@ -71,6 +83,6 @@ rule ingest:
         mem_mb=3000,
         runtime=30,
     conda:
-        ENV
+        ENV_DATA
     script:
         "../../scripts/ingest.py"

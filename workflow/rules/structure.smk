@@ -19,7 +19,7 @@ rule sersic:
         mem_mb=4000,
         runtime=30,
     conda:
-        ENV
+        ENV_STRUCTURE
     script:
         "../../scripts/structure_shard.py"
 
@@ -42,7 +42,7 @@ rule morphometry:
         mem_mb=2000,
         runtime=60,
     conda:
-        ENV
+        ENV_STRUCTURE
     script:
         "../../scripts/structure_shard.py"
 
@@ -56,8 +56,13 @@ rule structure_tables:
         kind="sersic|morphometry",
     log:
         "logs/structure/gather-{kind}.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_STRUCTURE
     script:
         "../../scripts/gather_tables.py"
 
@@ -69,8 +74,13 @@ rule structure_failures:
         "results/structure/failures.csv",
     log:
         "logs/structure/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_STRUCTURE
     script:
         "../../scripts/gather_failures.py"
 
@@ -90,8 +100,13 @@ rule figure_sersic_truth:
         figure="sersic_truth",
     log:
         "logs/figures/sersic_truth.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"
 
@@ -111,8 +126,13 @@ rule figure_morphometry:
         figure="morphometry",
     log:
         "logs/figures/morphometry.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"
 
@@ -133,7 +153,12 @@ rule figure_sersic_residuals:
         figure="sersic_residuals",
     log:
         "logs/figures/sersic_residuals.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"

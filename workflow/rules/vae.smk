@@ -20,7 +20,7 @@ rule vae_train:
         runtime=60,
         gpu=1 if GPU_TRAINING else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/vae_train.py"
 
@@ -43,8 +43,9 @@ rule vae_encode:
     resources:
         mem_mb=2000,
         runtime=10,
+        gpu=1 if GPU_TRAINING else 0,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/vae_encode.py"
 
@@ -56,8 +57,13 @@ rule vae_latents:
         "results/vae/z{k}/latents.parquet",
     log:
         "logs/vae/gather-z{k}.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/gather_tables.py"
 
@@ -69,8 +75,13 @@ rule vae_failures:
         "results/vae/failures.csv",
     log:
         "logs/vae/failures.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/gather_failures.py"
 
@@ -83,8 +94,13 @@ rule vae_scan:
         "results/vae/ssim_vs_latents.csv",
     log:
         "logs/vae/scan.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     conda:
-        ENV
+        ENV_ML
     script:
         "../../scripts/vae_scan.py"
 
@@ -102,7 +118,12 @@ rule figure_vae:
         figure="vae",
     log:
         "logs/figures/vae.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
-        ENV
+        ENV_FIGURES
     script:
         "../../scripts/figure.py"
