@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ import pytest
 from galmap.cutouts import CutoutError, cutout_hdulist, read_cutout, verify_cutout
 from galmap.download import DownloadSettings, Item, check_url, download, item_path
 from galmap.failures import FailureLog
+
+from .loopback import LoopbackServer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -26,7 +28,7 @@ def _fits_bytes(images: np.ndarray, ivar: np.ndarray | None = None, layout: str 
     return buf.getvalue()
 
 
-class Service:
+class Service(LoopbackServer):
     """An imitation of the cutout service: ``/{mode}/{name}.fits``; ``mode`` picks the behaviour.
 
     ``ok`` serves the FITS; ``flaky`` fails with 500 twice first; ``ratelimit`` answers 429
@@ -93,14 +95,7 @@ class Service:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from galmap.services import (
 )
 
 from .conftest import REPO, SHARED_DATA
+from .loopback import LoopbackServer
 
 LAYERS = {"decals": "ls-dr10", "bass": "ls-dr9-north", "mzls": "ls-dr9-north"}
 WITH_EUCLID = LAYERS | {"euclid": "euclid-q1"}
@@ -47,7 +48,7 @@ RECORD = 4573248
 CATALOG = "gz_decals_volunteers_5.csv"
 
 
-class LegacySurveyImitation:
+class LegacySurveyImitation(LoopbackServer):
     """``/api/records/<n>``, ``/files/<name>`` (Zenodo) and ``/viewer/fits-cutout`` (the cutout service).
 
     ``fail`` maps a galaxy id to ``"error"`` (always HTTP 500) or ``"html"`` (an HTML
@@ -118,14 +119,7 @@ class LegacySurveyImitation:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def _sia_votable(access_url: str | None) -> bytes:
