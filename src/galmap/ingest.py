@@ -164,19 +164,37 @@ def ingest_cutouts(
         native[i] = cut.pixscale_arcsec
         if failures is not None and bad[i] >= 1.0:
             failures.add(gid, f"local: {path}: no pixel with data in the {stamp_px}-pixel stamp")
-    sky = [np.nanmedian(1 / np.sqrt(ivar[:, b][ivar[:, b] > 0])) if (ivar[:, b] > 0).any() else 0.0 for b in range(nb)]
+    extra = {"ivar_estimated": estimated, "bad_fraction": bad, "native_pixscale_arcsec": native}
+    return _raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
+                      {"units": ["nanomaggy"] * nb, "source": "local"})  # fmt: skip
+
+
+def _raw_shard(
+    images: np.ndarray,
+    ivar: np.ndarray,
+    ids: Sequence[str],
+    survey: str,
+    bands: Sequence[str],
+    pixscale_arcsec: float,
+    psf_fwhm_arcsec: Sequence[float],
+    extra: dict[str, np.ndarray],
+    more_attrs: dict,
+) -> Shard:
+    """A raw shard on the survey grid; ``sky_sigma`` per band is the median noise of the pixels with data."""
+    sky = []
+    for b in range(len(bands)):
+        iv = ivar[:, b][ivar[:, b] > 0]
+        s = float(np.median(1 / np.sqrt(iv))) if iv.size else 0.0
+        sky.append(s if np.isfinite(s) else 0.0)
     attrs = {
         "survey": survey,
         "bands": list(bands),
         "pixscale_arcsec": float(pixscale_arcsec),
         "psf_fwhm_arcsec": [float(f) for f in psf_fwhm_arcsec],
-        "units": ["nanomaggy"] * nb,
-        "sky_sigma": [float(s) if np.isfinite(s) else 0.0 for s in sky],
-        "source": "local",
-    }
-    extra = {"ivar_estimated": estimated, "bad_fraction": bad, "native_pixscale_arcsec": native}
-    ids = np.asarray([str(g) for g in rows["id"]], dtype=object)
-    return Shard(images=images, ivar=ivar, ids=ids, attrs=attrs, extra=extra)
+        "sky_sigma": sky,
+    } | more_attrs
+    return Shard(images=images, ivar=ivar, ids=np.asarray([str(g) for g in ids], dtype=object), attrs=attrs,
+                 extra=extra)  # fmt: skip
 
 
 def read_colour_image(path: str | Path) -> np.ndarray:
@@ -235,18 +253,6 @@ def ingest_colour_images(
         img, iv = resample_stamps(cube[None], np.ascontiguousarray(civ)[None], scale_in, stamp_px, pixscale_arcsec)
         area = (pixscale_arcsec / scale_in) ** 2  # resampling conserves flux; keep intensities instead
         images[i], ivar[i] = img[0] / area, iv[0] * area**2
-    sky = [float(np.median(1 / np.sqrt(ivar[:, b][ivar[:, b] > 0]))) if (ivar[:, b] > 0).any() else 0.0
-           for b in range(3)]  # fmt: skip
-    attrs = {
-        "survey": survey,
-        "bands": list(bands),
-        "pixscale_arcsec": float(pixscale_arcsec),
-        "psf_fwhm_arcsec": [float(f) for f in psf_fwhm_arcsec],
-        "units": ["relative"] * 3,
-        "sky_sigma": sky,
-        "source": "local-colour",
-        "calibrated": False,
-    }
     extra = {"bad_fraction": (ivar <= 0).mean(axis=(1, 2, 3)).astype(np.float32)}
-    return Shard(images=images, ivar=ivar, ids=np.asarray([str(g) for g in rows["id"]], dtype=object), attrs=attrs,
-                 extra=extra)  # fmt: skip
+    return _raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
+                      {"units": ["relative"] * 3, "source": "local-colour", "calibrated": False})  # fmt: skip

@@ -42,10 +42,16 @@ def local_format(config: Mapping[str, Any]) -> str:
     local = config["data"]["local"]
     if local.get("format", "auto") != "auto":
         return str(local["format"])
-    folder = Path(local["path"])
+    return _detect_format(str(local["path"]), local.get("catalog") or None)
+
+
+@lru_cache(maxsize=4)
+def _detect_format(path: str, catalog: str | None) -> str:
+    """Read the folder and the catalog's ``file`` column once per DAG build (the plan asks several times)."""
+    folder = Path(path)
     names = [p.name.lower() for p in folder.iterdir()] if folder.is_dir() else []
-    if local.get("catalog") and Path(local["catalog"]).is_file():
-        cat = pd.read_csv(local["catalog"], nrows=1000)
+    if catalog and Path(catalog).is_file():
+        cat = pd.read_csv(catalog, nrows=1000)
         if "file" in cat:
             names += [str(f).lower() for f in cat["file"]]
     has_fits = any(n.endswith(FITS_SUFFIXES) for n in names)
