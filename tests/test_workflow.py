@@ -191,7 +191,7 @@ def test_domain_outputs(workdir: Path, test_config):
 
 
 FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers"]
-FIGURES += ["classify", "flow", "domain"]
+FIGURES += ["classify", "flow", "domain", "superres", "halpha"]
 
 
 @pytest.mark.slow
