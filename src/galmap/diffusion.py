@@ -57,20 +57,22 @@ def diffusion_loss(
     Parameters
     ----------
     model : the denoiser, ``model(cat([x_t, cond]), t) -> v``.
-    x0 : clean targets (N, C, H, W), finite everywhere (0 where ``mask`` is false).
+    x0 : clean targets (N, C, H, W); their values where ``mask`` is false are ignored (set to 0).
     cond : conditioning images (N, Cc, H, W) on the target's grid.
     mask : bool (N, C, H, W), true on the pixels with data; the others do not enter the loss.
     generator : the source of ``t`` and the noise (seeded: reproducible).
     """
     n = x0.shape[0]
+    # pixels without data are zeroed (a NaN there must not reach x_t, and through the network, other pixels)
+    x0 = torch.where(mask, x0, torch.zeros_like(x0))
     t = torch.rand(n, generator=generator, device=x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
     a, s = alpha_sigma(t)
     xt = _expand(a, x0) * x0 + _expand(s, x0) * eps
     v_true = _expand(a, x0) * eps - _expand(s, x0) * x0
     v = model(torch.cat([xt, cond], dim=1), t)
-    m = mask.to(x0.dtype)
-    return ((v - v_true) ** 2 * m).sum() / m.sum().clamp(min=1)
+    err = torch.where(mask, (v - v_true) ** 2, torch.zeros_like(v))
+    return err.sum() / mask.sum().clamp(min=1)
 
 
 @torch.no_grad()

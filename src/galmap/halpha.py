@@ -144,7 +144,8 @@ def load_pairs(
 def noise_aware_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Inverse-variance-weighted squared error per pixel with data (``w > 0``); 0-weight pixels do not count."""
     valid = w > 0
-    # where() rather than a product: a NaN in a pixel without data cannot leak into the sum
+    # the target is zeroed where there is no data first: a NaN there reaches neither the sum nor the gradient
+    y = torch.where(valid, y, torch.zeros_like(y))
     chi2 = torch.where(valid, w * (pred - y) ** 2, torch.zeros_like(pred))
     return chi2.sum() / valid.sum().clamp(min=1)
 
@@ -153,7 +154,9 @@ def train_model(
     data: HalphaData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
     """Train the ugriz -> Hα U-Net; return it (best validation epoch), its history and its metadata."""
-    model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights come from the seed too
+        model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
     bs = int(params["batch_size"])
 
     def batches(split: str, shuffle: bool):

@@ -147,7 +147,8 @@ class SuperresData:
 
 def _usable(shard: Shard) -> np.ndarray:
     flags = shard.extra.get("flags", np.zeros(len(shard), np.int32))
-    return (flags & PRE_FLAGS["no_data"]) == 0
+    has_data = (np.isfinite(shard.ivar) & (shard.ivar > 0)).reshape(len(shard), -1).any(1)
+    return ((flags & PRE_FLAGS["no_data"]) == 0) & has_data
 
 
 def load_pairs(
@@ -271,15 +272,17 @@ def train_model(
     kind: str, data: SuperresData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
     """Train the diffusion model or the regression baseline; return it, its history and its metadata."""
-    model = build_model(kind, data.cond.shape[1], params["channels"]).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights come from the seed too
+        model = build_model(kind, data.cond.shape[1], params["channels"]).to(device)
 
     def step(m, batch, epoch, gen, training):
         cond, target, mask = (b.to(device) for b in batch)
         if kind == "diffusion":
             return {"loss": diffusion_loss(m, target, cond, mask, gen)}
         pred = m(cond)
-        mk = mask.to(pred.dtype)
-        return {"loss": ((pred - target) ** 2 * mk).sum() / mk.sum().clamp(min=1)}
+        err = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
+        return {"loss": err.sum() / mask.sum().clamp(min=1)}
 
     epochs = int(params[f"{kind}_epochs"])
     settings = TrainSettings(
