@@ -540,14 +540,23 @@ def halpha_figure(metrics_path: str, predictions_path: str, examples_path: str) 
     for i in range(n_ex):
         obs, pred = ex["observed"][i], ex["predicted"][i]
         top = np.percentile(obs, 99.5) or 1.0
-        for j, (img, title) in enumerate(((None, "u,g,r,i,z"), (obs, "Hα observed"), (pred, "Hα predicted"))):
+        panels = (
+            (None, "u,g,r,i,z"),
+            (obs, "Hα observed"),
+            (pred, "Hα predicted"),
+            (obs - pred, "observed - predicted"),
+        )
+        for j, (img, title) in enumerate(panels):
             ax = fig.add_subplot(grid[i, j])
             t = title if i == 0 else None
             if img is None:
                 _show(ax, ex["inputs"][i], ex["input_bands"], title=t)
                 ax.set_ylabel(ex["ids"][i], fontsize=6)
+            elif j == 3:
+                ax.imshow(img, cmap="RdBu_r", vmin=-0.3 * top, vmax=0.3 * top)
             else:
                 ax.imshow(np.arcsinh(img / (0.05 * top)), cmap="magma", vmin=0, vmax=np.arcsinh(20))
+            if j:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if t:

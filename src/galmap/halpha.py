@@ -16,8 +16,9 @@ loss. The network predicts the mean Hα map given the broad bands.
 
 * ``pixel_corr``: Pearson correlation of predicted and observed Hα pixels with data
   inside a circular aperture of radius ``aperture_arcsec``;
-* total flux: the predicted map summed over the stamp, against the true total Hα
-  flux (the mock's truth ``flux_Ha`` when a truth table is given, else the observed
+* total flux: the predicted map summed over the aperture (a small bias of the
+  prediction far from the galaxy would otherwise add up over the stamp), against the
+  true total Hα flux (the mock's truth ``flux_Ha`` when a truth table is given, else the observed
   map summed over the aperture), as ``log10(predicted / true)`` in dex;
 * the radial profile: azimuthal means in 1-pixel annuli of both maps (stacked in the
   figure) and the Hα half-light radius inside the aperture of each;
@@ -280,7 +281,7 @@ def evaluate(
             failures.add(ids[i], "halpha: no pixel correlation (fewer than 3 valid pixels or a constant map)")
             continue
         corr[i] = float(np.corrcoef(a, b)[0, 1])
-    f_pred = pred.sum((1, 2)).astype(np.float64)
+    f_pred = np.where(aperture[None], pred, 0).sum((1, 2)).astype(np.float64)
     if truth is not None and "flux_Ha" in truth:
         f_true = truth.set_index("id")["flux_Ha"].reindex(ids).to_numpy(np.float64)
     else:
