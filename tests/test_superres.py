@@ -204,3 +204,24 @@ def test_pairs_record_missing_galaxies_and_training_is_reproducible(paired_shard
         states.append(model.state_dict())
         assert meta["data_scale"] == pytest.approx(data.data_scale) and len(history) == 1
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_config_references_and_the_stage_plan():
+    import yaml
+
+    from galmap.config import ConfigError, validate_config
+    from galmap.sources import stage_plan
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"'superres\.target_survey' names survey 'hsc'"):
+        validate_config(cfg | {"superres": {"target_survey": "hsc"}}, schema)
+    with pytest.raises(ConfigError, match=r"'halpha\.target_survey'.*exactly one band"):
+        validate_config(cfg | {"halpha": {"target_survey": "sdss"}}, schema)
+    plan = stage_plan(validate_config(cfg, schema))
+    assert plan["superres"] is None and plan["halpha"] is None
+    # without the sdss survey (and with the defaults, not set by the user) the stage is skipped, not an error
+    no_sdss = dict(cfg, surveys={k: v for k, v in cfg["surveys"].items() if k != "sdss"})
+    no_sdss.pop("halpha")
+    plan = stage_plan(validate_config(no_sdss, schema))
+    assert "halpha.input_survey 'sdss'" in plan["halpha"] and plan["superres"] is None
