@@ -118,7 +118,8 @@ def test_a_perfect_prediction_scores_perfectly(tmp_path):
     sel = data.split == "test"
     flux = dict(zip(data.ids[sel], (0.3 * np.sinh(data.y[sel].numpy().astype(np.float64))).sum((1, 2, 3)), strict=True))
     obs_truth["flux_Ha"] = obs_truth["id"].map(flux)
-    metrics, table, _ = evaluate(data, Echo(), PARAMS, obs_truth, FailureLog("halpha"), 1.0)
+    wide = PARAMS | {"aperture_arcsec": 10.0}  # the whole stamp: the truth above sums every pixel
+    metrics, table, _ = evaluate(data, Echo(), wide, obs_truth, FailureLog("halpha"), 1.0)
     row = metrics.set_index("subset").loc["detectable"]
     assert row["pixel_corr_median"] == pytest.approx(1.0, abs=1e-4)
     assert row["flux_log_ratio_median_dex"] == pytest.approx(0.0, abs=1e-4)
