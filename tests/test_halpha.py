@@ -40,6 +40,11 @@ def test_profiles_and_half_light_radius_of_known_maps():
     ring = ((np.hypot(yy, xx) >= 4) & (np.hypot(yy, xx) < 5)).astype(float)
     prof = radial_profiles(ring[None], 10)[0]
     assert prof[4] == pytest.approx(1.0) and prof[:4].sum() == 0 and prof[5:].sum() == 0
+    holed = ring.copy()
+    holed[10, 6] = 5.0  # a bad pixel on the ring, masked: the annulus mean ignores it
+    masked = radial_profiles(holed[None], 10, (holed != 5.0)[None])[0]
+    assert masked[4] == pytest.approx(1.0)
+    assert np.isnan(radial_profiles(ring[None], 10, np.zeros((1, size, size)))[0]).all()
     point = np.zeros((1, size, size))
     point[0, 10, 10] = 1
     assert half_light_radius(point, 8)[0] == 0

@@ -586,9 +586,9 @@ def halpha_figure(metrics_path: str, predictions_path: str, examples_path: str) 
     po, pp = ex["profile_observed"], ex["profile_predicted"]
     if len(po):
         r = (np.arange(po.shape[1]) + 0.5) * float(ex["attrs"].get("pixscale_arcsec", 1.0))
-        ax.plot(r, np.median(po, 0), color="k", label="observed (median of detectable)")
-        ax.plot(r, np.median(pp, 0), color="tab:red", label="predicted")
-        ax.set_yscale("symlog", linthresh=max(1e-3, 0.01 * float(np.max(np.median(po, 0)))))
+        ax.plot(r, np.nanmedian(po, 0), color="k", label="observed (median of detectable)")
+        ax.plot(r, np.nanmedian(pp, 0), color="tab:red", label="predicted")
+        ax.set_yscale("symlog", linthresh=max(1e-3, 0.01 * float(np.nanmax(np.nanmedian(po, 0)))))
     ax.set_xlabel("radius (arcsec)")
     ax.set_ylabel("Hα surface brightness (per pixel)")
     ax.legend(fontsize=6)

@@ -211,16 +211,22 @@ def predict(model: UNet, x: torch.Tensor, softening: float, batch_size: int = 64
     return (softening * np.sinh(out.numpy().astype(np.float64))).astype(np.float32)
 
 
-def radial_profiles(maps: np.ndarray, n_bins: int) -> np.ndarray:
-    """Azimuthal means in 1-pixel annuli around the stamp centre: (N, n_bins) of (N, H, W) maps."""
+def radial_profiles(maps: np.ndarray, n_bins: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """Azimuthal means in 1-pixel annuli around the stamp centre: (N, n_bins) of (N, H, W) maps.
+
+    Only pixels where ``valid`` (N, H, W) is true count (all by default); an annulus without
+    any valid pixel is NaN.
+    """
     h, w = maps.shape[-2:]
     yy, xx = np.mgrid[:h, :w]
     r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).astype(int).ravel()
     keep = r < n_bins
-    counts = np.bincount(r[keep], minlength=n_bins)
-    flat = maps.reshape(len(maps), -1)[:, keep]
-    out = np.stack([np.bincount(r[keep], weights=f, minlength=n_bins) for f in flat])
-    return out / np.maximum(counts, 1)
+    ok = np.ones(maps.shape, bool) if valid is None else np.asarray(valid, bool)
+    flat = np.where(ok, maps, 0).reshape(len(maps), -1)[:, keep]
+    okf = ok.reshape(len(maps), -1)[:, keep].astype(float)
+    sums = np.stack([np.bincount(r[keep], weights=f, minlength=n_bins) for f in flat])
+    counts = np.stack([np.bincount(r[keep], weights=o, minlength=n_bins) for o in okf])
+    return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
 
 
 def half_light_radius(maps: np.ndarray, aperture_px: float) -> np.ndarray:
@@ -327,9 +333,7 @@ def evaluate(
         "input_bands": np.array(data.bands),
         "observed": obs[pick],
         "predicted": pred[pick],
-        "profile_observed": radial_profiles(np.where(ivar > 0, obs, 0)[det], n_bins)
-        if len(det)
-        else np.zeros((0, n_bins)),
+        "profile_observed": radial_profiles(obs[det], n_bins, ivar[det] > 0) if len(det) else np.zeros((0, n_bins)),
         "profile_predicted": radial_profiles(pred[det], n_bins) if len(det) else np.zeros((0, n_bins)),
     }
     return metrics, table, examples
