@@ -28,6 +28,8 @@ include: "workflow/rules/outliers.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/flow.smk"
 include: "workflow/rules/domain.smk"
+include: "workflow/rules/superres.smk"
+include: "workflow/rules/halpha.smk"
 include: "workflow/rules/dvc.smk"
 
 

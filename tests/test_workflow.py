@@ -178,8 +178,32 @@ def test_domain_outputs(workdir: Path, test_config):
     assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])
 
 
+@pytest.mark.slow
+def test_superres_and_halpha_outputs(workdir: Path, test_config):
+    from galmap.halpha import METRIC_COLUMNS as HA_COLUMNS
+    from galmap.superres import METRIC_COLUMNS, RE_COLUMNS
+
+    truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
+    metrics = pd.read_csv(workdir / "results/superres/metrics.csv")
+    assert list(metrics.columns) == METRIC_COLUMNS
+    assert list(metrics["method"]) == ["decals", "bicubic", "regression", "diffusion", "euclid"]
+    re = pd.read_parquet(workdir / "results/superres/re_compare.parquet")
+    assert list(re.columns) == RE_COLUMNS and len(re) > 0 and set(re["id"]) <= set(truth["id"])
+    assert (re["re_euclid_arcsec"].dropna() > 0).all()
+    for name in ("diffusion", "regression"):
+        hist = pd.read_csv(workdir / f"results/superres/{name}/history.csv")
+        assert len(hist) == test_config["superres"][f"{name}_epochs"]
+    ha = pd.read_csv(workdir / "results/halpha/metrics.csv")
+    assert list(ha.columns) == HA_COLUMNS and list(ha["subset"]) == ["all", "detectable"]
+    pred = pd.read_parquet(workdir / "results/halpha/predictions.parquet")
+    assert np.allclose(pred["flux_true"], truth.set_index("id").loc[pred["id"], "flux_Ha"])
+    for stage in ("superres", "halpha"):
+        failures = pd.read_csv(workdir / f"results/{stage}/failures.csv")
+        assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])
+
+
 FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers"]
-FIGURES += ["classify", "flow", "domain"]
+FIGURES += ["classify", "flow", "domain", "superres", "halpha"]
 
 
 @pytest.mark.slow

@@ -68,12 +68,18 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         messages = [_describe(e) for e in errors]
         raise ConfigError("invalid configuration: " + "; ".join(dict.fromkeys(messages)))
     out = _fill_defaults(dict(config), schema)
-    check_references(out)
+    check_references(out, explicit=config)
     return out
 
 
-def check_references(config: Mapping[str, Any]) -> None:
-    """Check keys that name other parts of the config (a survey, a band)."""
+def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | None = None) -> None:
+    """Check keys that name other parts of the config (a survey, a band).
+
+    The surveys of ``superres`` and ``halpha`` are checked when the config sets them
+    (``explicit``: the config as given, before defaults; ``None``: check them all): their
+    defaults (decals/euclid, sdss/halpha) name surveys a config may not have, and then
+    the stage is skipped (:func:`galmap.sources.stage_plan`) rather than the run stopped.
+    """
     surveys = config.get("surveys", {})
     refs = []
     if "volunteers" in config.get("mock", {}):
@@ -95,6 +101,14 @@ def check_references(config: Mapping[str, Any]) -> None:
     if data.get("source") == "legacysurvey":
         for name in (data.get("legacysurvey") or {}).get("layers", {}):
             refs.append((f"data.legacysurvey.layers.{name}", name))
+    for stage, keys in (
+        ("superres", ("source_survey", "target_survey")),
+        ("halpha", ("input_survey", "target_survey")),
+    ):
+        for key in keys:
+            given = explicit is None or key in ((explicit or {}).get(stage) or {})
+            if stage in config and key in config[stage] and given:
+                refs.append((f"{stage}.{key}", config[stage][key]))
     for key, name in refs:
         if name is not None and name not in surveys:
             raise ConfigError(
@@ -144,6 +158,16 @@ def check_references(config: Mapping[str, Any]) -> None:
                     f"invalid configuration: config key 'domain.target_bands.{band}': survey {name!r} has no band "
                     f"{band!r} ({', '.join(surveys[name]['bands'])})"
                 )
+    for key in ("superres.target_survey", "halpha.target_survey"):
+        stage, name = key.split(".")
+        target = config.get(stage, {}).get(name)
+        if explicit is not None and name not in ((explicit or {}).get(stage) or {}):
+            continue
+        if target in surveys and len(surveys[target]["bands"]) != 1:
+            raise ConfigError(
+                f"invalid configuration: config key '{key}' names survey {target!r} with bands "
+                f"{', '.join(surveys[target]['bands'])}; the generated image has exactly one band"
+            )
     cl = config.get("classify")
     if cl and "questions" in cl:
         from galmap.classify import target_specs

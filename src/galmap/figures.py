@@ -449,6 +449,153 @@ def domain_figure(metrics_path: str, source_path: str, target_path: str, n_show:
     return fig
 
 
+def _read_examples(path: str) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        out: dict[str, Any] = {k: fh[k][...] for k in fh}
+        out["attrs"] = dict(fh.attrs)
+    for key in ("ids", "source_bands", "input_bands"):
+        if key in out:
+            out[key] = [v.decode() if isinstance(v, bytes) else str(v) for v in out[key]]
+    return out
+
+
+def _re_scatter(ax: plt.Axes, table: Any, column: str, label: str, colour: str) -> None:
+    x, y = table["re_euclid_arcsec"].to_numpy(), table[column].to_numpy()
+    ok = np.isfinite(x) & np.isfinite(y)
+    ratio = np.log10(y[ok] / x[ok])
+    scatter = 1.4826 * np.median(np.abs(ratio - np.median(ratio))) if ok.any() else np.nan
+    ax.scatter(x[ok], y[ok], s=5, alpha=0.6, color=colour, label=f"{label}: {scatter:.3f} dex (n={ok.sum()})")
+
+
+def superres_figure(metrics_path: str, re_path: str, examples_path: str) -> plt.Figure:
+    """DESI -> Euclid: DECaLS input, diffusion draws and their spread, baselines, Euclid truth; Re comparison."""
+    ex = _read_examples(examples_path)
+    table = read_table(re_path)
+    metrics = read_table(metrics_path).set_index("method")
+    n_ex = len(ex["ids"])
+    cols = ["DECaLS g,r,z", "draw 1", "draw 2", "draw spread", "regression", "bicubic", "Euclid VIS"]
+    fig = plt.figure(figsize=(11, 2.0 * max(n_ex, 1) + 3.2))
+    grid = fig.add_gridspec(max(n_ex, 1) + 2, len(cols), height_ratios=[1] * max(n_ex, 1) + [0.3, 2.2])
+    sigma = [float(ex["sky_sigma"][0])]
+    for i in range(n_ex):
+        truth = ex["truth"][i]
+        draws = ex["draws"][:, i]
+        panels = [None, draws[0], draws[min(1, len(draws) - 1)], None, ex["regression"][i], ex["bicubic"][i], truth]
+        for j, title in enumerate(cols):
+            ax = fig.add_subplot(grid[i, j])
+            t = title if i == 0 else None
+            if j == 0:
+                _show(ax, ex["source"][i], ex["source_bands"], title=t)
+            elif j == 3:
+                ax.imshow(draws.std(0)[0], cmap="magma")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if t:
+                    ax.set_title(t, fontsize=7)
+            else:
+                _show(ax, panels[j], ["VIS"], sigma=sigma, title=t)
+            if j == 0:
+                ax.set_ylabel(ex["ids"][i], fontsize=6)
+    for k, (column, label, colour) in enumerate(
+        (("re_decals_arcsec", "DECaLS", "tab:orange"), ("re_diffusion_arcsec", "diffusion", "tab:blue"))
+    ):
+        ax = fig.add_subplot(grid[-1, 3 * k : 3 * k + 3])
+        _re_scatter(ax, table, column, label, colour)
+        if column == "re_diffusion_arcsec":
+            _re_scatter(ax, table, "re_regression_arcsec", "regression", "tab:green")
+        lim = [0.1, 10]
+        ax.plot(lim, lim, "k--", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_xlabel("Re on the Euclid image (arcsec)")
+        ax.set_ylabel(f"Re, {label} (arcsec)")
+        ax.legend(fontsize=6, loc="upper left")
+    ax = fig.add_subplot(grid[-1, 6])
+    ax.axis("off")
+    lines = [
+        f"{m}: scatter {metrics.loc[m, 're_log_scatter_dex']:.3f} dex, bias {metrics.loc[m, 're_bias_percent']:+.1f}%"
+        for m in ("decals", "bicubic", "regression", "diffusion")
+        if m in metrics.index
+    ]
+    if "diffusion" in metrics.index:
+        d = metrics.loc["diffusion"]
+        lines.append(f"draws: pixel 1σ coverage {d['pixel_coverage_1sigma']:.2f}, Re {d['re_coverage_1sigma']:.2f}")
+    ax.text(0, 1, "\n".join(lines), fontsize=6, va="top")
+    fig.suptitle("DESI -> Euclid: diffusion draws given DECaLS, against the Euclid image", fontsize=9)
+    return fig
+
+
+def halpha_figure(metrics_path: str, predictions_path: str, examples_path: str) -> plt.Figure:
+    """u,g,r,i,z -> Hα: examples (input, observed, predicted), total flux predicted vs true, radial profiles."""
+    ex = _read_examples(examples_path)
+    table = read_table(predictions_path)
+    metrics = read_table(metrics_path).set_index("subset")
+    n_ex = len(ex["ids"])
+    fig = plt.figure(figsize=(9, 2.0 * max(n_ex, 1) + 3.0))
+    grid = fig.add_gridspec(max(n_ex, 1) + 1, 4, height_ratios=[1] * max(n_ex, 1) + [2.2])
+    for i in range(n_ex):
+        obs, pred = ex["observed"][i], ex["predicted"][i]
+        top = np.percentile(obs, 99.5) or 1.0
+        panels = (
+            (None, "u,g,r,i,z"),
+            (obs, "Hα observed"),
+            (pred, "Hα predicted"),
+            (obs - pred, "observed - predicted"),
+        )
+        for j, (img, title) in enumerate(panels):
+            ax = fig.add_subplot(grid[i, j])
+            t = title if i == 0 else None
+            if img is None:
+                _show(ax, ex["inputs"][i], ex["input_bands"], title=t)
+                ax.set_ylabel(ex["ids"][i], fontsize=6)
+            elif j == 3:
+                ax.imshow(img, cmap="RdBu_r", vmin=-0.3 * top, vmax=0.3 * top)
+            else:
+                ax.imshow(np.arcsinh(img / (0.05 * top)), cmap="magma", vmin=0, vmax=np.arcsinh(20))
+            if j:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if t:
+                    ax.set_title(t, fontsize=7)
+    ax = fig.add_subplot(grid[-1, 0:2])
+    det = table["detectable"].to_numpy(bool)
+    for sel, colour, label in ((~det, "0.6", "not detectable"), (det, "tab:red", "detectable Hα")):
+        x, y = table["flux_true"].to_numpy()[sel], table["flux_pred"].to_numpy()[sel]
+        ok = (x > 0) & (y > 0)
+        ax.scatter(x[ok], y[ok], s=5, alpha=0.6, color=colour, label=f"{label} (n={ok.sum()})")
+    lim = [max(1.0, np.nanmin(table["flux_true"][table["flux_true"] > 0], initial=1.0)), None]
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.6)
+    ax.set_xlabel("true total Hα flux (1e-17 erg/s/cm²)")
+    ax.set_ylabel("predicted total Hα flux")
+    if "detectable" in metrics.index:
+        m = metrics.loc["detectable"]
+        ax.set_title(
+            f"detectable: scatter {m['flux_log_scatter_dex']:.3f} dex, median pixel r = {m['pixel_corr_median']:.2f}",
+            fontsize=7,
+        )
+    ax.legend(fontsize=6)
+    del lim
+    ax = fig.add_subplot(grid[-1, 2:4])
+    po, pp = ex["profile_observed"], ex["profile_predicted"]
+    if len(po):
+        r = (np.arange(po.shape[1]) + 0.5) * float(ex["attrs"].get("pixscale_arcsec", 1.0))
+        ax.plot(r, np.nanmedian(po, 0), color="k", label="observed (median of detectable)")
+        ax.plot(r, np.nanmedian(pp, 0), color="tab:red", label="predicted")
+        ax.set_yscale("symlog", linthresh=max(1e-3, 0.01 * float(np.nanmax(np.nanmedian(po, 0)))))
+    ax.set_xlabel("radius (arcsec)")
+    ax.set_ylabel("Hα surface brightness (per pixel)")
+    ax.legend(fontsize=6)
+    fig.suptitle("u,g,r,i,z -> Hα: the U-Net's Hα maps of held-out galaxies", fontsize=9)
+    return fig
+
+
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
@@ -459,6 +606,8 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "classify": classify_figure,
     "flow": flow_figure,
     "domain": domain_figure,
+    "superres": superres_figure,
+    "halpha": halpha_figure,
 }
 
 

@@ -688,3 +688,149 @@ def domain_metrics_file(targets_path: str, classes_path: str, predictions_path: 
     write_table(metrics_path, metrics)
     cols = ["question", "method", "domain", "n_test", "accuracy", "change", "change_se", "recovered"]
     log.info("domain adaptation on the test split:\n%s", metrics[cols].round(3).to_string(index=False))
+
+
+def superres_train_file(
+    kind: str,
+    params: Mapping[str, Any],
+    seed: int,
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    threads: int = 1,
+) -> None:
+    """Train the super-resolution diffusion model or its regression baseline (``kind``) on paired shards."""
+    import torch
+
+    from galmap.device import pick_device
+    from galmap.superres import load_pairs, train_model
+    from galmap.training import derived_seed, save_model
+
+    torch.set_num_threads(max(1, threads))
+    stream = {"diffusion": 1, "regression": 2}[kind]
+    data = load_pairs(source_paths, target_paths, params, seed)
+    device = pick_device(params["device"])
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history, meta = train_model(kind, data, params, derived_seed(seed, 70, stream), device, checkpoint)
+    save_model(model_path, model, meta | {"target_softening": data.target_softening})
+    write_table(history_path, history)
+    checkpoint.unlink(missing_ok=True)
+    log.info(
+        "superres %s: %d training galaxies, %.1f images/s, final loss %.4g",
+        kind, meta["n_train"], meta["train_images_per_s"], history["train_loss"].iloc[-1],
+    )  # fmt: skip
+
+
+def superres_evaluate_file(
+    params: Mapping[str, Any],
+    seed: int,
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    diffusion_path: str,
+    regression_path: str,
+    metrics_path: str,
+    re_path: str,
+    examples_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Evaluate the diffusion model and its baselines on the held-out galaxies (metrics, Re table, examples)."""
+    import h5py
+    import numpy as np
+    import torch
+
+    from galmap.device import pick_device
+    from galmap.io import atomic_path
+    from galmap.superres import evaluate, load_pairs
+    from galmap.training import derived_seed, load_model
+    from galmap.unet import UNet
+
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(params["device"])
+    diffusion, dmeta = load_model(diffusion_path, UNet, device)
+    regression, rmeta = load_model(regression_path, UNet, device)
+    failures = FailureLog("superres")
+    data = load_pairs(source_paths, target_paths, params, seed, failures, data_scale=float(dmeta["data_scale"]))
+    if abs(float(rmeta["data_scale"]) - data.data_scale) > 1e-6 * data.data_scale:
+        raise ValueError("superres: the diffusion and regression models were trained on different data scales")
+    rates = {"diffusion": dmeta["train_images_per_s"], "regression": rmeta["train_images_per_s"]}
+    metrics, table, examples = evaluate(data, diffusion, regression, params, derived_seed(seed, 70, 3), failures, rates)
+    write_table(metrics_path, metrics)
+    write_table(re_path, table)
+    with atomic_path(examples_path, ".h5") as tmp, h5py.File(tmp, "w") as fh:
+        for name, value in examples.items():
+            arr = np.asarray(value)
+            fh.create_dataset(name, data=arr.astype(h5py.string_dtype()) if arr.dtype.kind in "OU" else arr)
+        fh.attrs["target_pixscale_arcsec"] = data.target_pixscale
+        fh.attrs["source_pixscale_arcsec"] = data.source_pixscale
+    failures.write(failures_path)
+    log.info("superres metrics:\n%s", metrics.to_string(index=False))
+
+
+def halpha_train_file(
+    params: Mapping[str, Any],
+    seed: int,
+    input_paths: Sequence[str],
+    target_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    threads: int = 1,
+) -> None:
+    """Train the u,g,r,i,z -> Hα U-Net on paired shards."""
+    import torch
+
+    from galmap.device import pick_device
+    from galmap.halpha import load_pairs, train_model
+    from galmap.training import derived_seed, save_model
+
+    torch.set_num_threads(max(1, threads))
+    data = load_pairs(input_paths, target_paths, params, seed)
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history, meta = train_model(data, params, derived_seed(seed, 80), pick_device(params["device"]), checkpoint)
+    save_model(model_path, model, meta | {"softening": data.softening})
+    write_table(history_path, history)
+    checkpoint.unlink(missing_ok=True)
+    log.info("halpha: %d training galaxies, %.1f images/s", meta["n_train"], meta["train_images_per_s"])
+
+
+def halpha_evaluate_file(
+    params: Mapping[str, Any],
+    seed: int,
+    input_paths: Sequence[str],
+    target_paths: Sequence[str],
+    model_path: str,
+    truth_path: str | None,
+    metrics_path: str,
+    predictions_path: str,
+    examples_path: str,
+    failures_path: str,
+    threads: int = 1,
+) -> None:
+    """Evaluate the Hα U-Net on the held-out galaxies: metrics, per-galaxy predictions, examples."""
+    import h5py
+    import numpy as np
+    import torch
+
+    from galmap.device import pick_device
+    from galmap.halpha import evaluate, load_pairs
+    from galmap.io import atomic_path
+    from galmap.training import load_model
+    from galmap.unet import UNet
+
+    torch.set_num_threads(max(1, threads))
+    model, meta = load_model(model_path, UNet, pick_device(params["device"]))
+    failures = FailureLog("halpha")
+    data = load_pairs(input_paths, target_paths, params, seed, failures)
+    truth = read_table(truth_path) if truth_path else None
+    metrics, table, examples = evaluate(data, model, params, truth, failures, float(meta["train_images_per_s"]))
+    write_table(metrics_path, metrics)
+    write_table(predictions_path, table)
+    with atomic_path(examples_path, ".h5") as tmp, h5py.File(tmp, "w") as fh:
+        for name, value in examples.items():
+            arr = np.asarray(value)
+            fh.create_dataset(name, data=arr.astype(h5py.string_dtype()) if arr.dtype.kind in "OU" else arr)
+        fh.attrs["pixscale_arcsec"] = data.pixscale
+        fh.attrs["aperture_arcsec"] = float(params["aperture_arcsec"])
+    failures.write(failures_path)
+    log.info("halpha metrics:\n%s", metrics.to_string(index=False))

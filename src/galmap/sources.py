@@ -13,7 +13,8 @@
 :func:`stage_plan` says, from the config alone (and the local folder's listing),
 which stages can run on the data and why the others cannot: a stage whose survey
 is not in the data, classification without labels, the domain stage without its
-target surveys, the mock's truth figures on real data. The workflow builds only
+target surveys, super-resolution or Hα without both of their surveys, the mock's
+truth figures on real data. The workflow builds only
 the stages that can run and logs the reasons for the others, so a real-data run
 does not fail on what the data cannot give.
 """
@@ -169,6 +170,17 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
             f"the target survey(s) {', '.join(targets)} of domain.target_bands are not in the data" if targets else None
         )
     )
+    for stage, keys in (
+        ("superres", ("source_survey", "target_survey")),
+        ("halpha", ("input_survey", "target_survey")),
+    ):
+        names = [config[stage][k] for k in keys]
+        missing = [f"{stage}.{k} {n!r}" for k, n in zip(keys, names, strict=True) if n not in surveys]
+        plan[stage] = (
+            UNCALIBRATED
+            if colour
+            else (f"{' and '.join(missing)} not in the data ({sorted(surveys)})" if missing else None)
+        )
     plan["truth"] = None if source == "mock" else "only the mock survey has a truth table"
     return plan
 

@@ -30,6 +30,8 @@ GPU_TRAINING = config["vae"]["device"] == "cuda"
 CNN_GPU = config["classify"]["cnn"]["device"] == "cuda"
 FLOW_GPU = config["flow"]["device"] == "cuda"
 DANN_GPU = config["domain"]["dann"]["device"] == "cuda"
+SUPERRES_GPU = config["superres"]["device"] == "cuda"
+HALPHA_GPU = config["halpha"]["device"] == "cuda"
 VAE_SURVEY = config["vae"]["survey"]
 # the surveys that observe the source's bands in the target (survey A -> survey B), in band order
 DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
@@ -46,6 +48,8 @@ FIGURE_STAGES = {
     "classify": ["classify"],
     "flow": ["flow"],
     "domain": ["domain"],
+    "superres": ["superres"],
+    "halpha": ["halpha"],
 }
 FIGURE_NAMES = [name for name, needs in FIGURE_STAGES.items() if not any(PLAN[s] for s in needs)]
 
@@ -54,6 +58,7 @@ wildcard_constraints:
     shard=r"\d{4}",
     survey="|".join(SURVEYS),
     k=r"\d+",
+    model="diffusion|regression",
 
 
 def data_failure_tables():
@@ -84,6 +89,17 @@ def structure_images(wildcards):
 def vae_images(wildcards):
     """Every preprocessed shard of the survey the VAE encodes."""
     return expand("results/images/{survey}/shard-{shard}.h5", survey=VAE_SURVEY, shard=SHARDS)
+
+
+def _survey_shards(survey):
+    return expand("results/images/{survey}/shard-{shard}.h5", survey=survey, shard=SHARDS)
+
+
+# the preprocessed shards the images-to-images stages pair by galaxy id
+SUPERRES_SOURCE = _survey_shards(config["superres"]["source_survey"])
+SUPERRES_TARGET = _survey_shards(config["superres"]["target_survey"])
+HALPHA_INPUT = _survey_shards(config["halpha"]["input_survey"])
+HALPHA_TARGET = _survey_shards(config["halpha"]["target_survey"])
 
 
 def domain_reference_model(wildcards):
@@ -119,6 +135,8 @@ def all_outputs():
         "classify": ["metrics.csv", "confusion.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
         "domain": ["metrics.csv", "failures.csv"],
+        "superres": ["metrics.csv", "re_compare.parquet", "failures.csv"],
+        "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
     }
     for stage, names in stage_outputs.items():
         if stage in runs:

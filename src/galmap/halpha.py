@@ -1,0 +1,339 @@
+"""From u, g, r, i, z to Hα: a U-Net that predicts the Hα emission map from the broad-band images.
+
+**Data.** The preprocessed shards of ``halpha.input_survey`` (SDSS-like u, g, r, i, z,
+nanomaggies per pixel) and ``halpha.target_survey`` (the Hα map, 1e-17 erg/s/cm^2 per
+pixel) are paired by galaxy id; the input is resampled onto the Hα grid when the two
+grids differ (:func:`galmap.resample.resample_stamps`). Both go through the asinh scale
+of :mod:`galmap.netdata` with each shard's ``norm_softening``.
+
+**Loss.** Noise-aware: the squared error on the asinh scale weighted by each target
+pixel's inverse variance on that scale (with a fractional systematic error
+``sys_error`` added in quadrature), averaged over the pixels with data; pixels
+without data (``ivar = 0``, masked neighbours) have zero weight and never reach the
+loss. The network predicts the mean Hα map given the broad bands.
+
+**Evaluation** (held-out galaxies; the galaxy centre is the stamp centre):
+
+* ``pixel_corr``: Pearson correlation of predicted and observed Hα pixels with data
+  inside a circular aperture of radius ``aperture_arcsec``;
+* total flux: the predicted map summed over the aperture (a small bias of the
+  prediction far from the galaxy would otherwise add up over the stamp), against the
+  true total Hα flux (the mock's truth ``flux_Ha`` when a truth table is given, else the observed
+  map summed over the aperture), as ``log10(predicted / true)`` in dex;
+* the radial profile: azimuthal means in 1-pixel annuli of both maps (stacked in the
+  figure) and the Hα half-light radius inside the aperture of each;
+* *detectable* Hα: an observed aperture flux at least ``detect_snr`` times its noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from galmap.failures import FailureLog
+from galmap.io import read_shard
+from galmap.netdata import assign_split, network_inputs
+from galmap.preprocess import FLAGS as PRE_FLAGS
+from galmap.resample import resample_stamps
+from galmap.training import TrainSettings, train
+from galmap.unet import UNet
+
+log = logging.getLogger("galmap")
+
+#: columns of ``halpha/metrics.csv`` (one row per subset of the held-out galaxies: all, detectable)
+METRIC_COLUMNS = [
+    "subset", "n_galaxies", "pixel_corr_median", "flux_log_ratio_median_dex", "flux_log_scatter_dex",
+    "n_flux", "r50_log_ratio_median_dex", "r50_log_scatter_dex", "train_images_per_s", "predict_images_per_s",
+]  # fmt: skip
+#: columns of ``halpha/predictions.parquet`` (fluxes in the Hα map's unit, radii in arcsec)
+PREDICTION_COLUMNS = [
+    "id", "detectable", "snr", "flux_true", "flux_pred", "flux_observed", "pixel_corr", "r50_true_arcsec",
+    "r50_pred_arcsec",
+]  # fmt: skip
+
+
+@dataclass
+class HalphaData:
+    """Paired broad-band inputs ``x`` (N, 5, H, W) and Hα targets ``y`` with weights ``w`` (N, 1, H, W)."""
+
+    ids: np.ndarray
+    split: np.ndarray
+    x: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+    flux: np.ndarray
+    ivar: np.ndarray
+    inputs: np.ndarray
+    bands: list[str]
+    softening: float
+    pixscale: float
+
+
+def load_pairs(
+    input_paths: Sequence[str],
+    target_paths: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int,
+    failures: FailureLog | None = None,
+) -> HalphaData:
+    """Read and pair the input and Hα shards (see the module docstring); unusable galaxies go to ``failures``."""
+    src = [read_shard(p, ("flags",)) for p in input_paths]
+    tgt = [read_shard(p, ("flags",)) for p in target_paths]
+    tindex = {str(g): (k, i) for k, s in enumerate(tgt) for i, g in enumerate(s.ids)}
+    no_data = PRE_FLAGS["no_data"]
+    rows_s, rows_t, ids = [], [], []
+    for k, s in enumerate(src):
+        flags = s.extra.get("flags", np.zeros(len(s), np.int32))
+        for i, g in enumerate(s.ids):
+            g = str(g)
+            where = tindex.get(g)
+            why = None
+            if where is None:
+                why = f"not in the Hα survey {tgt[0].attrs['survey']!r}"
+            elif flags[i] & no_data:
+                why = f"no valid pixel in the input survey {s.attrs['survey']!r}"
+            else:
+                tflags = tgt[where[0]].extra.get("flags", np.zeros(len(tgt[where[0]]), np.int32))
+                if tflags[where[1]] & no_data or not (tgt[where[0]].ivar[where[1]] > 0).any():
+                    why = f"no valid pixel in the Hα map ({tgt[0].attrs['survey']!r})"
+            if why:
+                if failures is not None:
+                    failures.add(g, f"halpha: {why}")
+                continue
+            rows_s.append((k, i))
+            rows_t.append(where)
+            ids.append(g)
+    if not ids:
+        raise ValueError("halpha: no galaxy has both broad-band images and an Hα map with valid pixels")
+    s_img = np.stack([src[k].images[i] for k, i in rows_s])
+    s_ivar = np.stack([src[k].ivar[i] for k, i in rows_s])
+    t_img = np.stack([tgt[k].images[i] for k, i in rows_t])
+    t_ivar = np.stack([tgt[k].ivar[i] for k, i in rows_t])
+    s_scale, t_scale = float(src[0].attrs["pixscale_arcsec"]), float(tgt[0].attrs["pixscale_arcsec"])
+    size = t_img.shape[-1]
+    s_soft = np.asarray(src[0].attrs["norm_softening"], np.float64)
+    if s_img.shape[-1] != size or not np.isclose(s_scale, t_scale):
+        s_img, s_ivar = resample_stamps(s_img, s_ivar, s_scale, size, t_scale)
+        s_soft = s_soft * (t_scale / s_scale) ** 2
+    x, _ = network_inputs(s_img, s_ivar, s_soft)
+    t_soft = float(np.asarray(tgt[0].attrs["norm_softening"])[0])
+    y, w = network_inputs(t_img, t_ivar, [t_soft], float(params["sys_error"]))
+    split = assign_split(ids, seed, float(params["val_fraction"]), float(params["test_fraction"]))
+    good = np.isfinite(t_img) & np.isfinite(t_ivar) & (t_ivar > 0)
+    return HalphaData(
+        ids=np.asarray(ids, dtype=object),
+        split=split,
+        x=torch.from_numpy(x),
+        y=torch.from_numpy(y),
+        w=torch.from_numpy(w),
+        flux=np.where(good, t_img, 0).astype(np.float32),
+        ivar=np.where(good, t_ivar, 0).astype(np.float32),
+        inputs=s_img,
+        bands=[str(b) for b in src[0].attrs["bands"]],
+        softening=t_soft,
+        pixscale=t_scale,
+    )
+
+
+def noise_aware_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Inverse-variance-weighted squared error per pixel with data (``w > 0``); 0-weight pixels do not count."""
+    valid = w > 0
+    # the target is zeroed where there is no data first: a NaN there reaches neither the sum nor the gradient
+    y = torch.where(valid, y, torch.zeros_like(y))
+    chi2 = torch.where(valid, w * (pred - y) ** 2, torch.zeros_like(pred))
+    return chi2.sum() / valid.sum().clamp(min=1)
+
+
+def train_model(
+    data: HalphaData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
+) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
+    """Train the ugriz -> Hα U-Net; return it (best validation epoch), its history and its metadata."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights come from the seed too
+        model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
+    bs = int(params["batch_size"])
+
+    def batches(split: str, shuffle: bool):
+        idx = np.flatnonzero(data.split == split)
+
+        def epoch(e: int):
+            order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
+            for start in range(0, len(order), bs):
+                sel = torch.as_tensor(order[start : start + bs])
+                yield data.x[sel], data.y[sel], data.w[sel]
+
+        return epoch
+
+    def step(m, batch, epoch, gen, training):
+        x, y, w = (b.to(device) for b in batch)
+        return {"loss": noise_aware_loss(m(x), y, w)}
+
+    settings = TrainSettings(
+        max_epochs=int(params["epochs"]),
+        patience=int(params["patience"]),
+        learning_rate=float(params["learning_rate"]),
+        seed=seed,
+    )
+    state, history = train(
+        model,
+        step,
+        batches("train", True),
+        lambda: batches("val", False)(0),
+        settings,
+        checkpoint=checkpoint,
+        fingerprint=f"halpha:{dict(params)}:{seed}",
+        desc="halpha",
+    )
+    model.load_state_dict(state)
+    model.eval()
+    meta = {
+        "model": model.config,
+        "seed": seed,
+        "n_train": int((data.split == "train").sum()),
+        "bands": data.bands,
+        "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
+    }
+    return model, history, meta
+
+
+def predict(model: UNet, x: torch.Tensor, softening: float, batch_size: int = 64) -> np.ndarray:
+    """Predicted Hα maps (N, 1, H, W) in the map's flux unit per pixel."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return (softening * np.sinh(out.numpy().astype(np.float64))).astype(np.float32)
+
+
+def radial_profiles(maps: np.ndarray, n_bins: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """Azimuthal means in 1-pixel annuli around the stamp centre: (N, n_bins) of (N, H, W) maps.
+
+    Only pixels where ``valid`` (N, H, W) is true count (all by default); an annulus without
+    any valid pixel is NaN.
+    """
+    h, w = maps.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).astype(int).ravel()
+    keep = r < n_bins
+    ok = np.ones(maps.shape, bool) if valid is None else np.asarray(valid, bool)
+    flat = np.where(ok, maps, 0).reshape(len(maps), -1)[:, keep]
+    okf = ok.reshape(len(maps), -1)[:, keep].astype(float)
+    sums = np.stack([np.bincount(r[keep], weights=f, minlength=n_bins) for f in flat])
+    counts = np.stack([np.bincount(r[keep], weights=o, minlength=n_bins) for o in okf])
+    return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
+
+
+def half_light_radius(maps: np.ndarray, aperture_px: float) -> np.ndarray:
+    """Radius (pixels) enclosing half the flux inside the aperture, per map (NaN without positive flux)."""
+    h, w = maps.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).ravel()
+    inside = r <= aperture_px
+    order = np.argsort(r[inside])
+    rs = r[inside][order]
+    out = np.full(len(maps), np.nan)
+    for i, m in enumerate(maps.reshape(len(maps), -1)):
+        cum = np.cumsum(m[inside][order])
+        if cum[-1] <= 0:
+            continue
+        k = int(np.searchsorted(cum, 0.5 * cum[-1]))
+        out[i] = rs[min(k, len(rs) - 1)]
+    return out
+
+
+def _robust_std(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else float("nan")
+
+
+def evaluate(
+    data: HalphaData,
+    model: UNet,
+    params: Mapping[str, Any],
+    truth: pd.DataFrame | None,
+    failures: FailureLog,
+    train_rate: float,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """Metrics, per-galaxy predictions and examples of the held-out galaxies (see the module docstring)."""
+    test = np.flatnonzero(data.split == "test")
+    if len(test) == 0:
+        raise ValueError("halpha: no held-out galaxy (raise halpha.test_fraction)")
+    ids = data.ids[test].astype(str)
+    t0 = time.perf_counter()
+    pred = predict(model, data.x[test], data.softening)[:, 0]
+    rate = len(test) / max(time.perf_counter() - t0, 1e-9)
+    obs, ivar = data.flux[test, 0], data.ivar[test, 0]
+    h, w = obs.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    ap_px = float(params["aperture_arcsec"]) / data.pixscale
+    aperture = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= ap_px
+    valid = (ivar > 0) & aperture[None]
+    var = np.divide(1.0, ivar, out=np.zeros_like(ivar, dtype=np.float64), where=ivar > 0)
+    f_obs = np.where(valid, obs, 0).sum((1, 2))
+    noise = np.sqrt(np.where(valid, var, 0).sum((1, 2)))
+    snr = np.divide(f_obs, noise, out=np.zeros_like(f_obs, dtype=np.float64), where=noise > 0)
+    detectable = snr >= float(params["detect_snr"])
+    corr = np.full(len(test), np.nan)
+    for i in range(len(test)):
+        v = valid[i]
+        a, b = obs[i][v], pred[i][v]
+        if v.sum() < 3 or a.std() == 0 or b.std() == 0:
+            failures.add(ids[i], "halpha: no pixel correlation (fewer than 3 valid pixels or a constant map)")
+            continue
+        corr[i] = float(np.corrcoef(a, b)[0, 1])
+    f_pred = np.where(aperture[None], pred, 0).sum((1, 2)).astype(np.float64)
+    if truth is not None and "flux_Ha" in truth:
+        f_true = truth.set_index("id")["flux_Ha"].reindex(ids).to_numpy(np.float64)
+    else:
+        f_true = f_obs
+    r50_true = half_light_radius(np.where(valid, obs, 0), ap_px) * data.pixscale
+    r50_pred = half_light_radius(np.where(aperture[None], pred, 0), ap_px) * data.pixscale
+    table = pd.DataFrame(
+        {
+            "id": ids, "detectable": detectable, "snr": snr, "flux_true": f_true, "flux_pred": f_pred,
+            "flux_observed": f_obs, "pixel_corr": corr,
+            "r50_true_arcsec": np.where(detectable, r50_true, np.nan),
+            "r50_pred_arcsec": np.where(detectable, r50_pred, np.nan),
+        }
+    )[PREDICTION_COLUMNS]  # fmt: skip
+    rows = []
+    for subset, sel in (("all", np.ones(len(test), bool)), ("detectable", detectable)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.log10(f_pred[sel] / f_true[sel])
+            r50 = np.log10(table["r50_pred_arcsec"].to_numpy()[sel] / table["r50_true_arcsec"].to_numpy()[sel])
+        ok = np.isfinite(ratio) & (f_true[sel] > 0) & (f_pred[sel] > 0)
+        rows.append(
+            {
+                "subset": subset,
+                "n_galaxies": int(sel.sum()),
+                "pixel_corr_median": float(np.nanmedian(corr[sel])) if np.isfinite(corr[sel]).any() else float("nan"),
+                "flux_log_ratio_median_dex": float(np.median(ratio[ok])) if ok.any() else float("nan"),
+                "flux_log_scatter_dex": _robust_std(ratio[ok]),
+                "n_flux": int(ok.sum()),
+                "r50_log_ratio_median_dex": float(np.nanmedian(r50)) if np.isfinite(r50).any() else float("nan"),
+                "r50_log_scatter_dex": _robust_std(r50),
+                "train_images_per_s": train_rate,
+                "predict_images_per_s": rate,
+            }
+        )
+    metrics = pd.DataFrame(rows)[METRIC_COLUMNS]
+    n_bins = int(min(h, w) // 2)
+    det = np.flatnonzero(detectable)
+    k = min(int(params["n_examples"]), len(det))
+    pick = det[np.argsort(-f_obs[det])][np.linspace(0, len(det) - 1, k).astype(int)] if k else np.array([], int)
+    examples = {
+        "ids": ids[pick],
+        "inputs": data.inputs[test][pick],
+        "input_bands": np.array(data.bands),
+        "observed": obs[pick],
+        "predicted": pred[pick],
+        "profile_observed": radial_profiles(obs[det], n_bins, ivar[det] > 0) if len(det) else np.zeros((0, n_bins)),
+        "profile_predicted": radial_profiles(pred[det], n_bins) if len(det) else np.zeros((0, n_bins)),
+    }
+    return metrics, table, examples

@@ -1,0 +1,544 @@
+"""DESI -> Euclid super-resolution: paired data, the diffusion model and its baselines, and their evaluation.
+
+**Grids.** The target (``superres.target_survey``, Euclid VIS, 0.1"/px) is binned
+``target_bin`` x ``target_bin`` (flux summed, variance summed; a binned pixel has
+data only when all its pixels have) and the central ``target_px`` pixels are kept:
+the default config compares on 48 px of 0.2" (9.6"), the paper config on the full
+128 px of 0.1". The source (``superres.source_survey``, DECaLS g, r, z, 0.262"/px)
+is resampled onto that grid with bicubic interpolation (:func:`bicubic_images`,
+flux per pixel conserved; pixels without data count as 0) and is the networks'
+conditioning input.
+
+**Scales.** Both go through the asinh scale of :mod:`galmap.netdata` with the
+shard's ``norm_softening`` (converted to the new pixel: x ``target_bin`` for the
+binned target's noise, x the pixel-area ratio for the resampled source); the
+target is further divided by ``data_scale`` (the standard deviation of the training
+targets' valid pixels, stored with the models) so that the diffusion works on
+roughly unit-variance images.
+
+**Models.** The diffusion model (:mod:`galmap.diffusion`, a time-conditioned
+:class:`galmap.unet.UNet`) samples the target given the source; the regression
+baseline is the same U-Net without the time input trained with a masked mean
+squared error (it predicts the conditional mean); the bicubic baseline resamples the
+source bands (the same bicubic resampling) and combines them
+linearly into the target band (least-squares coefficients over the training
+galaxies' pixels).
+
+**Evaluation** (held-out galaxies): the effective radius of every version
+measured with :class:`galmap.sersic.SersicFitter` (the native source stamp with its
+PSF; the target, the draws, the regression and the bicubic images on the target
+grid with the target's PSF, binned alike, and the target's inverse variance, so all
+versions are weighted the same), PSNR and SSIM against the target image, and the
+calibration of the draws' spread (the fraction of pixels and of radii within one
+standard deviation of the draws).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from galmap.diffusion import ddim_sample, diffusion_loss
+from galmap.failures import FailureLog
+from galmap.io import Shard, read_shard
+from galmap.netdata import assign_split, network_inputs
+from galmap.preprocess import FLAGS as PRE_FLAGS
+from galmap.sersic import FLAGS as SERSIC_FLAGS
+from galmap.sersic import SersicFitter
+from galmap.training import TrainSettings, seeded_generator, train
+from galmap.unet import UNet
+
+log = logging.getLogger("galmap")
+
+#: the versions of each held-out galaxy whose Re is measured
+METHODS = ("decals", "bicubic", "regression", "diffusion", "euclid")
+#: columns of ``superres/metrics.csv`` (one row per method; calibration columns only for diffusion)
+METRIC_COLUMNS = [
+    "method", "n_galaxies", "re_log_ratio_median", "re_bias_percent", "re_log_scatter_dex",
+    "psnr_db", "ssim", "pixel_coverage_1sigma", "re_coverage_1sigma",
+    "train_images_per_s", "sample_images_per_s",
+]  # fmt: skip
+#: columns of ``superres/re_compare.parquet`` (Re in arcsec, semi-major axis)
+RE_COLUMNS = [
+    "id", "re_decals_arcsec", "re_euclid_arcsec", "re_diffusion_arcsec", "re_diffusion_std_dex",
+    "re_regression_arcsec", "re_bicubic_arcsec", "psnr_diffusion_db", "psnr_regression_db", "psnr_bicubic_db",
+    "ssim_diffusion", "ssim_regression", "ssim_bicubic", "pixel_coverage_1sigma",
+]  # fmt: skip
+
+
+def bin_stamps(images: np.ndarray, ivar: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``factor`` x ``factor`` pixels of (N, B, H, W) stamps; a binned pixel has data only if all its pixels do."""
+    if factor == 1:
+        good = np.isfinite(images) & np.isfinite(ivar) & (ivar > 0)
+        return np.where(good, images, 0).astype(np.float32), np.where(good, ivar, 0).astype(np.float32)
+    n, b, h, w = images.shape
+    h2, w2 = h // factor, w // factor
+    img = images[..., : h2 * factor, : w2 * factor]
+    iv = ivar[..., : h2 * factor, : w2 * factor]
+    good = np.isfinite(img) & np.isfinite(iv) & (iv > 0)
+    var = np.divide(1.0, iv, out=np.zeros(iv.shape, np.float32), where=good)
+    shape = (n, b, h2, factor, w2, factor)
+    flux = np.where(good, img, np.float32(0)).reshape(shape).sum((3, 5))
+    var_b = var.reshape(shape).sum((3, 5))
+    ok = good.reshape(shape).all((3, 5))
+    out_ivar = np.divide(1.0, var_b, out=np.zeros(var_b.shape, np.float32), where=ok & (var_b > 0))
+    return np.where(ok, flux, 0).astype(np.float32), out_ivar.astype(np.float32)
+
+
+def bin_psf(psf: np.ndarray, factor: int) -> np.ndarray:
+    """A (B, P, P) PSF binned ``factor`` x ``factor`` (odd output size, normalised to 1).
+
+    A sub-pixel offset of the binned PSF's centre only shifts the fitted galaxy centre.
+    """
+    if factor == 1:
+        return psf / psf.sum((1, 2), keepdims=True)
+    p = psf.shape[-1]
+    m = p // factor
+    if m % 2 == 0:
+        m -= 1
+    cut = psf[:, : m * factor, : m * factor]
+    out = cut.reshape(psf.shape[0], m, factor, m, factor).sum((2, 4))
+    return out / out.sum((1, 2), keepdims=True)
+
+
+def crop_centre(a: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` pixels of (..., H, W) arrays."""
+    h, w = a.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"cannot crop {size} px from stamps of {h} x {w} px")
+    y0, x0 = (h - size) // 2, (w - size) // 2
+    return a[..., y0 : y0 + size, x0 : x0 + size]
+
+
+@dataclass
+class SuperresData:
+    """Paired source/target galaxies on the target grid.
+
+    ``cond`` (N, Bs, H, W) is the normalised source, ``target`` (N, 1, H, W) the
+    normalised target divided by ``data_scale``, ``mask`` its valid pixels;
+    ``target_flux``/``target_ivar`` the target in its flux unit (nanomaggies per
+    pixel) and ``source_flux``/``source_ivar`` the resampled source (nanomaggies per
+    target pixel); ``native`` the source's native stamps (for its own Re fit).
+    """
+
+    ids: np.ndarray
+    split: np.ndarray
+    cond: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    target_flux: np.ndarray
+    target_ivar: np.ndarray
+    source_flux: np.ndarray
+    native: Shard
+    target_softening: float
+    data_scale: float
+    target_pixscale: float
+    source_pixscale: float
+    target_psf: np.ndarray
+
+
+def _usable(shard: Shard) -> np.ndarray:
+    flags = shard.extra.get("flags", np.zeros(len(shard), np.int32))
+    has_data = (np.isfinite(shard.ivar) & (shard.ivar > 0)).reshape(len(shard), -1).any(1)
+    return ((flags & PRE_FLAGS["no_data"]) == 0) & has_data
+
+
+def load_pairs(
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int,
+    failures: FailureLog | None = None,
+    data_scale: float | None = None,
+) -> SuperresData:
+    """Read and pair the preprocessed shards of both surveys (see the module docstring).
+
+    A galaxy missing from either survey, or without valid pixels in either, is left out with
+    a row in ``failures``. ``data_scale`` (from a trained model) overrides the one measured
+    on the training galaxies.
+    """
+    src = [read_shard(p, ("flags", "psf", "psf_profile")) for p in source_paths]
+    tgt = [read_shard(p, ("flags", "psf", "psf_profile")) for p in target_paths]
+    tindex = {str(g): (k, i) for k, s in enumerate(tgt) for i, g in enumerate(s.ids)}
+    bin_, size = int(params["target_bin"]), int(params["target_px"])
+    t_attrs, s_attrs = tgt[0].attrs, src[0].attrs
+    t_scale = float(t_attrs["pixscale_arcsec"]) * bin_
+    s_scale = float(s_attrs["pixscale_arcsec"])
+    rows_s, rows_t, ids = [], [], []
+    for k, s in enumerate(src):
+        ok_s = _usable(s)
+        for i, g in enumerate(s.ids):
+            g = str(g)
+            where = tindex.get(g)
+            why = None
+            if where is None:
+                why = f"not in the target survey {t_attrs['survey']!r}"
+            elif not ok_s[i]:
+                why = f"no valid pixel in the source survey {s_attrs['survey']!r}"
+            elif not _usable(tgt[where[0]])[where[1]]:
+                why = f"no valid pixel in the target survey {t_attrs['survey']!r}"
+            if why:
+                if failures is not None:
+                    failures.add(g, f"superres: {why}")
+                continue
+            rows_s.append((k, i))
+            rows_t.append(where)
+            ids.append(g)
+    if not ids:
+        raise ValueError("superres: no galaxy is in both the source and the target survey with valid pixels")
+    s_img = np.stack([src[k].images[i] for k, i in rows_s])
+    s_ivar = np.stack([src[k].ivar[i] for k, i in rows_s])
+    t_img = np.stack([tgt[k].images[i] for k, i in rows_t])
+    t_ivar = np.stack([tgt[k].ivar[i] for k, i in rows_t])
+    # crop first (the binned crop is centred the same way when the margins are multiples of the bin)
+    full = t_img.shape[-1] // bin_
+    margin = ((full - size) // 2) * bin_
+    if size > full:
+        raise ValueError(f"superres.target_px {size} is larger than the binned target stamp ({full} px)")
+    t_img, t_ivar = bin_stamps(t_img[..., margin:, margin:], t_ivar[..., margin:, margin:], bin_)
+    t_img, t_ivar = t_img[..., :size, :size], t_ivar[..., :size, :size]
+    t_soft = float(np.asarray(t_attrs["norm_softening"])[0]) * bin_
+    x_t, w_t = network_inputs(t_img, t_ivar, [t_soft])
+    mask = w_t > 0
+    split = assign_split(ids, seed, float(params["val_fraction"]), float(params["test_fraction"]))
+    if data_scale is None:
+        train_pix = x_t[(split == "train")[:, None, None, None] & mask]
+        data_scale = float(np.std(train_pix)) if train_pix.size > 1 else 1.0
+        data_scale = data_scale if data_scale > 0 else 1.0
+    good = np.isfinite(s_img) & np.isfinite(s_ivar) & (s_ivar > 0)
+    r_img = bicubic_images(np.where(good, s_img, 0), s_scale, size, t_scale)
+    area = (t_scale / s_scale) ** 2
+    s_soft = np.asarray(s_attrs["norm_softening"], np.float32)[None, :, None, None] * np.float32(area)
+    x_s = np.arcsinh(r_img / s_soft).astype(np.float32)
+    psf = tgt[0].extra.get("psf_profile", tgt[0].extra.get("psf"))
+    native = Shard(
+        images=s_img, ivar=s_ivar, ids=np.asarray(ids, dtype=object), attrs=dict(s_attrs),
+        extra={"psf": src[0].extra.get("psf_profile", src[0].extra.get("psf"))},
+    )  # fmt: skip
+    return SuperresData(
+        ids=np.asarray(ids, dtype=object),
+        split=split,
+        cond=torch.from_numpy(x_s),
+        target=torch.from_numpy(x_t / np.float32(data_scale)),
+        mask=torch.from_numpy(mask),
+        target_flux=t_img,
+        target_ivar=t_ivar,
+        source_flux=r_img,
+        native=native,
+        target_softening=t_soft,
+        data_scale=data_scale,
+        target_pixscale=t_scale,
+        source_pixscale=s_scale,
+        target_psf=bin_psf(np.asarray(psf, np.float64), bin_),
+    )
+
+
+def to_flux(x: torch.Tensor | np.ndarray, softening: float, data_scale: float) -> np.ndarray:
+    """Network-scale target images back to flux per pixel (the target's unit)."""
+    x = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, np.float64)
+    return (softening * np.sinh(x * data_scale)).astype(np.float32)
+
+
+def _batches(data: SuperresData, split: str, batch_size: int, seed: int, shuffle: bool):
+    idx = np.flatnonzero(data.split == split)
+
+    def epoch(e: int):
+        order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
+        for start in range(0, len(order), batch_size):
+            sel = torch.as_tensor(order[start : start + batch_size])
+            yield data.cond[sel], data.target[sel], data.mask[sel]
+
+    return epoch
+
+
+def build_model(kind: str, n_cond: int, channels: Sequence[int]) -> UNet:
+    """The U-Net of ``kind`` ``"diffusion"`` (noisy target + condition, time input) or ``"regression"``."""
+    if kind == "diffusion":
+        return UNet(1 + n_cond, 1, channels, time_embedding=True)
+    if kind == "regression":
+        return UNet(n_cond, 1, channels, time_embedding=False)
+    raise ValueError(f"unknown superres model {kind!r} (diffusion, regression)")
+
+
+def train_model(
+    kind: str, data: SuperresData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
+) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
+    """Train the diffusion model or the regression baseline; return it, its history and its metadata."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights come from the seed too
+        model = build_model(kind, data.cond.shape[1], params["channels"]).to(device)
+
+    def step(m, batch, epoch, gen, training):
+        cond, target, mask = (b.to(device) for b in batch)
+        if kind == "diffusion":
+            return {"loss": diffusion_loss(m, target, cond, mask, gen)}
+        pred = m(cond)
+        err = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
+        return {"loss": err.sum() / mask.sum().clamp(min=1)}
+
+    epochs = int(params[f"{kind}_epochs"])
+    settings = TrainSettings(
+        max_epochs=epochs,
+        patience=epochs,
+        learning_rate=float(params["learning_rate"]),
+        seed=seed,
+        keep="last" if kind == "diffusion" else "best",
+    )
+    bs = int(params["batch_size"])
+    state, history = train(
+        model,
+        step,
+        _batches(data, "train", bs, seed, True),
+        lambda: _batches(data, "val", bs, seed, False)(0),
+        settings,
+        checkpoint=checkpoint,
+        fingerprint=f"{kind}:{dict(params)}:{seed}",
+        desc=f"superres {kind}",
+    )
+    model.load_state_dict(state)
+    model.eval()
+    meta = {
+        "model": model.config,
+        "kind": kind,
+        "data_scale": data.data_scale,
+        "seed": seed,
+        "n_train": int((data.split == "train").sum()),
+        "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
+    }
+    return model, history, meta
+
+
+def sample_draws(
+    model: UNet, cond: torch.Tensor, n_draws: int, steps: int, eta: float, seed: int, batch_size: int = 64
+) -> np.ndarray:
+    """``n_draws`` DDIM draws per galaxy, network scale, shape (n_draws, N, 1, H, W) (seeded: reproducible)."""
+    device = next(model.parameters()).device
+    gen = seeded_generator(seed, 7, device=device)
+    out = np.empty((n_draws, cond.shape[0], 1, *cond.shape[-2:]), np.float32)
+    for d in range(n_draws):
+        for start in range(0, cond.shape[0], batch_size):
+            c = cond[start : start + batch_size].to(device)
+            out[d, start : start + len(c)] = ddim_sample(model, c, 1, steps, eta, gen).cpu().numpy()
+    return out
+
+
+def predict_regression(model: UNet, cond: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """The regression U-Net's output (N, 1, H, W), network scale."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat(
+            [model(cond[i : i + batch_size].to(device)).cpu() for i in range(0, len(cond), batch_size)]
+        ).numpy()
+
+
+def bicubic_images(native: np.ndarray, scale_in: float, size: int, scale_out: float) -> np.ndarray:
+    """Bicubic resampling of centred (N, B, n, n) stamps to ``size`` px of ``scale_out`` (flux per output pixel)."""
+    x = torch.as_tensor(np.nan_to_num(native), dtype=torch.float32)
+    n_in = x.shape[-1]
+    pos = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) * scale_out / scale_in + (n_in - 1) / 2
+    g = (2 * pos + 1) / n_in - 1  # align_corners=False normalised coordinates
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1)[None].expand(x.shape[0], -1, -1, -1)
+    out = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+    return (out * (scale_out / scale_in) ** 2).numpy()
+
+
+def fit_band_weights(source: np.ndarray, target: np.ndarray, mask: np.ndarray, max_pixels: int = 200_000) -> np.ndarray:
+    """Least-squares weights (B,) with ``sum_b w_b source_b ~ target`` over masked pixels."""
+    a = source.transpose(1, 0, 2, 3).reshape(source.shape[1], -1).T
+    y = target[:, 0].reshape(-1)
+    m = mask[:, 0].reshape(-1)
+    a, y = a[m], y[m]
+    if len(y) > max_pixels:
+        sel = np.random.default_rng(0).choice(len(y), max_pixels, replace=False)
+        a, y = a[sel], y[sel]
+    return np.linalg.lstsq(a.astype(np.float64), y.astype(np.float64), rcond=None)[0]
+
+
+def psnr(reference: np.ndarray, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """PSNR (dB) per galaxy of (N, 1, H, W) images over valid pixels; the peak is the reference's max - min."""
+    out = np.full(len(reference), np.nan)
+    for i in range(len(reference)):
+        v = valid[i]
+        if not v.any():
+            continue
+        r, m = reference[i][v], image[i][v]
+        mse = np.mean((r - m) ** 2)
+        peak = r.max() - r.min()
+        out[i] = 10 * np.log10(peak**2 / mse) if mse > 0 and peak > 0 else np.nan
+    return out
+
+
+def _ssim(reference: np.ndarray, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    from galmap.imagemetrics import ssim
+
+    return ssim(torch.as_tensor(reference), torch.as_tensor(image), torch.as_tensor(valid))[:, 0].numpy()
+
+
+def fit_re(
+    images: np.ndarray, ivar: np.ndarray, psf: np.ndarray, pixscale: float, params: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sérsic half-light semi-major axes (arcsec) and fit flags of (N, B, H, W) stamps."""
+    h, w = images.shape[-2:]
+    fitter = SersicFitter(psf, (h, w), fit_sky=True, max_iter=int(params["fit_max_iter"]), device="cpu")
+    re, flag = np.full(len(images), np.nan), np.zeros(len(images), np.int64)
+    bs = 128
+    for start in range(0, len(images), bs):
+        fit = fitter.fit(images[start : start + bs], ivar[start : start + bs])
+        re[start : start + bs] = fit.re_px * pixscale
+        flag[start : start + bs] = fit.flag
+    return re, flag
+
+
+def _bad_fit(re: np.ndarray, flag: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(re) | (re <= 0) | ((flag & (SERSIC_FLAGS["no_data"] | SERSIC_FLAGS["at_bound"])) > 0)
+
+
+def _robust_std(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else float("nan")
+
+
+def evaluate(
+    data: SuperresData,
+    diffusion: UNet,
+    regression: UNet,
+    params: Mapping[str, Any],
+    seed: int,
+    failures: FailureLog,
+    throughput: Mapping[str, float],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """Metrics per method, the per-galaxy Re table and example images of the held-out galaxies."""
+    test = np.flatnonzero(data.split == "test")
+    if len(test) == 0:
+        raise ValueError("superres: no held-out galaxy (raise superres.test_fraction)")
+    ids = data.ids[test]
+    cond = data.cond[test]
+    valid = data.mask[test].numpy()
+    soft, scale = data.target_softening, data.data_scale
+    truth = data.target_flux[test]
+    t_ivar = data.target_ivar[test]
+    n_draws, steps = int(params["n_draws"]), int(params["sample_steps"])
+    t0 = time.perf_counter()
+    draws = sample_draws(diffusion, cond, n_draws, steps, float(params["eta"]), seed)
+    sample_rate = n_draws * len(test) / max(time.perf_counter() - t0, 1e-9)
+    t0 = time.perf_counter()
+    reg = predict_regression(regression, cond)
+    reg_rate = len(test) / max(time.perf_counter() - t0, 1e-9)
+    draws_flux = np.stack([to_flux(d, soft, scale) for d in draws])
+    reg_flux = to_flux(reg, soft, scale)
+    train_idx = data.split == "train"
+    weights = fit_band_weights(data.source_flux[train_idx], data.target_flux[train_idx], data.mask[train_idx].numpy())
+    native = data.native
+    cubic = np.einsum("b,nbhw->nhw", weights, data.source_flux[test])[:, None].astype(np.float32)
+    # effective radii
+    psf, pix = data.target_psf, data.target_pixscale
+    re = {
+        "euclid": fit_re(truth, t_ivar, psf, pix, params),
+        "regression": fit_re(reg_flux, t_ivar, psf, pix, params),
+        "bicubic": fit_re(cubic, t_ivar, psf, pix, params),
+        "decals": fit_re(native.images[test], native.ivar[test], native.extra["psf"], data.source_pixscale, params),
+    }
+    d_re = np.stack([fit_re(d, t_ivar, psf, pix, params) for d in draws_flux])  # (2, ...) per draw
+    draw_re, draw_flag = d_re[:, 0], d_re[:, 1].astype(np.int64)
+    draw_ok = ~_bad_fit(draw_re, draw_flag)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_draws = np.where(draw_ok, np.log10(np.where(draw_ok, draw_re, 1.0)), np.nan)
+        med = np.nanmedian(log_draws, axis=0) if draw_ok.any() else np.full(len(test), np.nan)
+        std = np.nanstd(log_draws, axis=0)
+    enough = draw_ok.sum(0) >= max(1, (n_draws + 1) // 2)
+    re["diffusion"] = (np.where(enough, 10**med, np.nan), np.where(enough, 0, SERSIC_FLAGS["no_data"]))
+    bad = {m: _bad_fit(*re[m]) for m in re}
+    for i, g in enumerate(ids):
+        for m in ("euclid", "decals", "regression", "bicubic"):
+            if bad[m][i]:
+                failures.add(
+                    g,
+                    f"superres: the Sérsic fit of the {m} image failed (flag {int(re[m][1][i])}, Re {re[m][0][i]:.3g})",
+                )
+        if bad["diffusion"][i]:
+            failures.add(
+                g,
+                f"superres: the Sérsic fit failed on {n_draws - int(draw_ok[:, i].sum())} of {n_draws} diffusion draws",
+            )
+    # image metrics (flux units) and the calibration of the draws
+    mean_draw, std_draw = draws_flux.mean(0), draws_flux.std(0)
+    coverage = np.array(
+        [np.mean(np.abs(truth[i] - mean_draw[i])[valid[i]] <= std_draw[i][valid[i]]) if valid[i].any() else np.nan
+         for i in range(len(test))]
+    )  # fmt: skip
+    p = {
+        "diffusion": np.nanmean([psnr(truth, d, valid) for d in draws_flux], axis=0),
+        "regression": psnr(truth, reg_flux, valid),
+        "bicubic": psnr(truth, cubic, valid),
+    }
+    s = {
+        "diffusion": np.nanmean([_ssim(truth, d, valid) for d in draws_flux], axis=0),
+        "regression": _ssim(truth, reg_flux, valid),
+        "bicubic": _ssim(truth, cubic, valid),
+    }
+    table = pd.DataFrame(
+        {
+            "id": ids.astype(str),
+            "re_decals_arcsec": np.where(bad["decals"], np.nan, re["decals"][0]),
+            "re_euclid_arcsec": np.where(bad["euclid"], np.nan, re["euclid"][0]),
+            "re_diffusion_arcsec": re["diffusion"][0],
+            "re_diffusion_std_dex": np.where(enough, std, np.nan),
+            "re_regression_arcsec": np.where(bad["regression"], np.nan, re["regression"][0]),
+            "re_bicubic_arcsec": np.where(bad["bicubic"], np.nan, re["bicubic"][0]),
+            "psnr_diffusion_db": p["diffusion"],
+            "psnr_regression_db": p["regression"],
+            "psnr_bicubic_db": p["bicubic"],
+            "ssim_diffusion": s["diffusion"],
+            "ssim_regression": s["regression"],
+            "ssim_bicubic": s["bicubic"],
+            "pixel_coverage_1sigma": coverage,
+        }
+    )[RE_COLUMNS]
+    rows = []
+    ref = np.log10(table["re_euclid_arcsec"].to_numpy())
+    for m in ("decals", "bicubic", "regression", "diffusion", "euclid"):
+        ratio = np.log10(table[f"re_{m}_arcsec"].to_numpy()) - ref
+        ok = np.isfinite(ratio)
+        med_ratio = float(np.median(ratio[ok])) if ok.any() else float("nan")
+        row = {
+            "method": m,
+            "n_galaxies": int(ok.sum()),
+            "re_log_ratio_median": med_ratio,
+            "re_bias_percent": 100 * (10**med_ratio - 1),
+            "re_log_scatter_dex": _robust_std(ratio[ok]),
+            "psnr_db": float(np.nanmedian(p[m])) if m in p else float("nan"),
+            "ssim": float(np.nanmedian(s[m])) if m in s else float("nan"),
+            "pixel_coverage_1sigma": float(np.nanmean(coverage)) if m == "diffusion" else float("nan"),
+            "re_coverage_1sigma": float("nan"),
+            "train_images_per_s": float(throughput.get(m, float("nan"))),
+            "sample_images_per_s": {"diffusion": sample_rate, "regression": reg_rate}.get(m, float("nan")),
+        }
+        if m == "diffusion":
+            z = ratio / table["re_diffusion_std_dex"].to_numpy()
+            okz = np.isfinite(z)
+            row["re_coverage_1sigma"] = float(np.mean(np.abs(z[okz]) <= 1)) if okz.any() else float("nan")
+        rows.append(row)
+    metrics = pd.DataFrame(rows)[METRIC_COLUMNS]
+    k = min(int(params["n_examples"]), len(test))
+    order = np.argsort(-np.nan_to_num(table["re_euclid_arcsec"].to_numpy(), nan=-1))
+    pick = np.sort(order[np.linspace(0, max(len(order) // 2, 1) - 1, k).astype(int)]) if k else np.array([], int)
+    examples = {
+        "ids": ids[pick].astype(str),
+        "source": native.images[test][pick],
+        "source_bands": np.array(native.bands),
+        "draws": draws_flux[:, pick],
+        "regression": reg_flux[pick],
+        "bicubic": cubic[pick],
+        "truth": truth[pick],
+        "sky_sigma": np.array([1.0 / np.sqrt(np.median(t_ivar[t_ivar > 0]))]) if (t_ivar > 0).any() else np.ones(1),
+    }
+    return metrics, table, examples

@@ -1,0 +1,130 @@
+"""u,g,r,i,z -> Hα: the noise-aware loss, pairing, training reproducibility and the evaluation's measurements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from galmap.failures import FailureLog
+from galmap.halpha import (
+    METRIC_COLUMNS,
+    PREDICTION_COLUMNS,
+    evaluate,
+    half_light_radius,
+    load_pairs,
+    noise_aware_loss,
+    radial_profiles,
+    train_model,
+)
+from galmap.io import Shard, write_shard
+
+
+def test_noise_aware_loss_weights_pixels_and_ignores_pixels_without_data():
+    y = torch.zeros(1, 1, 2, 2)
+    pred = torch.ones(1, 1, 2, 2)
+    w = torch.tensor([[[[1.0, 2.0], [1.0, 0.0]]]])
+    assert float(noise_aware_loss(pred, y, w)) == pytest.approx((1 + 2 + 1) / 3)
+    bad = y.clone()
+    bad[0, 0, 1, 1] = float("nan")
+    pred.requires_grad_(True)
+    loss = noise_aware_loss(pred, bad, w)
+    loss.backward()
+    assert loss.item() == pytest.approx(4 / 3) and torch.isfinite(pred.grad).all()
+
+
+def test_profiles_and_half_light_radius_of_known_maps():
+    size = 21
+    yy, xx = np.mgrid[:size, :size] - 10
+    ring = ((np.hypot(yy, xx) >= 4) & (np.hypot(yy, xx) < 5)).astype(float)
+    prof = radial_profiles(ring[None], 10)[0]
+    assert prof[4] == pytest.approx(1.0) and prof[:4].sum() == 0 and prof[5:].sum() == 0
+    holed = ring.copy()
+    holed[10, 6] = 5.0  # a bad pixel on the ring, masked: the annulus mean ignores it
+    masked = radial_profiles(holed[None], 10, (holed != 5.0)[None])[0]
+    assert masked[4] == pytest.approx(1.0)
+    assert np.isnan(radial_profiles(ring[None], 10, np.zeros((1, size, size)))[0]).all()
+    point = np.zeros((1, size, size))
+    point[0, 10, 10] = 1
+    assert half_light_radius(point, 8)[0] == 0
+    assert 4 <= half_light_radius(ring[None], 8)[0] < 5
+    assert np.isnan(half_light_radius(np.zeros((1, size, size)), 8)[0])
+
+
+def _pairs(tmp_path, n=24, size=16):
+    rng = np.random.default_rng(0)
+    ids = [f"g{i:02d}" for i in range(n)]
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    disk = np.exp(-np.hypot(yy, xx) / 2.0)
+    amp = rng.uniform(0.5, 3, n)
+    bb = np.stack([[disk * a * (k + 1) for k in range(5)] for a in amp]).astype(np.float32)
+    ha = np.stack([[disk * a * 20] for a in amp]).astype(np.float32)
+    psf = np.zeros((1, 5, 5), np.float32)
+    attrs = {"pixscale_arcsec": 0.396, "psf_fwhm_arcsec": [1.4]}
+    ivar_ha = np.full_like(ha, 100.0)
+    ivar_ha[5] = 0  # g05: no Hα data
+    sd = Shard(bb + rng.normal(0, 0.01, bb.shape).astype(np.float32), np.full_like(bb, 1e4), np.array(ids, object),
+               attrs | {"bands": list("ugriz"), "survey": "sdss", "norm_softening": [0.03] * 5,
+                        "psf_fwhm_arcsec": [1.4] * 5}, {"psf": np.repeat(psf, 5, 0)})  # fmt: skip
+    noisy = ha + rng.normal(0, 0.1, ha.shape).astype(np.float32)
+    hs = Shard(noisy[:-1], ivar_ha[:-1], np.array(ids[:-1], object),
+               attrs | {"bands": ["Ha"], "survey": "halpha", "norm_softening": [0.3]}, {"psf": psf})  # fmt: skip
+    write_shard(tmp_path / "sdss.h5", sd)
+    write_shard(tmp_path / "ha.h5", hs)
+    truth = pd.DataFrame({"id": ids, "flux_Ha": ha.sum((1, 2, 3))})
+    return str(tmp_path / "sdss.h5"), str(tmp_path / "ha.h5"), truth
+
+
+PARAMS = {
+    "val_fraction": 0.2, "test_fraction": 0.3, "channels": [4, 8], "batch_size": 4, "epochs": 2, "patience": 2,
+    "learning_rate": 0.003, "sys_error": 0.05, "aperture_arcsec": 3.0, "detect_snr": 5.0, "n_examples": 2,
+}  # fmt: skip
+
+
+def test_pairing_training_and_evaluation(tmp_path):
+    sdss, ha, truth = _pairs(tmp_path)
+    failures = FailureLog("halpha")
+    data = load_pairs([sdss], [ha], PARAMS, seed=1, failures=failures)
+    reasons = dict(zip(failures.frame()["id"], failures.frame()["reason"], strict=True))
+    assert "not in the Hα survey" in reasons["g23"] and "no valid pixel in the Hα map" in reasons["g05"]
+    assert data.x.shape == (22, 5, 16, 16) and data.y.shape == (22, 1, 16, 16)
+    states = []
+    for _ in range(2):
+        model, history, meta = train_model(data, PARAMS, seed=4, device=torch.device("cpu"))
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # seeded: reproducible
+    assert len(history) == 2 and meta["bands"] == list("ugriz")
+    metrics, table, examples = evaluate(data, model, PARAMS, truth, FailureLog("halpha"), 1.0)
+    assert list(metrics.columns) == METRIC_COLUMNS and list(metrics["subset"]) == ["all", "detectable"]
+    assert list(table.columns) == PREDICTION_COLUMNS and len(table) == int((data.split == "test").sum())
+    # the true total flux is the truth table's, not the noisy map's
+    expected = truth.set_index("id").loc[table["id"], "flux_Ha"].to_numpy()
+    assert np.allclose(table["flux_true"], expected)
+    assert table["detectable"].all()  # bright, clean maps
+    assert examples["predicted"].shape[1:] == (16, 16)
+
+
+def test_a_perfect_prediction_scores_perfectly(tmp_path):
+    """The evaluation's numbers can fail: a model returning the observed map gets r = 1 and 0 dex."""
+    sdss, ha, truth = _pairs(tmp_path)
+    data = load_pairs([sdss], [ha], PARAMS, seed=1)
+
+    class Echo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+            self.lookup = {tuple(x.flatten()[:8].tolist()): y for x, y in zip(data.x, data.y, strict=True)}
+
+        def forward(self, x):
+            return torch.stack([self.lookup[tuple(xi.flatten()[:8].tolist())] for xi in x])
+
+    obs_truth = truth.copy()
+    sel = data.split == "test"
+    flux = dict(zip(data.ids[sel], (0.3 * np.sinh(data.y[sel].numpy().astype(np.float64))).sum((1, 2, 3)), strict=True))
+    obs_truth["flux_Ha"] = obs_truth["id"].map(flux)
+    wide = PARAMS | {"aperture_arcsec": 10.0}  # the whole stamp: the truth above sums every pixel
+    metrics, table, _ = evaluate(data, Echo(), wide, obs_truth, FailureLog("halpha"), 1.0)
+    row = metrics.set_index("subset").loc["detectable"]
+    assert row["pixel_corr_median"] == pytest.approx(1.0, abs=1e-4)
+    assert row["flux_log_ratio_median_dex"] == pytest.approx(0.0, abs=1e-4)

@@ -1,0 +1,77 @@
+# u,g,r,i,z -> Hα: a U-Net trained with a noise-aware loss predicts the Hα map from the broad bands.
+
+
+rule halpha_train:
+    input:
+        inputs=HALPHA_INPUT,
+        target=HALPHA_TARGET,
+    output:
+        model="results/halpha/model.pt",
+        history="results/halpha/history.csv",
+    params:
+        halpha=config["halpha"],
+        seed=config["seed"],
+    log:
+        "logs/halpha/train.log",
+    benchmark:
+        "logs/benchmarks/halpha/train.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=1 if HALPHA_GPU else 0,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/halpha_train.py"
+
+
+rule halpha_evaluate:
+    input:
+        inputs=HALPHA_INPUT,
+        target=HALPHA_TARGET,
+        model="results/halpha/model.pt",
+        truth=mock_truth,
+    output:
+        metrics="results/halpha/metrics.csv",
+        predictions="results/halpha/predictions.parquet",
+        examples="results/halpha/examples.h5",
+        failures="results/halpha/failures.csv",
+    params:
+        halpha=config["halpha"],
+        seed=config["seed"],
+    log:
+        "logs/halpha/evaluate.log",
+    benchmark:
+        "logs/benchmarks/halpha/evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/halpha_evaluate.py"
+
+
+rule figure_halpha:
+    input:
+        metrics_path="results/halpha/metrics.csv",
+        predictions_path="results/halpha/predictions.parquet",
+        examples_path="results/halpha/examples.h5",
+    output:
+        pdf="results/figures/halpha.pdf",
+        png=report("results/figures/halpha.png", caption="../report/halpha.rst", category="Images to images"),
+    params:
+        figure="halpha",
+    log:
+        "logs/figures/halpha.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_FIGURES
+    script:
+        "../../scripts/figure.py"

@@ -1,0 +1,78 @@
+# DESI -> Euclid super-resolution: a conditional diffusion model, a regression U-Net and bicubic upsampling.
+
+
+rule superres_train:
+    input:
+        source=SUPERRES_SOURCE,
+        target=SUPERRES_TARGET,
+    output:
+        model="results/superres/{model}/model.pt",
+        history="results/superres/{model}/history.csv",
+    params:
+        superres=config["superres"],
+        seed=config["seed"],
+    log:
+        "logs/superres/train-{model}.log",
+    benchmark:
+        "logs/benchmarks/superres/train-{model}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=1 if SUPERRES_GPU else 0,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/superres_train.py"
+
+
+rule superres_evaluate:
+    input:
+        source=SUPERRES_SOURCE,
+        target=SUPERRES_TARGET,
+        diffusion="results/superres/diffusion/model.pt",
+        regression="results/superres/regression/model.pt",
+    output:
+        metrics="results/superres/metrics.csv",
+        re_compare="results/superres/re_compare.parquet",
+        examples="results/superres/examples.h5",
+        failures="results/superres/failures.csv",
+    params:
+        superres=config["superres"],
+        seed=config["seed"],
+    log:
+        "logs/superres/evaluate.log",
+    benchmark:
+        "logs/benchmarks/superres/evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=1 if SUPERRES_GPU else 0,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/superres_evaluate.py"
+
+
+rule figure_superres:
+    input:
+        metrics_path="results/superres/metrics.csv",
+        re_path="results/superres/re_compare.parquet",
+        examples_path="results/superres/examples.h5",
+    output:
+        pdf="results/figures/superres.pdf",
+        png=report("results/figures/superres.png", caption="../report/superres.rst", category="Images to images"),
+    params:
+        figure="superres",
+    log:
+        "logs/figures/superres.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_FIGURES
+    script:
+        "../../scripts/figure.py"
