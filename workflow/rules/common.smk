@@ -24,6 +24,9 @@ ENV_ML = "../../envs/ml.yaml"  # VAE, outliers, classification, flow, domain ada
 ENV_FIGURES = "../../envs/figures.yaml"  # the paper's figures
 LATENT_DIM = config["vae"]["latent_dim"]
 LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
+# What one VAE model depends on: its size comes from the {k} wildcard, so the scan list and the
+# downstream latent size are left out (adding a size to the scan trains only that model).
+VAE_MODEL_PARAMS = {k: v for k, v in config["vae"].items() if k not in ("latent_dim", "latent_scan")}
 # Rules that run PyTorch use a GPU when the node has one (device: auto); they ask the scheduler for one
 # (resources: gpu) only where the config says cuda. The SLURM profile asks for one for the training rules.
 GPU_TRAINING = config["vae"]["device"] == "cuda"

@@ -8,7 +8,7 @@ rule vae_train:
         model="results/vae/z{k}/model.pt",
         history="results/vae/z{k}/history.csv",
     params:
-        vae=config["vae"],
+        vae=VAE_MODEL_PARAMS,
         seed=config["seed"],
     log:
         "logs/vae/train-z{k}.log",
@@ -33,7 +33,7 @@ rule vae_encode:
         latents="results/vae/z{k}/shards/latents-{shard}.parquet",
         failures="results/vae/z{k}/shards/failures-{shard}.csv",
     params:
-        vae=config["vae"],
+        vae=VAE_MODEL_PARAMS,
         seed=config["seed"],
     log:
         "logs/vae/encode-z{k}-{shard}.log",
