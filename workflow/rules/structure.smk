@@ -14,6 +14,9 @@ rule sersic:
         "logs/structure/sersic-{shard}.log",
     benchmark:
         "logs/benchmarks/structure/sersic-{shard}.tsv"
+    # Early: the flow and its figure wait on the structure tables, and a late 2-thread Sérsic job
+    # left the pipeline ending in a serial tail.
+    priority: 5
     threads: 2
     resources:
         mem_mb=4000,
@@ -37,6 +40,9 @@ rule morphometry:
         "logs/structure/morphometry-{shard}.log",
     benchmark:
         "logs/benchmarks/structure/morphometry-{shard}.tsv"
+    # Early: the flow and its figure wait on the structure tables, and a late 2-thread Sérsic job
+    # left the pipeline ending in a serial tail.
+    priority: 5
     threads: 1
     resources:
         mem_mb=2000,
