@@ -87,7 +87,7 @@ def test_pairing_training_and_evaluation(tmp_path):
     failures = FailureLog("halpha")
     data = load_pairs([sdss], [ha], PARAMS, seed=1, failures=failures)
     reasons = dict(zip(failures.frame()["id"], failures.frame()["reason"], strict=True))
-    assert "not in the Hα survey" in reasons["g23"] and "no valid pixel in the Hα map" in reasons["g05"]
+    assert "not in the Hα survey" in reasons["g23"] and "no valid pixel in the Hα survey" in reasons["g05"]
     assert data.x.shape == (22, 5, 16, 16) and data.y.shape == (22, 1, 16, 16)
     states = []
     for _ in range(2):

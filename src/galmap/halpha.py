@@ -38,9 +38,7 @@ import pandas as pd
 import torch
 
 from galmap.failures import FailureLog
-from galmap.io import read_shard
-from galmap.netdata import assign_split, network_inputs
-from galmap.preprocess import FLAGS as PRE_FLAGS
+from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.resample import resample_stamps
 from galmap.training import TrainSettings, train
 from galmap.unet import UNet
@@ -84,38 +82,10 @@ def load_pairs(
     failures: FailureLog | None = None,
 ) -> HalphaData:
     """Read and pair the input and Hα shards (see the module docstring); unusable galaxies go to ``failures``."""
-    src = [read_shard(p, ("flags",)) for p in input_paths]
-    tgt = [read_shard(p, ("flags",)) for p in target_paths]
-    tindex = {str(g): (k, i) for k, s in enumerate(tgt) for i, g in enumerate(s.ids)}
-    no_data = PRE_FLAGS["no_data"]
-    rows_s, rows_t, ids = [], [], []
-    for k, s in enumerate(src):
-        flags = s.extra.get("flags", np.zeros(len(s), np.int32))
-        for i, g in enumerate(s.ids):
-            g = str(g)
-            where = tindex.get(g)
-            why = None
-            if where is None:
-                why = f"not in the Hα survey {tgt[0].attrs['survey']!r}"
-            elif flags[i] & no_data:
-                why = f"no valid pixel in the input survey {s.attrs['survey']!r}"
-            else:
-                tflags = tgt[where[0]].extra.get("flags", np.zeros(len(tgt[where[0]]), np.int32))
-                if tflags[where[1]] & no_data or not (tgt[where[0]].ivar[where[1]] > 0).any():
-                    why = f"no valid pixel in the Hα map ({tgt[0].attrs['survey']!r})"
-            if why:
-                if failures is not None:
-                    failures.add(g, f"halpha: {why}")
-                continue
-            rows_s.append((k, i))
-            rows_t.append(where)
-            ids.append(g)
-    if not ids:
-        raise ValueError("halpha: no galaxy has both broad-band images and an Hα map with valid pixels")
-    s_img = np.stack([src[k].images[i] for k, i in rows_s])
-    s_ivar = np.stack([src[k].ivar[i] for k, i in rows_s])
-    t_img = np.stack([tgt[k].images[i] for k, i in rows_t])
-    t_ivar = np.stack([tgt[k].ivar[i] for k, i in rows_t])
+    pairs = pair_surveys(input_paths, target_paths, "halpha", failures=failures, names=("input survey", "Hα survey"))
+    src, tgt, ids = pairs.source, pairs.target, pairs.ids
+    s_img, s_ivar = pairs.stamps("source")
+    t_img, t_ivar = pairs.stamps("target")
     s_scale, t_scale = float(src[0].attrs["pixscale_arcsec"]), float(tgt[0].attrs["pixscale_arcsec"])
     size = t_img.shape[-1]
     s_soft = np.asarray(src[0].attrs["norm_softening"], np.float64)

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galmap.io import Shard
+from galmap.failures import FailureLog
+from galmap.io import Shard, read_shard
+from galmap.preprocess import FLAGS as PRE_FLAGS
 from galmap.preprocess import normalise
 
 
@@ -204,3 +206,71 @@ class ShardStream:
             for start in range(0, len(idx), self.batch_size):
                 sel = idx[start : start + self.batch_size]
                 yield tuple(t[sel] for t in tensors)
+
+
+def has_data(shard: Shard) -> np.ndarray:
+    """Per galaxy: not flagged ``no_data`` by the preprocessing and at least one finite pixel with ``ivar > 0``."""
+    flags = shard.extra.get("flags", np.zeros(len(shard), np.int32))
+    valid = (np.isfinite(shard.ivar) & (shard.ivar > 0)).reshape(len(shard), -1).any(1)
+    return ((flags & PRE_FLAGS["no_data"]) == 0) & valid
+
+
+@dataclass
+class PairedStamps:
+    """The galaxies with data in both a source and a target survey, in the source shards' order."""
+
+    ids: list[str]
+    source: list[Shard]
+    target: list[Shard]
+    source_rows: list[tuple[int, int]]  # (shard, row) of each galaxy in the source shards
+    target_rows: list[tuple[int, int]]
+
+    def stamps(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, ivar)`` of the paired galaxies in the ``"source"`` or ``"target"`` survey."""
+        shards, rows = (self.source, self.source_rows) if which == "source" else (self.target, self.target_rows)
+        return np.stack([shards[k].images[i] for k, i in rows]), np.stack([shards[k].ivar[i] for k, i in rows])
+
+
+def pair_surveys(
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    stage: str,
+    extra: Sequence[str] = ("flags",),
+    failures: FailureLog | None = None,
+    names: tuple[str, str] = ("source survey", "target survey"),
+) -> PairedStamps:
+    """Pair the preprocessed shards of two surveys by galaxy id.
+
+    A galaxy of the source survey that is missing from the target survey, or has no valid
+    pixel in either (:func:`has_data`), is left out with a row in ``failures`` naming the
+    cause (``names`` say how the two surveys are called in that message). Raises
+    ``ValueError`` when no galaxy is left.
+    """
+    src = [read_shard(p, tuple(extra)) for p in source_paths]
+    tgt = [read_shard(p, tuple(extra)) for p in target_paths]
+    tindex = {str(g): (k, i) for k, s in enumerate(tgt) for i, g in enumerate(s.ids)}
+    t_ok = [has_data(t) for t in tgt]
+    s_name, t_name = (f"{name} {shards[0].attrs['survey']!r}" for name, shards in zip(names, (src, tgt), strict=True))
+    pairs = PairedStamps([], src, tgt, [], [])
+    for k, s in enumerate(src):
+        s_ok = has_data(s)
+        for i, g in enumerate(s.ids):
+            g = str(g)
+            where = tindex.get(g)
+            why = None
+            if where is None:
+                why = f"not in the {t_name}"
+            elif not s_ok[i]:
+                why = f"no valid pixel in the {s_name}"
+            elif not t_ok[where[0]][where[1]]:
+                why = f"no valid pixel in the {t_name}"
+            if why:
+                if failures is not None:
+                    failures.add(g, f"{stage}: {why}")
+                continue
+            pairs.ids.append(g)
+            pairs.source_rows.append((k, i))
+            pairs.target_rows.append(where)
+    if not pairs.ids:
+        raise ValueError(f"{stage}: no galaxy is in both the {s_name} and the {t_name} with valid pixels")
+    return pairs

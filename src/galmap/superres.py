@@ -48,9 +48,8 @@ import torch.nn.functional as F
 
 from galmap.diffusion import ddim_sample, diffusion_loss
 from galmap.failures import FailureLog
-from galmap.io import Shard, read_shard
-from galmap.netdata import assign_split, network_inputs
-from galmap.preprocess import FLAGS as PRE_FLAGS
+from galmap.io import Shard
+from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
 from galmap.training import TrainSettings, seeded_generator, train
@@ -145,12 +144,6 @@ class SuperresData:
     target_psf: np.ndarray
 
 
-def _usable(shard: Shard) -> np.ndarray:
-    flags = shard.extra.get("flags", np.zeros(len(shard), np.int32))
-    has_data = (np.isfinite(shard.ivar) & (shard.ivar > 0)).reshape(len(shard), -1).any(1)
-    return ((flags & PRE_FLAGS["no_data"]) == 0) & has_data
-
-
 def load_pairs(
     source_paths: Sequence[str],
     target_paths: Sequence[str],
@@ -165,39 +158,14 @@ def load_pairs(
     a row in ``failures``. ``data_scale`` (from a trained model) overrides the one measured
     on the training galaxies.
     """
-    src = [read_shard(p, ("flags", "psf", "psf_profile")) for p in source_paths]
-    tgt = [read_shard(p, ("flags", "psf", "psf_profile")) for p in target_paths]
-    tindex = {str(g): (k, i) for k, s in enumerate(tgt) for i, g in enumerate(s.ids)}
+    pairs = pair_surveys(source_paths, target_paths, "superres", ("flags", "psf", "psf_profile"), failures)
+    src, tgt, ids = pairs.source, pairs.target, pairs.ids
     bin_, size = int(params["target_bin"]), int(params["target_px"])
     t_attrs, s_attrs = tgt[0].attrs, src[0].attrs
     t_scale = float(t_attrs["pixscale_arcsec"]) * bin_
     s_scale = float(s_attrs["pixscale_arcsec"])
-    rows_s, rows_t, ids = [], [], []
-    for k, s in enumerate(src):
-        ok_s = _usable(s)
-        for i, g in enumerate(s.ids):
-            g = str(g)
-            where = tindex.get(g)
-            why = None
-            if where is None:
-                why = f"not in the target survey {t_attrs['survey']!r}"
-            elif not ok_s[i]:
-                why = f"no valid pixel in the source survey {s_attrs['survey']!r}"
-            elif not _usable(tgt[where[0]])[where[1]]:
-                why = f"no valid pixel in the target survey {t_attrs['survey']!r}"
-            if why:
-                if failures is not None:
-                    failures.add(g, f"superres: {why}")
-                continue
-            rows_s.append((k, i))
-            rows_t.append(where)
-            ids.append(g)
-    if not ids:
-        raise ValueError("superres: no galaxy is in both the source and the target survey with valid pixels")
-    s_img = np.stack([src[k].images[i] for k, i in rows_s])
-    s_ivar = np.stack([src[k].ivar[i] for k, i in rows_s])
-    t_img = np.stack([tgt[k].images[i] for k, i in rows_t])
-    t_ivar = np.stack([tgt[k].ivar[i] for k, i in rows_t])
+    s_img, s_ivar = pairs.stamps("source")
+    t_img, t_ivar = pairs.stamps("target")
     # crop first (the binned crop is centred the same way when the margins are multiples of the bin)
     full = t_img.shape[-1] // bin_
     margin = ((full - size) // 2) * bin_
