@@ -72,9 +72,7 @@ def latent_columns(table: pd.DataFrame) -> list[str]:
     return sorted(cols, key=lambda c: int(c.split("_")[1]))
 
 
-def score(
-    latents: pd.DataFrame, threshold_sigma: float = 4.0, seed: int = 0, per_band: bool = True
-) -> pd.DataFrame:
+def score(latents: pd.DataFrame, threshold_sigma: float = 4.0, seed: int = 0, per_band: bool = True) -> pd.DataFrame:
     """Outlier scores of every galaxy of a latents table (:func:`galmap.vae.encode`).
 
     Returns ``id, mahalanobis_d2, mahalanobis_sigma, recon_chi2, recon_sigma,
