@@ -279,7 +279,10 @@ def outliers_figure(
     for k, gid in enumerate(top):
         s, i = where[gid]
         row = out.set_index("id").loc[gid]
-        label = f"{row['outlier_score']:.1f}σ" + (f"\n{kinds.get(gid, 'none')}" if kinds is not None else "")
+        label = f"{row['outlier_score']:.1f}σ"
+        if row.get("recon_band", "") not in ("", "all") and row["recon_sigma"] >= row["mahalanobis_sigma"]:
+            label += f" ({row['recon_band']})"  # the band whose reconstruction chi2 is the worst
+        label += f"\n{kinds.get(gid, 'none')}" if kinds is not None else ""
         _show(
             fig.add_subplot(grid[k // (n_show // 2), k % (n_show // 2)]),
             s.images[i],
@@ -289,7 +292,7 @@ def outliers_figure(
         )
     ax = fig.add_subplot(grid[:, n_show // 2 :])
     if len(curve):
-        ax.plot(curve["fpr"], curve["tpr"], drawstyle="steps-post", label="max(latent, reconstruction) score")
+        ax.plot(curve["fpr"], curve["tpr"], drawstyle="steps-post", label="max(latent, per-band reconstruction) score")
         ax.axvline(0.01, color="k", ls=":", lw=1, label="1% false positives")
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_xlim(0, 1)

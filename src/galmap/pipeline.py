@@ -312,7 +312,7 @@ def outliers_file(
     from galmap.outliers import score as score_outliers
 
     latents = read_table(latents_path)
-    table = score_outliers(latents, float(params["threshold_sigma"]), seed)
+    table = score_outliers(latents, float(params["threshold_sigma"]), seed, bool(params.get("per_band", True)))
     write_table(out_path, table)
     if truth_path and "anomaly" in (truth := read_table(truth_path)).columns:
         metrics, curve = evaluate(table, truth.set_index("id")["anomaly"])

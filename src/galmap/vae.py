@@ -224,9 +224,12 @@ def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[Conv
 def encode(model: ConvVAE, data: ShardInputs, batch_size: int = 256) -> pd.DataFrame:
     """Latents and reconstruction metrics of every galaxy of ``data``.
 
-    Returns a table ``id, split, chi2_nu, mse, mae, ssim, ssim_<band>..., n_pix,
-    mu_0..., logvar_0...`` (metrics of the reconstruction decoded from the latent
-    mean; see :mod:`galmap.imagemetrics`).
+    Returns a table ``id, split, chi2_nu, chi2_nu_<band>..., mse, mae, ssim,
+    ssim_<band>..., n_pix, mu_0..., logvar_0...`` (metrics of the reconstruction
+    decoded from the latent mean; see :mod:`galmap.imagemetrics`). ``chi2_nu_<band>``
+    is the chi2 per unmasked pixel of one band alone (dimensionless, 1 = residuals
+    at the noise level; NaN for a band without data): an artefact confined to one
+    band (a satellite trail, a bad column) is not diluted by the other bands there.
     """
     device = next(model.parameters()).device
     softening = data.attrs["norm_softening"]
@@ -241,6 +244,12 @@ def encode(model: ConvVAE, data: ShardInputs, batch_size: int = 256) -> pd.DataF
         recon, ref = denormalise(xhat, softening), denormalise(x, softening)
         s = ssim(ref, recon, w > 0)
         part = {k: v.cpu().numpy() for k, v in err.items()}
+        valid = (w > 0).to(x.dtype)
+        n_band = valid.sum((2, 3))
+        chi2_band = (w * (x - xhat) ** 2 * valid).sum((2, 3)) / n_band.clamp(min=1)
+        chi2_band = torch.where(n_band > 0, chi2_band, torch.full_like(chi2_band, float("nan"))).cpu().numpy()
+        for j, band in enumerate(bands):
+            part[f"chi2_nu_{band}"] = chi2_band[:, j]
         sv = s.cpu().numpy()
         ok = np.isfinite(sv)  # the mean over bands with data (NaN for an empty stamp, without a warning)
         part["ssim"] = np.where(ok.any(1), np.where(ok, sv, 0).sum(1) / np.maximum(ok.sum(1), 1), np.nan)
@@ -252,7 +261,8 @@ def encode(model: ConvVAE, data: ShardInputs, batch_size: int = 256) -> pd.DataF
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
     k = model.latent_dim
     table = pd.DataFrame({"id": data.ids.astype(str), "split": data.split.astype(str)})
-    for key in ("chi2_nu", "mse", "mae", "ssim", *[f"ssim_{b}" for b in bands], "n_pix"):
+    keys = ("chi2_nu", *[f"chi2_nu_{b}" for b in bands], "mse", "mae", "ssim", *[f"ssim_{b}" for b in bands], "n_pix")
+    for key in keys:
         table[key] = cat[key] if cat else np.array([], float)
     mu = cat["mu"] if cat else np.zeros((0, k))
     lv = cat["logvar"] if cat else np.zeros((0, k))
