@@ -388,9 +388,30 @@ def test_manga_urls_follow_the_dr17_archive_layout():
     assert manga_preimage_url("1-42007", 8405) == (
         "https://svn.sdss.org/public/data/manga/mangapreim/tags/v2_9/data/D0084XX/8405/preimage-1-42007.fits.gz"
     )
-    assert manga_maps_url("10001-12701", "https://x.org/a/").startswith("https://x.org/a/HYB10-MILESHC-MASTARSSP/10001/")
+    assert manga_maps_url("10001-12701", "https://x.org/a/").startswith(
+        "https://x.org/a/HYB10-MILESHC-MASTARSSP/10001/"
+    )
     with pytest.raises(ValueError, match="MaNGA id"):
         manga_preimage_url("../../etc", 8405)
+
+
+def test_manga_plateifus_are_their_own_sample_and_enable_the_halpha_stage(test_config):
+    import copy
+
+    from galmap.config import ConfigError, check_references
+    from galmap.sources import source_surveys, stage_plan, survey_shards
+
+    cfg = copy.deepcopy(test_config)
+    cfg["data"]["source"] = "legacysurvey"
+    cfg["data"]["legacysurvey"] = {"layers": {"decals": "ls-dr10"}, "selection": {"n": 24}}
+    assert "not in the data" in stage_plan(cfg)["halpha"]
+    cfg["data"]["manga"] = {"plateifus": ["7815-3702", "7815-1901"], "ugriz_survey": "sdss", "halpha_survey": "halpha"}
+    assert source_surveys(cfg) == ["decals", "sdss", "halpha"] and stage_plan(cfg)["halpha"] is None
+    assert survey_shards(cfg, "halpha") == ["0000"] and survey_shards(cfg, "decals") == ["0000", "0001"]
+    check_references(cfg)
+    cfg["data"]["legacysurvey"]["layers"]["sdss"] = "ls-dr10"
+    with pytest.raises(ConfigError, match="one source"):
+        check_references(cfg)
 
 
 def test_the_real_manga_maps_go_onto_the_halpha_grid_flux_conserved():
