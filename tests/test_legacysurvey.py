@@ -24,16 +24,19 @@ import yaml
 
 from galmap.cutouts import CutoutError, cutout_hdulist, read_cutout
 from galmap.download import DownloadSettings
+from galmap.failures import FailureLog
 from galmap.io import read_shard
 from galmap.labels import QUESTIONS, classes_from_votes
 from galmap.services import (
     ServiceError,
     fetch_euclid_cutouts,
     fetch_manga_maps,
+    fetch_manga_shard,
     fetch_zenodo_file,
     gz_catalog_labels,
     legacysurvey_cutout_url,
     manga_maps_url,
+    manga_preimage_url,
     read_manga_halpha,
     select_galaxies,
     zenodo_file,
@@ -97,7 +100,7 @@ class LegacySurveyImitation(LoopbackServer):
                     if key not in svc.cutouts or q.get("gzip") != "false":
                         return self._send(400, b"bad cutout request", "text/plain")
                     return self._send(200, svc.cutouts[key], "application/fits")
-                if url.path.startswith("/manga/"):
+                if url.path.startswith(("/manga/", "/mangapreim/")):  # DAP MAPS and preimaging, by file name
                     body = svc.manga.get(url.path.rsplit("/", 1)[-1])
                     return self._send(200, body, "application/gzip") if body else self._send(404, b"", "text/plain")
                 if url.path != "/viewer/fits-cutout":
@@ -179,6 +182,86 @@ def imitation(test_config, truth, rendered, mock_labels):
     svc = LegacySurveyImitation(_gz_csv(truth, mock_labels), cutouts, positions)
     yield svc
     svc.close()
+
+
+MAPS_SAMPLE = SHARED_DATA / "manga_halpha_maps" / "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+DAPTYPE = "HYB10-MILESHC-MASTARSSP"
+
+
+def _gz(hdul) -> bytes:
+    import gzip
+
+    buf = io.BytesIO()
+    hdul.writeto(buf, checksum=True)  # the archive's files carry CHECKSUM/DATASUM; the fetch verifies them
+    return gzip.compress(buf.getvalue())
+
+
+def _tan_header(ra: float, dec: float, n: int, scale_arcsec: float):
+    """A north-up, east-left TAN WCS of ``n`` x ``n`` pixels centred on (ra, dec)."""
+    from astropy.io import fits
+
+    h = fits.Header()
+    h.update(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=ra, CRVAL2=dec, CRPIX1=(n + 1) / 2, CRPIX2=(n + 1) / 2,
+             CD1_1=-scale_arcsec / 3600, CD1_2=0.0, CD2_1=0.0, CD2_2=scale_arcsec / 3600)  # fmt: skip
+    return h
+
+
+def manga_maps_bytes(ha, ha_ivar, ra, dec, plateifu, mangaid, designid, scale_in=0.396, spaxel=0.5) -> bytes:
+    """A MAPS-like file as the DAP writes it (the real sample's layout, three channels): ``ha`` per spaxel."""
+    from astropy.io import fits
+
+    from galmap.resample import resample_stamps
+
+    n = int(round(ha.shape[-1] * scale_in / spaxel))
+    flux, ivar = resample_stamps(ha[None, None], ha_ivar[None, None], scale_in, n, spaxel)
+    cube = np.zeros((3, n, n), np.float32)
+    cube[1] = flux[0, 0]
+    icube = np.ones_like(cube)
+    icube[1] = ivar[0, 0]
+    mask = np.zeros(cube.shape, np.int32)
+    mask[1] = (ivar[0, 0] <= 0).astype(np.int32) << 30  # the DAP's DONOTUSE bit
+    primary = fits.PrimaryHDU()
+    primary.header.update(PLATEIFU=plateifu, MANGAID=mangaid, DESIGNID=designid, OBJRA=ra, OBJDEC=dec,
+                          DAPTYPE=DAPTYPE)  # fmt: skip
+    hdus = [primary]
+    for name, data in (("EMLINE_GFLUX", cube), ("EMLINE_GFLUX_IVAR", icube), ("EMLINE_GFLUX_MASK", mask)):
+        h = _tan_header(ra, dec, n, spaxel)
+        h.update(C01="Hb-4862", C02="Ha-6564", C03="NII-6585", BUNIT="1E-17 erg/s/cm^2/spaxel")
+        hdus.append(fits.ImageHDU(data, h, name=name))
+    return _gz(fits.HDUList(hdus))
+
+
+def preimage_bytes(images, ivar, bands, ra, dec, scale=0.396, flip_x=False) -> bytes:
+    """A MaNGA preimaging file: ``'<band> img'`` (nanomaggies) and ``'<band> ivar'`` HDUs with a TAN WCS."""
+    from astropy.io import fits
+
+    if flip_x:  # east to the right, as some images are stored
+        images, ivar = images[..., ::-1], ivar[..., ::-1]
+    hdus = [fits.PrimaryHDU()]
+    for b, band in enumerate(bands):
+        h = _tan_header(ra, dec, images.shape[-1], scale)
+        h.update(CD1_1=-h["CD1_1"] if flip_x else h["CD1_1"], BUNIT="nanomaggy")
+        hdus.append(fits.ImageHDU(images[b], h, name=f"{band} img"))
+        hdus.append(fits.ImageHDU(ivar[b], h, name=f"{band} ivar"))
+    return _gz(fits.HDUList(hdus))
+
+
+@pytest.fixture(scope="module")
+def manga_files(rendered, truth, test_config):
+    """14 MaNGA galaxies made from the mock's first 14 (sdss, halpha): plate-IFU -> (file name -> bytes)."""
+    files, plateifus = {}, []
+    bands = test_config["surveys"]["sdss"]["bands"]
+    for i in range(14):
+        plateifu, mangaid, designid = f"{9000 + i}-1901", f"1-{500 + i}", 12345
+        ra, dec = float(truth["ra"].iloc[i]), float(truth["dec"].iloc[i])
+        files[f"manga-{plateifu.replace('-', '-')}-MAPS-{DAPTYPE}.fits.gz"] = manga_maps_bytes(
+            rendered["halpha"].images[i, 0], rendered["halpha"].ivar[i, 0], ra, dec, plateifu, mangaid, designid
+        )
+        files[f"preimage-{mangaid}.fits.gz"] = preimage_bytes(
+            rendered["sdss"].images[i], rendered["sdss"].ivar[i], bands, ra, dec
+        )
+        plateifus.append(plateifu)
+    return plateifus, files
 
 
 FAST = DownloadSettings(service="Zenodo", retries=1, backoff_s=0.01, backoff_max_s=0.02, timeout_s=5, rate_per_s=0)
@@ -301,6 +384,94 @@ def test_manga_maps_are_fetched_and_checked_for_an_halpha_map(imitation, tmp_pat
     assert flux.shape == (42, 42)
 
 
+def test_manga_urls_follow_the_dr17_archive_layout():
+    assert manga_preimage_url("1-42007", 8405) == (
+        "https://svn.sdss.org/public/data/manga/mangapreim/tags/v2_9/data/D0084XX/8405/preimage-1-42007.fits.gz"
+    )
+    assert manga_maps_url("10001-12701", "https://x.org/a/").startswith(
+        "https://x.org/a/HYB10-MILESHC-MASTARSSP/10001/"
+    )
+    with pytest.raises(ValueError, match="MaNGA id"):
+        manga_preimage_url("../../etc", 8405)
+
+
+def test_manga_plateifus_are_their_own_sample_and_enable_the_halpha_stage(test_config):
+    import copy
+
+    from galmap.config import ConfigError, check_references
+    from galmap.sources import source_surveys, stage_plan, survey_shards
+
+    cfg = copy.deepcopy(test_config)
+    cfg["data"]["source"] = "legacysurvey"
+    cfg["data"]["legacysurvey"] = {"layers": {"decals": "ls-dr10"}, "selection": {"n": 24}}
+    assert "not in the data" in stage_plan(cfg)["halpha"]
+    cfg["data"]["manga"] = {"plateifus": ["7815-3702", "7815-1901"], "ugriz_survey": "sdss", "halpha_survey": "halpha"}
+    assert source_surveys(cfg) == ["decals", "sdss", "halpha"] and stage_plan(cfg)["halpha"] is None
+    assert survey_shards(cfg, "halpha") == ["0000"] and survey_shards(cfg, "decals") == ["0000", "0001"]
+    check_references(cfg)
+    cfg["data"]["legacysurvey"]["layers"]["sdss"] = "ls-dr10"
+    with pytest.raises(ConfigError, match="one source"):
+        check_references(cfg)
+
+
+def test_the_real_manga_maps_go_onto_the_halpha_grid_flux_conserved():
+    from galmap.manga import ingest_manga, maps_meta, read_halpha_map
+
+    meta = maps_meta(MAPS_SAMPLE)
+    assert (meta["mangaid"], meta["designid"]) == ("1-113540", 8192)
+    rows = pd.DataFrame({"id": ["7815-3702"], "file": [str(MAPS_SAMPLE)], "ra": [meta["ra"]], "dec": [meta["dec"]]})
+    failures = FailureLog("data")
+    shard = ingest_manga(rows, "halpha", "halpha", ["Ha"], 42, 0.396, [2.5], failures)
+    assert len(failures) == 0 and shard.attrs["units"] == ["1e-17 erg/s/cm^2"] and shard.images.shape == (1, 1, 42, 42)
+    img, iv = shard.images[0, 0], shard.ivar[0, 0]
+    assert 0.4 < (iv > 0).mean() < 0.9  # the hexagonal IFU covers part of the 16.6" stamp
+    peak = np.unravel_index(np.argmax(np.where(iv > 0, img, -np.inf)), img.shape)
+    assert max(abs(peak[0] - 20.5), abs(peak[1] - 20.5)) < 4  # the galaxy sits at the stamp centre
+    sky = read_halpha_map(MAPS_SAMPLE)  # flux per spaxel -> per pixel: the total over the same area is kept
+    x0, y0 = sky.pixel_of(meta["ra"], meta["dec"])
+    yy, xx = np.mgrid[: sky.planes.shape[1], : sky.planes.shape[2]]
+    half = 20 * 0.396 / 0.5  # the inner 40 pixels of the stamp, in spaxels (clear of the resampling edge)
+    inner = (np.abs(xx - x0) < half) & (np.abs(yy - y0) < half) & (sky.ivar[0] > 0)
+    assert img[1:41, 1:41][iv[1:41, 1:41] > 0].sum() == pytest.approx(sky.planes[0][inner].sum(), rel=0.1)
+
+
+def test_manga_shard_fetch_maps_then_preimaging_and_ingest(
+    imitation, manga_files, rendered, truth, test_config, tmp_path
+):
+    from galmap.manga import ingest_manga
+
+    plateifus, files = manga_files
+    bands = test_config["surveys"]["sdss"]["bands"]
+    served = dict(files)
+    served["preimage-1-501.fits.gz"] = files["preimage-1-501.fits.gz"][:-300]  # truncated
+    imitation.manga = served
+    cfg = {"maps_url": f"{imitation.url}/manga", "daptype": DAPTYPE, "preimaging_url": f"{imitation.url}/mangapreim"}
+    settings = DownloadSettings(service="MaNGA", retries=0, rate_per_s=0, timeout_s=5)
+    maps, pre = fetch_manga_shard([*plateifus[:3], "7815-6101"], bands, tmp_path, cfg, settings, settings)
+    assert list(maps["status"]) == ["fetched"] * 3 + ["failed"] and "HTTP 404" in maps["reason"][3]
+    assert list(pre["status"]) == ["fetched", "failed", "fetched", "failed"]
+    assert "no MAPS file" in pre["reason"][3] and pre["url"][2].endswith("/D0123XX/12345/preimage-1-502.fits.gz")
+    assert maps["mangaid"][0] == "1-500" and pre["ra"][2] == pytest.approx(truth["ra"].iloc[2])  # from the header
+    rows = pre.assign(file=pre["path"].where(pre["status"] != "failed", "").fillna(""))
+    sv = test_config["surveys"]["sdss"]
+    shard = ingest_manga(rows, "ugriz", "sdss", bands, sv["stamp_px"], sv["pixscale_arcsec"], [1.4] * 5)
+    inner = (slice(None), slice(3, -3), slice(3, -3))  # the same grid: the served stamps come back (edges need margin)
+    for i in (0, 2):
+        assert np.allclose(shard.images[i][inner], rendered["sdss"].images[i][inner], atol=1e-4)
+    assert (shard.ivar[[1, 3]] == 0).all()
+    flipped = tmp_path / "flipped.fits.gz"  # an image stored east-right reads the same
+    flipped.write_bytes(preimage_bytes(rendered["sdss"].images[0], rendered["sdss"].ivar[0], bands,
+                                       float(pre["ra"][0]), float(pre["dec"][0]), flip_x=True))  # fmt: skip
+    again = ingest_manga(rows.iloc[:1].assign(file=str(flipped)), "ugriz", "sdss", bands, sv["stamp_px"],
+                         sv["pixscale_arcsec"], [1.4] * 5)  # fmt: skip
+    assert np.allclose(again.images[0], shard.images[0], atol=1e-4)
+    ha = ingest_manga(maps.assign(file=maps["path"].fillna("")).iloc[:1], "halpha", "halpha", ["Ha"], 32, 0.396,
+                      [1.4])  # fmt: skip
+    truth_map = rendered["halpha"].images[0, 0]
+    ok = ha.ivar[0, 0] > 0
+    assert ok.mean() > 0.6 and ha.images[0, 0][ok].sum() == pytest.approx(truth_map[ok].sum(), rel=0.1)
+
+
 # --------------------------------------------------------------------------- the workflow
 def _snakemake(args, cwd):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
@@ -362,3 +533,43 @@ def test_the_workflow_fetches_ingests_and_resumes(imitation, rendered, mock_labe
         assert len(pd.read_csv(tmp_path / "results/data/failures.csv")) == 0
     finally:
         imitation.fail = {}
+
+
+@pytest.mark.slow
+def test_the_workflow_runs_the_halpha_stage_on_manga_data(imitation, manga_files, rendered, test_config, tmp_path):
+    plateifus, files = manga_files
+    served = {k: v for k, v in files.items() if k != "preimage-1-503.fits.gz"}  # 404: no preimaging
+    served[f"manga-{plateifus[5]}-MAPS-{DAPTYPE}.fits.gz"] = b"\x1f\x8b not really gzip"  # corrupt MAPS
+    imitation.manga = served
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["data"] = {
+        "source": "legacysurvey",
+        "legacysurvey": {
+            "catalog": {"api": f"{imitation.url}/api/records", "record": RECORD, "file": CATALOG},
+            "selection": {"n": test_config["mock"]["n_galaxies"], "order": "first"},
+            "cutout_url": f"{imitation.url}/viewer/fits-cutout", "layers": {"decals": "ls-dr10"}, "hosts": [],
+            "download": {"connections": 4, "rate_per_s": 100, "retries": 0, "backoff_s": 0.01, "timeout_s": 5},
+        },
+        "manga": {"plateifus": plateifus, "maps_url": f"{imitation.url}/manga",
+                  "preimaging_url": f"{imitation.url}/mangapreim"},
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    targets = ["results/halpha/metrics.csv", "data_failures", "--configfile", "config.yaml", "--cores", "2"]
+    proc = _snakemake(targets, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the MaNGA sample has its own shards (14 galaxies, 12 per shard), the Galaxy Zoo sample its own
+    for survey in ("sdss", "halpha"):
+        got = [read_shard(tmp_path / f"data/legacysurvey/{survey}/shard-{s:04d}.h5") for s in (0, 1)]
+        assert [str(g) for sh in got for g in sh.ids] == plateifus
+    sdss = read_shard(tmp_path / "data/legacysurvey/sdss/shard-0000.h5")
+    assert np.allclose(sdss.images[0][:, 3:-3, 3:-3], rendered["sdss"].images[0][:, 3:-3, 3:-3], atol=1e-4)
+    failures = pd.read_csv(tmp_path / "results/data/failures.csv")
+    reasons = failures.groupby("id")["reason"].apply(" | ".join)
+    assert set(failures["id"]) == {plateifus[3], plateifus[5]}
+    assert "sdss: download" in reasons[plateifus[3]] and "HTTP 404" in reasons[plateifus[3]]
+    assert "Ha-6564" in reasons[plateifus[5]] and "--forcerun manga_download" in reasons[plateifus[5]]
+    metrics = pd.read_csv(tmp_path / "results/halpha/metrics.csv")
+    predictions = pd.read_parquet(tmp_path / "results/halpha/predictions.parquet")
+    assert metrics["n_galaxies"].iloc[0] == len(predictions) >= 2  # held-out MaNGA galaxies, no mock truth
+    assert set(predictions["id"]) <= set(plateifus) - {plateifus[3], plateifus[5]}
+    assert np.allclose(predictions["flux_true"], predictions["flux_observed"])  # observed Hα is the reference

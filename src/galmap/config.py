@@ -99,8 +99,19 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
                 "cutouts) is not set; e.g. --config data='{source: local, local: {path: my/cutouts}}'"
             )
     if data.get("source") == "legacysurvey":
-        for name in (data.get("legacysurvey") or {}).get("layers", {}):
+        layers = (data.get("legacysurvey") or {}).get("layers", {})
+        for name in layers:
             refs.append((f"data.legacysurvey.layers.{name}", name))
+        manga = data.get("manga") or {}
+        if manga.get("plateifus"):
+            for key in ("ugriz_survey", "halpha_survey"):
+                name = manga.get(key)
+                refs.append((f"data.manga.{key}", name))
+                if name in layers:
+                    raise ConfigError(
+                        f"invalid configuration: survey {name!r} is both MaNGA's (data.manga.{key}) and a Legacy "
+                        f"Survey layer (data.legacysurvey.layers.{name}); a survey has one source"
+                    )
     for stage, keys in (
         ("superres", ("source_survey", "target_survey")),
         ("halpha", ("input_survey", "target_survey")),

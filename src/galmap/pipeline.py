@@ -143,22 +143,48 @@ def legacysurvey_download_file(
     write_table(manifest_path, table)
 
 
+def manga_download_file(
+    config: Mapping[str, Any], shard: int, folder: str, maps_manifest: str, preimaging_manifest: str
+) -> None:
+    """Fetch one shard of the MaNGA sample (DAP MAPS, then u,g,r,i,z preimaging); write both download tables."""
+    from galmap.manga import manga_sample
+    from galmap.services import MANGA, MANGA_PREIMAGING, download_settings, fetch_manga_shard
+    from galmap.sources import manga_surveys, shard_members
+
+    cfg = config["data"]["manga"]
+    rows = shard_members(manga_sample(config), shard)
+    net = config["data"]["legacysurvey"]
+    seed = int(config["seed"])
+    bands = list(config["surveys"][manga_surveys(config)["ugriz"]]["bands"])
+    maps, pre = fetch_manga_shard(
+        list(rows["plateifu"]), bands, folder, cfg, download_settings(net, f"{MANGA} (DAP MAPS)", seed),
+        download_settings(net, MANGA_PREIMAGING, seed),
+    )  # fmt: skip
+    write_table(maps_manifest, maps)
+    write_table(preimaging_manifest, pre)
+    log.info("MaNGA shard %04d: %d MAPS, %d preimaging files", shard, int(maps["status"].ne("failed").sum()),
+             int(pre["status"].ne("failed").sum()))  # fmt: skip
+
+
 def ingest_file(
     config: Mapping[str, Any], survey: str, table_path: str, shard: int, out_path: str, failures_path: str
 ) -> None:
     """One raw shard of ``survey`` from FITS cutouts: a local catalog (``id, file, shard``) or a download table."""
     from galmap.ingest import ingest_colour_images, ingest_cutouts
-    from galmap.sources import local_format, shard_members
+    from galmap.manga import ingest_manga
+    from galmap.sources import local_format, manga_surveys, shard_members
 
     table = read_table(table_path)
     failures = FailureLog("data")
+    manga_kind = {name: kind for kind, name in manga_surveys(config).items()}.get(survey)
+    retry_rule = "manga_download" if manga_kind else "legacysurvey_download"
     if "status" in table:  # a download table: the rows of this shard, with why a cutout is missing
         rows = table.assign(file=table["path"].where(table["status"].isin(["fetched", "present"]), ""))
         for gid, url, reason in rows.loc[rows["file"] == "", ["id", "url", "reason"]].itertuples(index=False):
             failures.add(
                 gid,
-                f"{survey}: download: {url}: {reason}; "
-                "to retry: snakemake --forcerun legacysurvey_download (files already fetched are kept)",
+                f"{survey}: download: {url if isinstance(url, str) and url else 'no URL'}: {reason}; "
+                f"to retry: snakemake --forcerun {retry_rule} (files already fetched are kept)",
             )
     else:
         rows = shard_members(table, shard)
@@ -166,6 +192,13 @@ def ingest_file(
     bands = list(sv["bands"])
     fwhm = [float(sv["psf_fwhm_arcsec"][b]) for b in bands]
     got = rows["file"].fillna("").astype(str).ne("")
+    if manga_kind:
+        out = ingest_manga(rows.assign(file=rows["file"].fillna("").astype(str)), manga_kind, survey, bands,
+                           int(sv["stamp_px"]), float(sv["pixscale_arcsec"]), fwhm, failures)  # fmt: skip
+        write_shard(out_path, out)
+        failures.write(failures_path)
+        log.info("ingested %d MaNGA files of %s into %s; %d failures", int(got.sum()), survey, out_path, len(failures))
+        return
     # a row without a file keeps its place, with no data (ivar 0); its failure is recorded above
     colour = config["data"]["source"] == "local" and local_format(config) == "colour"
     out = (ingest_colour_images if colour else ingest_cutouts)(

@@ -17,8 +17,13 @@
   query per galaxy finds the VIS MER mosaic covering it, and IRSA's IBE cutout
   service cuts the stamp from it (``?center=ra,dec deg&size=N pix``); a galaxy
   outside the Q1 footprint is a recorded failure, not an error.
-- **MaNGA** DAP ``MAPS`` files (Hα among the emission-line maps) from the SDSS
-  science archive, by plate-IFU (:func:`manga_maps_url`).
+- **MaNGA** (``data.manga.plateifus``): per galaxy the DR17 DAP ``MAPS`` file (Hα
+  among the emission-line maps) from the SDSS science archive, by plate-IFU
+  (:func:`manga_maps_url`), then the MaNGA preimaging file of its plate design
+  (SDSS u,g,r,i,z in nanomaggies, :func:`manga_preimage_url`), whose MaNGA id and
+  design id come from the MAPS header (:func:`fetch_manga_shard`). Both are
+  checked against their FITS ``CHECKSUM``/``DATASUM`` keywords and for the planes
+  the pipeline reads (:mod:`galmap.manga`).
 
 When a service cannot be reached the failure names the service, the URL, the
 HTTP status or the cause, and says that rerunning fetches only what is missing.
@@ -48,9 +53,12 @@ log = logging.getLogger("galmap")
 ZENODO = "Zenodo"
 LEGACY_SURVEY = "Legacy Survey cutout service"
 MANGA = "SDSS MaNGA archive"
+MANGA_PREIMAGING = "SDSS MaNGA preimaging"
 #: the DR17 MaNGA DAP release and the hybrid-binning MAPS type with Hα flux maps
 MANGA_SAS = "https://data.sdss.org/sas/dr17/manga/spectro/analysis/v3_1_1/3.1.0"
 MANGA_DAPTYPE = "HYB10-MILESHC-MASTARSSP"
+#: the DR17 tag (v2_9) of the public mangapreim product: ``D<design // 100>XX/<design>/preimage-<mangaid>.fits.gz``
+MANGA_PREIMAGING_URL = "https://svn.sdss.org/public/data/manga/mangapreim/tags/v2_9/data"
 
 
 class ServiceError(RuntimeError):
@@ -335,52 +343,103 @@ def fetch_euclid_cutouts(
 # --------------------------------------------------------------------------- MaNGA
 def manga_maps_url(plateifu: str, base: str = MANGA_SAS, daptype: str = MANGA_DAPTYPE) -> str:
     """The DAP MAPS file of a MaNGA galaxy (``plate-ifu``, e.g. ``7815-3702``)."""
-    plate, _, ifu = str(plateifu).partition("-")
-    if not (plate.isdigit() and ifu.isdigit()):
-        raise ValueError(f"MaNGA plate-IFU {plateifu!r} is not of the form 1234-5678")
-    return f"{base}/{daptype}/{plate}/{ifu}/manga-{plate}-{ifu}-MAPS-{daptype}.fits.gz"
+    from galmap.manga import check_plateifu
+
+    plate, _, ifu = check_plateifu(plateifu).partition("-")
+    return f"{base.rstrip('/')}/{daptype}/{plate}/{ifu}/manga-{plate}-{ifu}-MAPS-{daptype}.fits.gz"
+
+
+def manga_preimage_url(mangaid: str, designid: int, base: str = MANGA_PREIMAGING_URL) -> str:
+    """The preimaging file (SDSS u,g,r,i,z) of MaNGA target ``mangaid`` in plate design ``designid``."""
+    from galmap.manga import check_mangaid
+
+    design = int(designid)
+    if design <= 0:
+        raise ValueError(f"MaNGA design id {designid!r} is not a positive integer")
+    return f"{base.rstrip('/')}/D{design // 100:04d}XX/{design}/preimage-{check_mangaid(mangaid)}.fits.gz"
+
+
+def _maps_problem(path: Path) -> str | None:
+    from galmap.cutouts import CutoutError
+    from galmap.manga import fits_checksum_problem, maps_meta, read_halpha_map
+
+    try:
+        read_halpha_map(path)
+        maps_meta(path)
+    except (CutoutError, ValueError, KeyError) as exc:
+        return f"not a DAP MAPS file with an Ha-6564 map: {exc}"
+    return fits_checksum_problem(path)
 
 
 def fetch_manga_maps(
-    plateifus: Sequence[str], folder: str | Path, settings: DownloadSettings, base: str = MANGA_SAS
-) -> pd.DataFrame:
+    plateifus: Sequence[str], folder: str | Path, settings: DownloadSettings, base: str = MANGA_SAS,
+    daptype: str = MANGA_DAPTYPE,
+) -> pd.DataFrame:  # fmt: skip
     """Fetch the DAP MAPS files of MaNGA galaxies (``plate-ifu``) into ``folder``, each checked for an Hα map."""
+    items = [Item(p, manga_maps_url(p, base, daptype), item_path(folder, f"manga-{p}-MAPS-{daptype}", ".fits.gz"))
+             for p in plateifus]  # fmt: skip
+    return download(items, _maps_problem, settings)
 
-    def has_halpha(path: Path) -> str | None:
+
+def _failed_row(gid: str, url: str, reason: str) -> dict[str, Any]:
+    return dict.fromkeys(RESULT_COLUMNS) | {
+        "id": gid, "url": url, "path": "", "status": "failed", "attempts": 0, "bytes": 0, "seconds": 0.0,
+        "reason": reason,
+    }  # fmt: skip
+
+
+def fetch_manga_shard(
+    plateifus: Sequence[str], bands: Sequence[str], folder: str | Path, cfg: Mapping[str, Any],
+    maps_settings: DownloadSettings, preimaging_settings: DownloadSettings,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The MAPS files of ``plateifus``, then the u,g,r,i,z preimaging of each galaxy whose MAPS came.
+
+    ``cfg`` is ``data.manga`` (``maps_url``, ``daptype``, ``preimaging_url``). Returns two
+    download tables (one row per galaxy, in order) with ``ra, dec, mangaid, designid``
+    added from the MAPS header; a galaxy without a MAPS file cannot be looked up in
+    the preimaging (its MaNGA id and design come from that header) and says so.
+    """
+    from galmap.manga import maps_meta
+
+    folder = Path(folder)
+    maps = fetch_manga_maps(plateifus, folder / "maps", maps_settings, cfg["maps_url"], cfg["daptype"])
+    meta, items, pre_rows = {}, [], {}
+    for r in maps.to_dict("records"):
+        if r["status"] == "failed":
+            pre_rows[r["id"]] = _failed_row(r["id"], "", f"no MAPS file ({r['reason']}), so no MaNGA id and design "
+                                            "to find its preimaging")  # fmt: skip
+            continue
+        meta[r["id"]] = m = maps_meta(r["path"])
         try:
-            read_manga_halpha(path)
-        except Exception as exc:  # noqa: BLE001 - astropy and KeyError for a file that is not a MAPS file
-            return f"not a DAP MAPS file with an Ha-6564 map: {exc}"
-        return None
+            url = manga_preimage_url(m["mangaid"], m["designid"], cfg["preimaging_url"])
+        except ValueError as exc:
+            pre_rows[r["id"]] = _failed_row(r["id"], "", f"MAPS header: {exc}")
+            continue
+        items.append(Item(r["id"], url, item_path(folder / "preimaging", f"preimage-{m['mangaid']}", ".fits.gz")))
 
-    items = [Item(p, manga_maps_url(p, base), item_path(folder, f"manga-{p}-MAPS", ".fits.gz")) for p in plateifus]
-    return download(items, has_halpha, settings)
+    def preimage_problem(path: Path) -> str | None:
+        from galmap.cutouts import CutoutError
+        from galmap.manga import fits_checksum_problem, read_preimage
+
+        try:
+            read_preimage(path, bands)
+        except CutoutError as exc:
+            return f"not a MaNGA preimaging file with bands {''.join(bands)}: {exc}"
+        return fits_checksum_problem(path)
+
+    for r in download(items, preimage_problem, preimaging_settings).to_dict("records"):
+        pre_rows[r["id"]] = r
+    pre = pd.DataFrame([pre_rows[p] for p in maps["id"]])
+    extra = pd.DataFrame([meta.get(p, {}) for p in maps["id"]], columns=["ra", "dec", "mangaid", "designid"])
+    return pd.concat([maps, extra], axis=1), pd.concat([pre, extra], axis=1)
 
 
 def read_manga_halpha(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
     """Hα flux map, its inverse variance (1e-17 erg/s/cm²/spaxel) and the spaxel size (arcsec) of a DAP MAPS file.
 
-    Spaxels flagged in ``EMLINE_GFLUX_MASK`` get inverse variance 0.
+    Spaxels flagged in ``EMLINE_GFLUX_MASK`` get inverse variance 0 (:func:`galmap.manga.read_halpha_map`).
     """
-    from astropy.io import fits
-    from astropy.wcs import WCS
-    from astropy.wcs.utils import proj_plane_pixel_scales
+    from galmap.manga import read_halpha_map
 
-    with fits.open(path, memmap=False) as hdul:
-        flux_hdu = hdul["EMLINE_GFLUX"]
-        header = flux_hdu.header
-        channel = next(
-            (int(k[1:]) - 1 for k, v in header.items() if k.startswith("C") and k[1:].isdigit()
-             and str(v).strip().lower().startswith("ha-")),
-            None,
-        )  # fmt: skip
-        if channel is None:
-            raise ValueError(f"{path}: EMLINE_GFLUX has no Ha-6564 channel")
-        flux = np.asarray(flux_hdu.data[channel], np.float32)
-        ivar = np.asarray(hdul["EMLINE_GFLUX_IVAR"].data[channel], np.float32)
-        mask = np.asarray(hdul["EMLINE_GFLUX_MASK"].data[channel]) != 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scale = float(np.mean(proj_plane_pixel_scales(WCS(header).celestial))) * 3600.0
-    ivar = np.where(mask | ~np.isfinite(flux), 0.0, ivar).astype(np.float32)
-    return np.nan_to_num(flux), ivar, scale
+    sky = read_halpha_map(path)
+    return sky.planes[0], sky.ivar[0], sky.pixscale_arcsec

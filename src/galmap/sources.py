@@ -8,7 +8,12 @@
   composites (no calibration: only the image-only stages run on them);
 - ``legacysurvey``: the Galaxy Zoo DECaLS catalog from Zenodo and cutouts from the
   Legacy Survey cutout service for the surveys of ``data.legacysurvey.layers``
-  (:mod:`galmap.services`).
+  (:mod:`galmap.services`), and, when ``data.manga.plateifus`` lists galaxies, the
+  MaNGA sample: DAP Hα maps and SDSS u,g,r,i,z preimaging as the surveys
+  ``data.manga.halpha_survey`` and ``data.manga.ugriz_survey`` (:mod:`galmap.manga`).
+  The MaNGA galaxies are their own sample with their own shards
+  (:func:`survey_shards`): shard ``NNNN`` of a MaNGA survey holds MaNGA galaxies,
+  not the Galaxy Zoo galaxies of shard ``NNNN`` of the Legacy Survey surveys.
 
 :func:`stage_plan` says, from the config alone (and the local folder's listing),
 which stages can run on the data and why the others cannot: a stage whose survey
@@ -76,6 +81,14 @@ def local_inventory(config: Mapping[str, Any]) -> tuple[pd.DataFrame, list[tuple
     return table.copy(), list(problems)
 
 
+def manga_surveys(config: Mapping[str, Any]) -> dict[str, str]:
+    """The MaNGA surveys of a ``legacysurvey`` run: ``{"halpha": survey, "ugriz": survey}``, or ``{}`` without MaNGA."""
+    manga = config["data"].get("manga") or {}
+    if config["data"]["source"] != "legacysurvey" or not manga.get("plateifus"):
+        return {}
+    return {"halpha": str(manga.get("halpha_survey", "halpha")), "ugriz": str(manga.get("ugriz_survey", "sdss"))}
+
+
 def source_surveys(config: Mapping[str, Any]) -> list[str]:
     """The configured surveys the data source provides images of, in config order."""
     source = config["data"]["source"]
@@ -84,8 +97,8 @@ def source_surveys(config: Mapping[str, Any]) -> list[str]:
     if source == "local":
         return [config["data"]["local"]["survey"]]
     if source == "legacysurvey":
-        layers = config["data"]["legacysurvey"]["layers"]
-        return [s for s in config["surveys"] if s in layers]
+        names = set(config["data"]["legacysurvey"]["layers"]) | set(manga_surveys(config).values())
+        return [s for s in config["surveys"] if s in names]
     raise ValueError(f"data.source: unknown source {source!r} ({', '.join(SOURCES)})")
 
 
@@ -106,6 +119,14 @@ def shard_names(config: Mapping[str, Any]) -> list[str]:
     if n == 0:
         raise ValueError("the data source has no galaxies (an empty folder or catalog?)")
     return [f"{i:04d}" for i in range(math.ceil(n / int(config["shard_size"])))]
+
+
+def survey_shards(config: Mapping[str, Any], survey: str) -> list[str]:
+    """The shards of one survey: those of the MaNGA sample for a MaNGA survey, else :func:`shard_names`."""
+    if survey in manga_surveys(config).values():
+        n = len(config["data"]["manga"]["plateifus"])
+        return [f"{i:04d}" for i in range(math.ceil(n / int(config["shard_size"])))]
+    return shard_names(config)
 
 
 def label_columns(config: Mapping[str, Any]) -> set[str] | None:

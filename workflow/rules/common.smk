@@ -1,12 +1,23 @@
 # Shared names and input functions. No computation here: the library does that.
 from snakemake.logging import logger
 
-from galmap.sources import shard_names, skipped_messages, source_surveys, stage_plan, usable_questions
+from galmap.sources import (
+    manga_surveys,
+    shard_names,
+    skipped_messages,
+    source_surveys,
+    stage_plan,
+    survey_shards,
+    usable_questions,
+)
 
 SOURCE = config["data"]["source"]
 # the configured surveys the data provide (every survey for the mock; one for a local folder)
 SURVEYS = source_surveys(config)
 SHARDS = shard_names(config)
+# MaNGA (data.manga, real data): its galaxies are their own sample, so its surveys have their own shards
+MANGA = manga_surveys(config)
+SURVEY_SHARDS = {survey: survey_shards(config, survey) for survey in SURVEYS}
 # the stages the data allow (galmap.sources.stage_plan): a stage -> None, or why it is skipped
 PLAN = stage_plan(config)
 for _line in skipped_messages(config):
@@ -64,11 +75,16 @@ wildcard_constraints:
     model="diffusion|regression",
 
 
+def every_survey_shard(pattern, surveys=None):
+    """``pattern`` (with {survey} and {shard}) for every shard of each survey (its own shards for MaNGA)."""
+    return [pattern.format(survey=s, shard=k) for s in surveys or SURVEYS for k in SURVEY_SHARDS[s]]
+
+
 def data_failure_tables():
     """The data stage's per-shard failure tables (and the catalog's, for real data)."""
     if SOURCE == "mock":
         return expand("results/data/shards/failures-{shard}.csv", shard=SHARDS)
-    shards = expand("results/data/shards/failures-{survey}-{shard}.csv", survey=SURVEYS, shard=SHARDS)
+    shards = every_survey_shard("results/data/shards/failures-{survey}-{shard}.csv")
     return ["results/data/catalog_failures.csv", *shards]
 
 
@@ -76,6 +92,8 @@ def ingest_table(wildcards):
     """What the ingest of one shard reads: the local catalog, or the shard's download table."""
     if SOURCE == "local":
         return "results/catalog/catalog.parquet"
+    if wildcards.survey in MANGA.values():
+        return f"data/manga/{wildcards.survey}/downloads-{wildcards.shard}.csv"
     return f"data/legacysurvey/{wildcards.survey}/downloads-{wildcards.shard}.csv"
 
 
@@ -95,7 +113,7 @@ def vae_images(wildcards):
 
 
 def _survey_shards(survey):
-    return expand("results/images/{survey}/shard-{shard}.h5", survey=survey, shard=SHARDS)
+    return expand("results/images/{survey}/shard-{shard}.h5", survey=survey, shard=SURVEY_SHARDS.get(survey, SHARDS))
 
 
 # the preprocessed shards the images-to-images stages pair by galaxy id
@@ -125,7 +143,7 @@ def all_outputs():
         "results/catalog/catalog.parquet",
         "results/data/failures.csv",
         "results/preprocess/failures.csv",
-        *expand("results/images/{survey}/shard-{shard}.h5", survey=SURVEYS, shard=SHARDS),
+        *every_survey_shard("results/images/{survey}/shard-{shard}.h5"),
         *expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["pdf", "png"]),
     ]
     if SOURCE != "local":

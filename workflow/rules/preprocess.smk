@@ -25,7 +25,7 @@ rule preprocess:
 
 rule preprocess_failures:
     input:
-        expand("results/images/{survey}/failures-{shard}.csv", survey=SURVEYS, shard=SHARDS),
+        every_survey_shard("results/images/{survey}/failures-{shard}.csv"),
     output:
         "results/preprocess/failures.csv",
     log:

@@ -1,5 +1,6 @@
 # Data stage, data.source: local (a folder of FITS cutouts) or legacysurvey (Galaxy Zoo DECaLS from
-# Zenodo + Legacy Survey cutouts): the catalog and labels, the downloads, and the raw shards.
+# Zenodo + Legacy Survey cutouts; MaNGA Hα maps + u,g,r,i,z preimaging for data.manga.plateifus):
+# the catalog and labels, the downloads, and the raw shards.
 
 if SOURCE == "local":
 
@@ -64,6 +65,27 @@ else:
             ENV_DATA
         script:
             "../../scripts/legacysurvey_download.py"
+
+    if MANGA:
+
+        rule manga_download:
+            output:
+                maps=f"data/manga/{MANGA['halpha']}/downloads-{{shard}}.csv",
+                preimaging=f"data/manga/{MANGA['ugriz']}/downloads-{{shard}}.csv",
+            params:
+                **DATA_PARAMS,
+                folder="data/manga/files",
+            log:
+                "logs/data/manga-download-{shard}.log",
+            localrule: True
+            threads: 1
+            resources:
+                mem_mb=1000,
+                runtime=120,
+            conda:
+                ENV_DATA
+            script:
+                "../../scripts/manga_download.py"
 
 
 rule ingest:
