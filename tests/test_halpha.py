@@ -47,9 +47,20 @@ def test_profiles_and_half_light_radius_of_known_maps():
     assert np.isnan(radial_profiles(ring[None], 10, np.zeros((1, size, size)))[0]).all()
     point = np.zeros((1, size, size))
     point[0, 10, 10] = 1
-    assert half_light_radius(point, 8)[0] == 0
+    assert 0 < half_light_radius(point, 8)[0] < 0.6  # half of one pixel's area-equivalent disc
     assert 4 <= half_light_radius(ring[None], 8)[0] < 5
     assert np.isnan(half_light_radius(np.zeros((1, size, size)), 8)[0])
+
+
+def test_half_light_radius_of_exponential_discs_is_not_quantised():
+    size = 41
+    yy, xx = np.mgrid[:size, :size] - 20
+    r = np.hypot(yy, xx)
+    scales = np.array([2.0, 2.1, 2.2, 2.3])  # exponential scale lengths (pixels): r50 = 1.678 h
+    discs = np.exp(-r[None] / scales[:, None, None])
+    r50 = half_light_radius(discs, 20)
+    assert np.all(np.diff(r50) > 0)  # 5% larger discs, larger radii: no whole-pixel steps
+    assert r50 == pytest.approx(1.678 * scales, rel=0.02)
 
 
 def _pairs(tmp_path, n=24, size=16):

@@ -200,20 +200,29 @@ def radial_profiles(maps: np.ndarray, n_bins: int, valid: np.ndarray | None = No
 
 
 def half_light_radius(maps: np.ndarray, aperture_px: float) -> np.ndarray:
-    """Radius (pixels) enclosing half the flux inside the aperture, per map (NaN without positive flux)."""
+    """Radius (pixels) enclosing half the flux inside the aperture, per map (NaN without positive flux).
+
+    The pixels are taken in order of their centre's distance from the stamp centre; the n
+    pixels up to a distance cover a disc of radius sqrt(n / pi), and the radius is
+    interpolated linearly in the enclosed flux between those discs (from 0 at radius 0), so
+    it is continuous rather than quantised to the pixels' distances.
+    """
     h, w = maps.shape[-2:]
     yy, xx = np.mgrid[:h, :w]
     r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).ravel()
     inside = r <= aperture_px
-    order = np.argsort(r[inside])
-    rs = r[inside][order]
+    distances, which = np.unique(np.round(r[inside], 9), return_inverse=True)
+    radii = np.concatenate([[0.0], np.sqrt(np.cumsum(np.bincount(which)) / np.pi)])
     out = np.full(len(maps), np.nan)
     for i, m in enumerate(maps.reshape(len(maps), -1)):
-        cum = np.cumsum(m[inside][order])
+        cum = np.concatenate([[0.0], np.cumsum(np.bincount(which, weights=m[inside], minlength=len(distances)))])
         if cum[-1] <= 0:
             continue
-        k = int(np.searchsorted(cum, 0.5 * cum[-1]))
-        out[i] = rs[min(k, len(rs) - 1)]
+        half = 0.5 * cum[-1]
+        k = max(1, min(int(np.searchsorted(cum, half)), len(cum) - 1))
+        step = cum[k] - cum[k - 1]
+        frac = (half - cum[k - 1]) / step if step > 0 else 1.0
+        out[i] = radii[k - 1] + np.clip(frac, 0.0, 1.0) * (radii[k] - radii[k - 1])
     return out
 
 
