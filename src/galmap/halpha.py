@@ -42,7 +42,7 @@ from galmap.io import read_shard
 from galmap.netdata import assign_split, network_inputs
 from galmap.preprocess import FLAGS as PRE_FLAGS
 from galmap.resample import resample_stamps
-from galmap.training import TrainSettings, train
+from galmap.training import TrainSettings, data_digest, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -188,7 +188,7 @@ def train_model(
         lambda: batches("val", False)(0),
         settings,
         checkpoint=checkpoint,
-        fingerprint=f"halpha:{dict(params)}:{seed}",
+        fingerprint=f"halpha:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split),
         desc="halpha",
     )
     model.load_state_dict(state)

@@ -53,7 +53,7 @@ from galmap.netdata import assign_split, network_inputs
 from galmap.preprocess import FLAGS as PRE_FLAGS
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
-from galmap.training import TrainSettings, seeded_generator, train
+from galmap.training import TrainSettings, data_digest, seeded_generator, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -300,7 +300,7 @@ def train_model(
         lambda: _batches(data, "val", bs, seed, False)(0),
         settings,
         checkpoint=checkpoint,
-        fingerprint=f"{kind}:{dict(params)}:{seed}",
+        fingerprint=f"{kind}:{dict(params)}:{seed}:" + data_digest(data.cond, data.target, data.mask, data.split),
         desc=f"superres {kind}",
     )
     model.load_state_dict(state)
