@@ -10,7 +10,7 @@ about as long as the test pipeline). For every point (a job of one rule) and sig
    targeting only its outputs) and time it;
 2. *killed*: in another copy, start the same, wait until the job is visibly at work (its log file or, for
    training, its first checkpoint), send the signal to Snakemake's process group, then rerun with
-   ``--rerun-incomplete`` to completion.
+   ``--rerun-incomplete`` to completion (after ``--unlock`` where the kill left Snakemake's lock: SIGKILL).
 
 It prints per case the seconds until the kill, of the rerun, and the cost of the kill, ``killed + rerun -
 uninterrupted`` (the recomputation the kill caused, plus a second start of Snakemake and Python); whether the
@@ -33,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.interrupt import copy_run, kill_when, partial_files, snakemake, write_config  # noqa: E402
+from tests.interrupt import copy_run, kill_when, partial_files, rerun, snakemake, write_config  # noqa: E402
 
 SURVEYS = ("decals", "bass", "mzls", "euclid", "sdss", "halpha")
 # point: (rule, outputs, the sign that the job is at work (a path relative to the run), longer settings)
@@ -54,7 +54,7 @@ POINTS = {
         "vae_train",
         ["results/vae/z4/model.pt", "results/vae/z4/history.csv"],
         "results/vae/z4/checkpoint.pt",
-        {"vae.max_epochs": 12, "vae.patience": 12},
+        {"vae.max_epochs": 40, "vae.patience": 40},
     ),
     "figure": (
         "figure_vae",
@@ -91,7 +91,7 @@ def same_file(a: Path, b: Path) -> bool:
 def measure(base: Path, scratch: Path, point: str, sig_name: str) -> dict:
     rule, outputs, sign, changes = POINTS[point]
     config = write_config(scratch / f"{point}.yaml", changes)
-    args = ["--cores", "1", "--configfile", config, *outputs]
+    args = [*outputs, "--cores", "1", "--configfile", config]  # targets first: --configfile takes several
     force = [*args, "--forcerun", rule] if not changes else args
     ref = copy_run(base, scratch / f"{point}-{sig_name}-ref")
     _, t_full = snakemake(force, ref)
@@ -110,7 +110,8 @@ def measure(base: Path, scratch: Path, point: str, sig_name: str) -> dict:
                 same_file(path, path)
             except Exception:  # noqa: BLE001 - any unreadable output under its final name is a finding
                 under_final.append(name)
-    _, t_rerun = snakemake([*args, "--rerun-incomplete"], run)
+    locked = (run / ".snakemake/locks").is_dir() and any((run / ".snakemake/locks").iterdir())
+    t_rerun = rerun(args, run)
     resumed = None
     if rule == "vae_train":
         resumed = "resuming from the checkpoint" in (run / "logs/vae/train-z4.log").read_text()
@@ -123,6 +124,7 @@ def measure(base: Path, scratch: Path, point: str, sig_name: str) -> dict:
         "rerun_s": round(t_rerun, 1),
         "kill_cost_s": round(t_kill + t_rerun - t_full, 1),
         "resumed_from_checkpoint": resumed,
+        "lock_left": locked,
         "temp_files_left": left,
         "broken_under_final_name": under_final,
         "identical": identical,
@@ -146,7 +148,7 @@ def main() -> None:
         rows = [measure(base.resolve(), scratch, p, s) for p in opts.points for s in opts.signals]
     frame = pd.DataFrame(rows)
     cols = ["point", "signal", "uninterrupted_s", "killed_after_s", "rerun_s", "kill_cost_s",
-            "resumed_from_checkpoint", "identical"]  # fmt: skip
+            "resumed_from_checkpoint", "lock_left", "identical"]  # fmt: skip
     print(frame[cols].to_string(index=False))
     for row in rows:
         if row["temp_files_left"] or row["broken_under_final_name"]:

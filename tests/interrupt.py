@@ -97,6 +97,16 @@ def kill_when(
         log.close()
 
 
+def rerun(args: Sequence[str], cwd: Path) -> float:
+    """Finish an interrupted run: ``--unlock`` when a lock was left (a SIGKILL leaves Snakemake's lock in
+    ``.snakemake/locks``; a SIGTERM does not), then ``ARGS --rerun-incomplete``. Returns the wall time (s)."""
+    seconds = 0.0
+    locks = cwd / ".snakemake" / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        seconds += snakemake([*args, "--unlock"], cwd)[1]
+    return seconds + snakemake([*args, "--rerun-incomplete"], cwd)[1]
+
+
 def partial_files(root: Path) -> list[Path]:
     """Temporary files of interrupted atomic writes (``.<name>.<random><suffix>``) under ``root``."""
     return [p for p in root.rglob(".*") if p.is_file() and ".snakemake" not in p.parts]

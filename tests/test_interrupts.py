@@ -19,24 +19,24 @@ import torch
 
 from galmap.io import read_shard
 
-from .interrupt import copy_run, kill_when, partial_files, snakemake, write_config
+from .interrupt import copy_run, kill_when, partial_files, rerun, snakemake, write_config
 
 SURVEYS = ("decals", "bass", "mzls", "euclid", "sdss", "halpha")
 
 
 @pytest.mark.slow
 def test_sigkill_during_vae_training_resumes_from_its_checkpoint(local_run: Path, tmp_path: Path):
-    changes = {"vae.max_epochs": 12, "vae.patience": 12}  # long enough to be killed after a checkpoint
+    changes = {"vae.max_epochs": 40, "vae.patience": 40}  # long enough to be killed after a checkpoint
     target = ["results/vae/z2/model.pt", "results/vae/z2/history.csv"]
     ref = copy_run(local_run, tmp_path / "reference")
-    args = ["--cores", "1", "--configfile", write_config(tmp_path / "long.yaml", changes), *target]
+    args = [*target, "--cores", "1", "--configfile", write_config(tmp_path / "long.yaml", changes)]
     snakemake(args, ref)
 
     run = copy_run(local_run, tmp_path / "killed")
     ckpt = run / "results/vae/z2/checkpoint.pt"
-    kill_when(args, run, ckpt.exists, signal.SIGKILL, delay_s=0.5)
+    kill_when(args, run, ckpt.exists, signal.SIGKILL)
     assert ckpt.exists() and not (run / target[0]).exists() and not (run / target[1]).exists()
-    snakemake([*args, "--rerun-incomplete"], run)
+    rerun(args, run)  # --unlock (SIGKILL leaves the lock), then --rerun-incomplete
     assert "resuming from the checkpoint after epoch" in (run / "logs/vae/train-z2.log").read_text()
     assert not ckpt.exists()  # removed once the model is written
     a = torch.load(ref / target[0], weights_only=True)["state_dict"]
@@ -45,7 +45,7 @@ def test_sigkill_during_vae_training_resumes_from_its_checkpoint(local_run: Path
         assert torch.equal(value, b[name]), name  # bit-identical on CPU
     ha, hb = pd.read_csv(ref / target[1]), pd.read_csv(run / target[1])
     losses = [c for c in ha.columns if c.startswith(("train_", "val_"))]
-    assert len(ha) == 12 and ha[["epoch", *losses]].equals(hb[["epoch", *losses]])
+    assert len(ha) == 40 and ha[["epoch", *losses]].equals(hb[["epoch", *losses]])
     assert not [p for p in partial_files(run / "results") if "checkpoint" not in p.name]
 
 
@@ -56,14 +56,15 @@ def test_sigterm_during_a_render_shard_then_rerun_incomplete_equals_the_uninterr
     outputs = [f"data/mock/{s}/shard-0001.h5" for s in SURVEYS] + ["results/data/shards/failures-0001.csv"]
     log = run / "logs/data/render-0001.log"
     log.unlink()
-    args = ["--cores", "1", "--configfile", config, *outputs]
+    args = [*outputs, "--cores", "1", "--configfile", config]  # targets first: --configfile takes several
     kill_when([*args, "--forcerun", "mock_render"], run, lambda: log.exists() and log.stat().st_size > 0,
               signal.SIGTERM, delay_s=1.0)  # fmt: skip
     for name in outputs:  # nothing half-written under a final name: absent, or complete and readable
         path = run / name
         if path.exists() and path.suffix == ".h5":
             read_shard(path)
-    snakemake([*args, "--rerun-incomplete"], run)
+    assert not (run / ".snakemake/locks").exists() or not any((run / ".snakemake/locks").iterdir())  # SIGTERM: no lock
+    rerun(args, run)
     for name in outputs:
         if name.endswith(".h5"):
             a, b = read_shard(local_run / name), read_shard(run / name)
@@ -102,7 +103,8 @@ def test_a_changed_setting_reruns_only_what_reads_it(setting, local_run: Path, t
     for rule in kept:
         assert f"rule {rule}:" not in out, (setting, rule, out[-2000:])
     if setting == "superres.regression_epochs":  # one model's epochs do not retrain the other model
-        assert "results/superres/diffusion/model.pt" not in out and "results/superres/regression/model.pt" in out
+        assert "output: results/superres/diffusion/model.pt" not in out
+        assert "output: results/superres/regression/model.pt" in out
 
 
 @pytest.mark.slow
