@@ -56,9 +56,44 @@ def test_a_local_source_without_a_folder_or_with_an_unknown_survey_is_a_config_e
         validate_config(cfg, schema)
 
 
+def _bad_folder(folder):
+    """The real sample cutouts plus one file of each kind of bad input (tests/test_faults.py's table, in a run):
+    id -> the words its failure row must hold."""
+    import shutil
+
+    from astropy.io import fits
+
+    from galmap.cutouts import cutout_hdulist
+
+    for path in FITS_FOLDER.glob("*.fits"):
+        shutil.copy(path, folder / path.name)
+    good = (FITS_FOLDER / "example.fits").read_bytes()
+    (folder / "bad_truncated.fits").write_bytes(good[: int(0.7 * len(good))])
+    (folder / "bad_garbage.fits").write_bytes(b"not a FITS file" * 300)
+    with fits.open(FITS_FOLDER / "example.fits") as hdul:
+        cube = np.asarray(hdul[0].data, np.float32)
+    cutout_hdulist(cube[:2], ["g", "r"], 0.262, layout="hdus").writeto(folder / "bad_missing_band.fits")
+    cutout_hdulist(np.full_like(cube, np.nan), ["g", "r", "z"], 0.262).writeto(folder / "bad_all_nan.fits")
+    shutil.copy(FITS_FOLDER / "example_a.fits", folder / "dup id.fits")  # both sanitise to dup_id
+    shutil.copy(FITS_FOLDER / "example_b.fits", folder / "dup_id.fits")
+    return {
+        "example_incomplete": "cannot be read",
+        "bad_truncated": "cannot be read (truncated or corrupt FITS?)",
+        "bad_garbage": "cannot be read",
+        "bad_missing_band": "band(s) z missing",
+        "bad_all_nan": "no pixel with data",
+        "dup_id": "duplicate galaxy id after sanitising",
+    }
+
+
 @pytest.mark.slow
-def test_the_workflow_runs_on_the_real_sample_cutouts(tmp_path):
-    local = f"data={{source: local, local: {{path: {FITS_FOLDER}}}}}"  # what a user types after --config
+def test_the_workflow_runs_on_the_real_sample_cutouts_with_bad_files_among_them(tmp_path):
+    """One run fed a folder with each kind of bad file: it finishes, each bad file has its failure row with its
+    cause, and every input id is in the outputs or in a failures table (no galaxy vanishes)."""
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    expected = _bad_folder(folder)
+    local = f"data={{source: local, local: {{path: {folder}}}}}"  # what a user types after --config
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", "--configfile",
            str(REPO / "config" / "test.yaml"), "--config", local]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
@@ -67,15 +102,23 @@ def test_the_workflow_runs_on_the_real_sample_cutouts(tmp_path):
     res = tmp_path / "results"
     catalog = pd.read_parquet(res / "catalog/catalog.parquet")
     ids = set(catalog["id"])
-    assert len(ids) == 10
+    inputs = {p.name[: -len(".fits")].replace(" ", "_") for p in folder.glob("*.fits")}
+    assert ids == inputs and len(ids) == 15  # 10 sample cutouts, 4 bad files, one id of two files
     data_failures = pd.read_csv(res / "data/failures.csv")
-    assert list(data_failures["id"]) == ["example_incomplete"] and "cannot be read" in data_failures["reason"][0]
+    reasons = data_failures.groupby("id")["reason"].apply(" | ".join)
+    for gid, words in expected.items():
+        assert words in reasons.get(gid, ""), (gid, reasons.to_dict())
+    assert set(reasons.index) == set(expected), reasons.to_dict()
+    assert "dup id.fits" in reasons["dup_id"] or "dup_id.fits" in reasons["dup_id"]
     # no galaxy vanishes: each is in the outputs of every stage that ran (with NaN where it failed)
     for table in ("structure/sersic.parquet", "structure/morphometry.parquet", "vae/z4/latents.parquet",
                   "outliers/outliers.parquet"):  # fmt: skip
         assert set(pd.read_parquet(res / table)["id"]) == ids, table
     latents = pd.read_parquet(res / "vae/z4/latents.parquet").set_index("id")
-    assert latents.drop(index="example_incomplete").filter(like="mu").notna().all().all()
+    usable = sorted(ids - set(expected) - {"dup_id"})
+    assert latents.loc[usable].filter(like="mu").notna().all().all()
+    for stage in ("preprocess", "structure", "vae"):  # every failure row names a galaxy of the input
+        assert set(pd.read_csv(res / f"{stage}/failures.csv")["id"]) <= ids, stage
     for name in ("survey_examples", "sersic_residuals", "morphometry", "vae", "outliers", "flow"):
         assert (res / f"figures/{name}.png").stat().st_size > 0
     assert not (res / "figures/sersic_truth.png").exists() and not (res / "classify").exists()

@@ -62,7 +62,7 @@ def same_result(ours: Path, theirs: Path) -> bool:
     if ours.suffix == ".pt":
         import torch
 
-        x, y = torch.load(ours, weights_only=False), torch.load(theirs, weights_only=False)
+        x, y = torch.load(ours, weights_only=True), torch.load(theirs, weights_only=True)
         same_weights = x["state_dict"].keys() == y["state_dict"].keys() and all(
             torch.equal(x["state_dict"][k], y["state_dict"][k]) for k in x["state_dict"]
         )

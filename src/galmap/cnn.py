@@ -31,7 +31,7 @@ from galmap.classify import PREDICTION_COLUMNS
 from galmap.device import pick_device
 from galmap.io import read_shard
 from galmap.netdata import ShardInputs, ShardStream, shard_inputs
-from galmap.training import TrainSettings, derived_seed, load_model, save_model, train
+from galmap.training import TrainSettings, data_digest, derived_seed, load_model, save_model, train
 
 log = logging.getLogger("galmap")
 
@@ -201,6 +201,7 @@ def train_cnn(
         weight_decay=float(params["weight_decay"]),
     )
     fingerprint = repr((sorted(params.items()), list(questions), list(n_classes), [str(p) for p in paths]))
+    fingerprint += data_digest(list(paths))
     best, history = train(
         model,
         make_step(bool(params["augment"])),

@@ -104,10 +104,13 @@ def read_cutout(path: str | Path, bands: Sequence[str] | None = None, single_ban
     if not path.exists():
         raise CutoutError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
                 hdus = [(h.header.copy(), None if h.data is None else np.asarray(h.data, np.float32)) for h in hdul]
+        # astropy only warns on a file cut short (it drops the incomplete HDUs or pads the data)
+        if cut := next((str(w.message) for w in caught if "truncated" in str(w.message).lower()), None):
+            raise OSError(cut)
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt files raise OSError, ValueError, TypeError...
         raise CutoutError(f"{path}: cannot be read (truncated or corrupt FITS?): {exc}") from None
     if not hdus:

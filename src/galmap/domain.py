@@ -60,7 +60,7 @@ from galmap.failures import FailureLog
 from galmap.io import Shard, read_shard
 from galmap.netdata import ShardInputs, ShardStream, shard_inputs
 from galmap.resample import resample_stamps
-from galmap.training import TrainSettings, derived_seed, train
+from galmap.training import TrainSettings, data_digest, derived_seed, train
 
 log = logging.getLogger("galmap")
 
@@ -330,7 +330,7 @@ def train_dann(
     )
     fingerprint = repr(
         (sorted(params.items()), list(questions), [str(p) for p in source_paths], [str(p) for p in target_paths])
-    )
+    ) + data_digest(list(source_paths), list(target_paths), list(classifier.state_dict().values()))
     state, history = train(
         model,
         _dann_step(float(params["domain_weight"]), bool(params["augment"])),

@@ -30,10 +30,14 @@ _BAND_ORDER = ["Ha", "VIS", "z", "i", "r", "g", "u"]
 
 
 def save(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:
-    """Write ``fig`` as PDF and PNG atomically and close it."""
+    """Write ``fig`` as PDF and PNG atomically and close it.
+
+    The PDF gets no creation date, so the same inputs give the same bytes (a rerun is identical).
+    """
     for path in (pdf_path, png_path):
+        fmt = Path(path).suffix[1:]
         with atomic_path(path, Path(path).suffix) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix[1:])
+            fig.savefig(tmp, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else None)
     plt.close(fig)
 
 

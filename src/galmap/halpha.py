@@ -40,7 +40,7 @@ import torch
 from galmap.failures import FailureLog
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.resample import resample_stamps
-from galmap.training import TrainSettings, train
+from galmap.training import TrainSettings, data_digest, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -158,7 +158,7 @@ def train_model(
         lambda: batches("val", False)(0),
         settings,
         checkpoint=checkpoint,
-        fingerprint=f"halpha:{dict(params)}:{seed}",
+        fingerprint=f"halpha:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split),
         desc="halpha",
     )
     model.load_state_dict(state)

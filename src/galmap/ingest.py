@@ -3,7 +3,8 @@
 :func:`inventory` lists the galaxies: one per FITS file (``*.fits``, ``*.fits.gz``,
 ``*.fit``), its id from the catalog (``id`` or ``iauname``, matched to the file
 name, or a ``file`` column) or else the file name, sanitised for paths
-(:func:`galmap.ids.sanitize_id`); duplicate ids are an error naming them.
+(:func:`galmap.ids.sanitize_id`); of files with the same id the first is used and
+the others are reported as problems (named, not dropped silently).
 Catalog rows without a file are reported, not dropped.
 
 :func:`ingest_cutouts` reads each file (:mod:`galmap.cutouts`, either layout of
@@ -86,8 +87,16 @@ def inventory(
         extra_rows = pd.DataFrame({"id": [sanitize_id(_stem(p)) for p in extra], "file": [str(p) for p in extra]})
         table = pd.concat([cat.loc[~missing], extra_rows], ignore_index=True)
         problems += [(gid, "FITS file not in the catalog (no labels)") for gid in extra_rows["id"]]
-    if dup := sorted(table.loc[table["id"].duplicated(), "id"].unique()):
-        raise ValueError(f"{folder}: duplicate galaxy ids after sanitising: {', '.join(dup[:10])}")
+    dup = table["id"].duplicated(keep="first")
+    if dup.any():  # the first file of an id is ingested; every other one is named, not silently dropped
+        first = table.loc[~dup].set_index("id")["file"]
+        problems += [
+            (gid, f"duplicate galaxy id after sanitising: {f or 'a catalog row'} has the id of {first[gid]}; skipped")
+            for gid, f in zip(table.loc[dup, "id"], table.loc[dup, "file"], strict=True)
+        ]
+        log.warning("%s: %d duplicate galaxy ids after sanitising (first kept): %s", folder, int(dup.sum()),
+                    ", ".join(sorted(set(table.loc[dup, "id"]))[:10]))  # fmt: skip
+        table = table.loc[~dup]
     cols = ["id", "file"] + [c for c in table.columns if c not in ("id", "file")]
     return table[cols].sort_values("id", ignore_index=True), problems
 

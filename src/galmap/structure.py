@@ -226,4 +226,6 @@ def morphometry_shard(shard: Shard, band: str, failures: FailureLog | None = Non
         rows.append({"id": str(gid), "band": band} | values)
         if error and failures is not None:
             failures.add(gid, f"morphometry ({shard.attrs.get('survey')} {band}): {error}")
-    return pd.DataFrame(rows, columns=MORPH_COLUMNS)
+    # typed columns also for an empty shard, so its table concatenates with the others unchanged
+    types = {"id": str, "band": str, "flag": "int64"} | {k: "float64" for k in MORPH_PARAMETERS}
+    return pd.DataFrame(rows, columns=MORPH_COLUMNS).astype(types)

@@ -52,7 +52,7 @@ from galmap.io import Shard
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
-from galmap.training import TrainSettings, seeded_generator, train
+from galmap.training import TrainSettings, data_digest, seeded_generator, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -268,7 +268,7 @@ def train_model(
         lambda: _batches(data, "val", bs, seed, False)(0),
         settings,
         checkpoint=checkpoint,
-        fingerprint=f"{kind}:{dict(params)}:{seed}",
+        fingerprint=f"{kind}:{dict(params)}:{seed}:" + data_digest(data.cond, data.target, data.mask, data.split),
         desc=f"superres {kind}",
     )
     model.load_state_dict(state)

@@ -12,6 +12,7 @@ comes from a generator seeded with ``(seed, e)``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -42,6 +43,39 @@ def seeded_generator(seed: int, *stream: int, device: torch.device | str = "cpu"
     """A torch generator seeded from ``(seed, *stream)``."""
     value = int(np.random.SeedSequence([seed, *stream]).generate_state(1, np.uint64)[0]) & (2**63 - 1)
     return torch.Generator(device=device).manual_seed(value)
+
+
+def data_digest(*items: Any) -> str:
+    """A short content hash of a training run's inputs, for checkpoint fingerprints.
+
+    ``items`` are file paths (hashed by their bytes, read in 1 MiB chunks), numpy
+    arrays or torch tensors (hashed by dtype, shape and values), or sequences of
+    these. A checkpoint written for other inputs then no longer matches: a job whose
+    inputs were rewritten since it was killed (a changed upstream parameter) starts
+    over instead of resuming weights trained on the old data.
+    """
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(item: Any) -> None:
+        if isinstance(item, (str, Path)):
+            with open(item, "rb") as fh:
+                for chunk in iter(lambda: fh.read(2**20), b""):
+                    h.update(chunk)
+        elif isinstance(item, torch.Tensor):
+            feed(item.detach().cpu().numpy())
+        elif isinstance(item, np.ndarray):
+            arr = np.ascontiguousarray(item)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
+        elif isinstance(item, (list, tuple)):
+            for sub in item:
+                feed(sub)
+        else:
+            h.update(repr(item).encode())
+
+    for item in items:
+        feed(item)
+    return h.hexdigest()
 
 
 def save_weights(path: str | Path, state: Mapping[str, Any]) -> None:

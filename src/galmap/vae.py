@@ -32,7 +32,7 @@ from galmap.device import pick_device
 from galmap.imagemetrics import masked_errors, ssim
 from galmap.io import read_shard
 from galmap.netdata import ShardInputs, ShardStream, denormalise, shard_inputs
-from galmap.training import TrainSettings, derived_seed, load_model, save_model, train
+from galmap.training import TrainSettings, data_digest, derived_seed, load_model, save_model, train
 
 log = logging.getLogger("galmap")
 
@@ -195,7 +195,7 @@ def train_vae(
         lambda: val_stream.epoch(0),
         settings,
         checkpoint=checkpoint,
-        fingerprint=_fingerprint(params, latent_dim, paths),
+        fingerprint=_fingerprint(params, latent_dim, paths) + data_digest(list(paths)),
         desc=f"VAE z={latent_dim}",
         progress=progress,
     )

@@ -8,7 +8,7 @@ rule classify_targets:
         targets="results/classify/targets.parquet",
         classes="results/classify/classes.csv",
     params:
-        classify=CLASSIFY,
+        classify=CLASSIFY_TARGETS,
         seed=config["seed"],
     log:
         "logs/classify/targets.log",
@@ -31,7 +31,7 @@ rule classify_rf:
         predictions="results/classify/rf_latent/predictions.parquet",
         failures="results/classify/rf_latent/failures.csv",
     params:
-        classify=CLASSIFY,
+        classify=CLASSIFY_RF,
         seed=config["seed"],
     log:
         "logs/classify/rf.log",
@@ -58,7 +58,7 @@ rule classify_cnn:
         predictions="results/classify/cnn_image/predictions.parquet",
         failures="results/classify/cnn_image/failures.csv",
     params:
-        classify=CLASSIFY,
+        classify=CLASSIFY_CNN,
         seed=config["seed"],
     log:
         "logs/classify/cnn.log",

@@ -49,6 +49,18 @@ HALPHA_GPU = config["halpha"]["device"] == "cuda"
 VAE_SURVEY = config["vae"]["survey"]
 # the surveys that observe the source's bands in the target (survey A -> survey B), in band order
 DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
+# What each rule reads of a shared config section, so that a setting reruns only the rules that use it
+# (tests/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
+# vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.
+SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k != "morph_band"}
+MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band")}
+SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples")
+HALPHA_TRAIN_PARAMS = {
+    k: v for k, v in config["halpha"].items() if k not in ("aperture_arcsec", "detect_snr", "n_examples")
+}
+CLASSIFY_TARGETS = {k: v for k, v in CLASSIFY.items() if k not in ("rf", "cnn")}
+CLASSIFY_RF = {k: v for k, v in CLASSIFY.items() if k != "cnn"}
+CLASSIFY_CNN = {k: v for k, v in CLASSIFY.items() if k != "rf"}
 # the flow's training settings (the closure and gallery settings do not retrain it)
 FLOW_TRAINING = {k: v for k, v in config["flow"].items() if not k.startswith(("closure_", "gallery_"))}
 # the paper's figures of the stages that run on these data (the Sérsic-vs-truth figure needs the mock's truth)
@@ -78,6 +90,12 @@ wildcard_constraints:
 def every_survey_shard(pattern, surveys=None):
     """``pattern`` (with {survey} and {shard}) for every shard of each survey (its own shards for MaNGA)."""
     return [pattern.format(survey=s, shard=k) for s in surveys or SURVEYS for k in SURVEY_SHARDS[s]]
+
+
+def superres_train_params(wildcards):
+    """The superres settings one model's training reads: not the evaluation's, nor the other model's epochs."""
+    other = {"diffusion": "regression", "regression": "diffusion"}[wildcards.model]
+    return {k: v for k, v in config["superres"].items() if k not in (*SUPERRES_EVAL_ONLY, f"{other}_epochs")}
 
 
 def data_failure_tables():

@@ -62,7 +62,7 @@ rule domain_reference:
         predictions="results/domain/target_supervised/predictions.parquet",
         failures="results/domain/target_supervised/failures.csv",
     params:
-        classify=CLASSIFY,
+        classify=CLASSIFY_CNN,
         seed=config["seed"],
     log:
         "logs/domain/reference.log",

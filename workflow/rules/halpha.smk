@@ -9,7 +9,7 @@ rule halpha_train:
         model="results/halpha/model.pt",
         history="results/halpha/history.csv",
     params:
-        halpha=config["halpha"],
+        halpha=HALPHA_TRAIN_PARAMS,
         seed=config["seed"],
     log:
         "logs/halpha/train.log",

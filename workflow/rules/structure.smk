@@ -9,7 +9,7 @@ rule sersic:
         failures="results/structure/shards/sersic-failures-{shard}.csv",
     params:
         kind="sersic",
-        structure=config["structure"],
+        structure=SERSIC_PARAMS,
     log:
         "logs/structure/sersic-{shard}.log",
     benchmark:
@@ -35,7 +35,7 @@ rule morphometry:
         failures="results/structure/shards/morphometry-failures-{shard}.csv",
     params:
         kind="morphometry",
-        structure=config["structure"],
+        structure=MORPH_PARAMS,
     log:
         "logs/structure/morphometry-{shard}.log",
     benchmark:

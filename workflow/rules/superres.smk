@@ -9,7 +9,7 @@ rule superres_train:
         model="results/superres/{model}/model.pt",
         history="results/superres/{model}/history.csv",
     params:
-        superres=config["superres"],
+        superres=superres_train_params,
         seed=config["seed"],
     log:
         "logs/superres/train-{model}.log",
