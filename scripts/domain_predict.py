@@ -12,6 +12,7 @@ with job_log(snakemake.log[0]):
         classes_path=snakemake.input.classes,
         classifier_path=snakemake.input.classifier,
         dann_path=snakemake.input.dann,
+        distill_path=snakemake.input.distill,
         reference_path=snakemake.input.get("reference"),
         source_paths=list(snakemake.input.source),
         target_paths=list(snakemake.input.target),

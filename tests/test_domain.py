@@ -13,6 +13,7 @@ import galmap.domain as domain
 from galmap.cnn import MorphologyCNN, predict, train_cnn
 from galmap.config import ConfigError, check_references
 from galmap.domain import (
+    CNNEnsemble,
     adapt_batchnorm,
     domain_metrics,
     held_out_galaxies,
@@ -21,11 +22,14 @@ from galmap.domain import (
     target_batches,
     target_loader,
     target_shard,
+    teacher_targets,
     train_dann,
+    train_distill,
 )
 from galmap.failures import FailureLog
 from galmap.io import Shard, read_shard, write_shard
 from galmap.resample import resample_matrix, resample_stamps
+from galmap.training import load_model, save_model
 
 
 # --------------------------------------------------------------------------- resampling
@@ -161,12 +165,11 @@ def _blobs(n: int, rng: np.random.Generator, blur: float, noise: float, scale: f
 
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory):
-    """Source and target shards of the same 240 ids; the target blurred, dimmed and noisier."""
+    """Source and target shards of the same 240 galaxies; the target blurred, dimmed and noisier."""
     tmp = tmp_path_factory.mktemp("domain")
-    rng = np.random.default_rng(1)
     n = 240
-    xs, ys = _blobs(n, rng, 0.5, 0.05)
-    xt, yt = _blobs(n, rng, 1.5, 0.05, 0.3)
+    xs, ys = _blobs(n, np.random.default_rng(1), 0.5, 0.05)
+    xt, yt = _blobs(n, np.random.default_rng(1), 1.5, 0.05, 0.3)  # the same galaxies, seen by survey b
     ids = np.array([f"g{i:04d}" for i in range(n)], object)
     attrs = {"survey": "a", "bands": ["r"], "pixscale_arcsec": 0.2, "psf_fwhm_arcsec": [1.0],
              "norm_softening": [0.2], "preprocessed": True}  # fmt: skip
@@ -203,6 +206,104 @@ def test_adaptation_improves_target_accuracy_under_a_blur_rescale_noise_shift(sh
     assert _accuracy(dann, tmp / "target.h5", target_truth) > unadapted + 0.1
     assert len(history) == DANN["max_epochs"] and history["best"].iloc[-1]  # the last epoch is kept
     assert {"train_domain_loss", "train_domain_accuracy", "val_accuracy"} <= set(history.columns)
+
+
+DISTILL = {"members": 2, "epochs": 8, "temperature": 2.0, "feature_weight": 1.0, "batch_size": 32,
+           "learning_rate": 1e-3, "weight_decay": 1e-4, "augment": True, "val_fraction": 0.1,
+           "cache_mb": 100}  # fmt: skip
+
+
+def test_distillation_on_the_overlap_recovers_target_accuracy(shifted, tmp_path):
+    tmp, model, source_targets, target_truth = shifted
+    unadapted = _accuracy(model, tmp / "target.h5", target_truth)
+    held_out = held_out_galaxies(source_targets)
+    ens, history = train_distill(model, [tmp / "source.h5"], [tmp / "target.h5"], held_out, DISTILL, 0, progress=False)
+    assert isinstance(ens, CNNEnsemble) and len(ens.members) == 2 and not ens.training
+    assert _accuracy(ens, tmp / "target.h5", target_truth) > unadapted + 0.1
+    assert len(history) == DISTILL["epochs"] and history["best"].iloc[-1]  # the last epoch is kept
+    assert history["train_kl"].iloc[-1] < history["train_kl"].iloc[0]
+    # the members differ (each saw its own orientations) and the file round-trips
+    a, b = (m.state_dict() for m in ens.members)
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    save_model(tmp_path / "ens.pt", ens, {"model": ens.config()})
+    again, _ = load_model(tmp_path / "ens.pt", CNNEnsemble)
+    x = torch.from_numpy(read_shard(tmp / "target.h5").images[:5])
+    assert all(torch.allclose(p, q) for p, q in zip(ens(x), again(x), strict=True))
+    # seeded: the same seed gives the same weights
+    ens2, _ = train_distill(model, [tmp / "source.h5"], [tmp / "target.h5"], held_out, DISTILL | {"epochs": 1}, 5,
+                            progress=False)  # fmt: skip
+    ens3, _ = train_distill(model, [tmp / "source.h5"], [tmp / "target.h5"], held_out, DISTILL | {"epochs": 1}, 5,
+                            progress=False)  # fmt: skip
+    for k, v in ens2.state_dict().items():
+        assert torch.equal(v, ens3.state_dict()[k]), k
+
+
+def test_the_ensemble_averages_its_members_probabilities():
+    torch.manual_seed(0)
+    base = MorphologyCNN(2, [3, 2], [4, 8]).eval()
+    ens = CNNEnsemble.of(base, 3).eval()
+    with torch.no_grad():
+        for k, m in enumerate(ens.members):
+            m.heads[0].bias += k  # make the members disagree
+        x = torch.randn(6, 2, 16, 16)
+        out = ens(x)
+        for q in range(2):
+            mean = torch.stack([torch.softmax(m(x)[q], 1) for m in ens.members]).mean(0)
+            assert torch.allclose(torch.softmax(out[q], 1), mean, atol=1e-6)
+            assert torch.allclose(out[q].exp().sum(1), torch.ones(6), atol=1e-5)  # already normalised
+    with pytest.raises(ValueError, match="at least one member"):
+        CNNEnsemble(2, [3], [4], 0.1, 0)
+
+
+def test_the_teachers_targets_do_not_depend_on_the_orientation():
+    torch.manual_seed(1)
+    teacher = MorphologyCNN(3, [3, 2], [4, 8]).eval()
+    x = torch.randn(5, 3, 20, 20)
+    y = teacher_targets(teacher, x, 2.0)
+    assert y.shape == (5, 8 + 3 + 2)
+    for view in (torch.rot90(x, 1, (-2, -1)), x.flip(-1), torch.rot90(x.flip(-2), 3, (-2, -1))):
+        assert torch.allclose(teacher_targets(teacher, view, 2.0), y, atol=1e-5)
+    assert torch.allclose(y[:, 8:11].sum(1), torch.ones(5)) and torch.allclose(y[:, 11:].sum(1), torch.ones(5))
+    hot = teacher_targets(teacher, x, 0.5)[:, 8:11].max(1).values
+    assert (hot >= y[:, 8:11].max(1).values - 1e-6).all()  # a lower temperature sharpens the probabilities
+
+
+def test_distillation_reads_no_label_and_leaves_out_the_test_galaxies(shifted, tmp_path):
+    """The training sees pixels and the teacher's outputs only: scrambling every label changes no weight."""
+    from galmap.pipeline import domain_distill_file
+    from galmap.training import save_model as save
+
+    tmp, model, source_targets, _ = shifted
+    save(tmp_path / "cnn.pt", model, {"model": model.config(), "questions": ["round"]})
+    params = DISTILL | {"epochs": 2}
+    weights = []
+    for k, table in enumerate([source_targets, source_targets.assign(**{"class": 1 - source_targets["class"]})]):
+        table.to_parquet(tmp_path / f"targets{k}.parquet")
+        out = tmp_path / f"run{k}"
+        out.mkdir()
+        domain_distill_file(params, 3, str(tmp_path / f"targets{k}.parquet"), str(tmp_path / "cnn.pt"),
+                            [str(tmp / "source.h5")], [str(tmp / "target.h5")], str(out / "model.pt"),
+                            str(out / "history.csv"))  # fmt: skip
+        weights.append(load_model(out / "model.pt", CNNEnsemble)[0].state_dict())
+        assert not (out / "checkpoint.pt").exists()
+    for key, v in weights[0].items():
+        assert torch.equal(v, weights[1][key]), key
+    # the pairs: target pixels, the teacher's view of the source as y, no test galaxy
+    held_out = held_out_galaxies(source_targets)
+    load = domain.paired_loader(model, {tmp / "source.h5": tmp / "target.h5"}, held_out, params, 0)
+    pairs = load(tmp / "source.h5")
+    assert not set(pairs.ids) & held_out and len(pairs) == len(source_targets) - len(held_out)
+    assert pairs.y.shape == (len(pairs), model.channels[-1] + 2)
+    assert torch.equal(pairs.x, target_loader(held_out)(tmp / "target.h5").x)  # the target's pixels
+    with pytest.raises(ValueError, match="no galaxy with both a source and a target image outside the test split"):
+        train_distill(model, [tmp / "source.h5"], [tmp / "target.h5"], set(source_targets["id"]), params, 0,
+                      progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="does not hold the galaxies"):
+        other = read_shard(tmp / "target.h5")
+        write_shard(
+            tmp_path / "reordered.h5", Shard(other.images[::-1], other.ivar[::-1], other.ids[::-1], other.attrs)
+        )
+        train_distill(model, [tmp / "source.h5"], [tmp_path / "reordered.h5"], held_out, params, 0, progress=False)
 
 
 def test_no_target_label_reaches_the_training(shifted, monkeypatch):

@@ -87,7 +87,8 @@ RERUNS = {
     "halpha.detect_snr": (2.0, ["halpha_evaluate"], ["halpha_train"]),
     "classify.rf": ({"n_estimators": 30}, ["classify_rf"], ["classify_cnn", "domain_dann", "classify_targets"]),
     "vae.latent_scan": ([2, 4, 6], ["vae_train"], ["preprocess", "classify_cnn", "outliers"]),
-    "domain.batch_size": (4, ["domain_predict"], ["domain_dann", "classify_cnn", "vae_train"]),
+    "domain.batch_size": (4, ["domain_predict"], ["domain_dann", "domain_distill", "classify_cnn", "vae_train"]),
+    "domain.distill.members": (3, ["domain_distill", "domain_predict"], ["domain_dann", "classify_cnn"]),
 }
 
 

@@ -149,6 +149,8 @@ def test_classification_and_flow_outputs(workdir: Path, test_config):
 def test_domain_outputs(workdir: Path, test_config):
     """Target stamps on the source grid for every galaxy; metrics for every method, domain and question."""
     from galmap.cnn import load_cnn
+    from galmap.domain import CNNEnsemble
+    from galmap.training import load_model
 
     truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
     source = read_shard(workdir / "results/images/decals/shard-0000.h5", datasets=())
@@ -161,7 +163,7 @@ def test_domain_outputs(workdir: Path, test_config):
     metrics = pd.read_csv(workdir / "results/domain/metrics.csv")
     questions = set(pd.read_csv(workdir / "results/classify/classes.csv")["question"])
     combos = {("source_only", "source"), ("source_only", "target"), ("adabn", "source"), ("adabn", "target"),
-              ("dann", "source"), ("dann", "target")}  # fmt: skip
+              ("dann", "source"), ("dann", "target"), ("distill", "source"), ("distill", "target")}  # fmt: skip
     assert test_config["domain"]["reference"]  # the test config also trains the target-supervised reference
     combos |= {("target_supervised", "source"), ("target_supervised", "target")}
     for q in questions | {"mean"}:
@@ -174,6 +176,10 @@ def test_domain_outputs(workdir: Path, test_config):
     assert len(hist) == test_config["domain"]["dann"]["max_epochs"]
     model, meta = load_cnn(workdir / "results/domain/dann/model.pt")
     assert meta["adapted"] == "dann" and sorted(meta["questions"]) == sorted(questions)
+    ensemble, meta = load_model(workdir / "results/domain/distill/model.pt", CNNEnsemble)
+    assert meta["adapted"] == "distill" and len(ensemble.members) == test_config["domain"]["distill"]["members"]
+    hist = pd.read_csv(workdir / "results/domain/distill/history.csv")
+    assert len(hist) == test_config["domain"]["distill"]["epochs"] and np.isfinite(hist["train_kl"]).all()
     failures = pd.read_csv(workdir / "results/domain/failures.csv")
     assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])
 

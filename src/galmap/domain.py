@@ -65,7 +65,7 @@ from galmap.training import TrainSettings, data_digest, derived_seed, train
 log = logging.getLogger("galmap")
 
 #: the source classifier unadapted and the two unsupervised adaptations
-METHODS = ("source_only", "adabn", "dann")
+METHODS = ("source_only", "adabn", "dann", "distill")
 #: the optional reference trained on the target's own labels (``domain.reference``): an upper bound, not a method
 REFERENCE = "target_supervised"
 
@@ -344,6 +344,209 @@ def train_dann(
     )
     model.load_state_dict(state)
     return model.classifier.eval(), history
+
+
+# --------------------------------------------------------------------------- cross-survey distillation
+class CNNEnsemble(nn.Module):
+    """``members`` :class:`~galmap.cnn.MorphologyCNN` of one architecture whose class probabilities are averaged.
+
+    The forward pass returns, per question, the logarithm of the members' mean
+    probabilities, so ``softmax`` of the output is that mean (what
+    :func:`galmap.cnn.predict` reports).
+    """
+
+    def __init__(
+        self, in_channels: int, n_classes: Sequence[int], channels: Sequence[int], dropout: float, members: int
+    ) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"an ensemble needs at least one member, not {members}")
+        self.members = nn.ModuleList(
+            MorphologyCNN(in_channels, n_classes, channels, dropout) for _ in range(int(members))
+        )
+
+    @classmethod
+    def of(cls, model: MorphologyCNN, members: int) -> CNNEnsemble:
+        """An ensemble whose every member starts as a copy of ``model``."""
+        out = cls(**model.config(), members=members).to(next(model.parameters()).device)
+        for m in out.members:
+            m.load_state_dict(model.state_dict())
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (stored with the weights)."""
+        return self.members[0].config() | {"members": len(self.members)}
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per question, log of the mean class probability over the members (N, n_classes[q])."""
+        outs = [m(x) for m in self.members]
+        return [
+            torch.logsumexp(torch.stack([F.log_softmax(o[q], 1) for o in outs]), 0) - np.log(len(outs))
+            for q in range(len(outs[0]))
+        ]
+
+
+def _dihedral(x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The 8 rotations by multiples of 90 degrees and their mirror images of a batch of images."""
+    for flip in (False, True):
+        y = x.flip(-1) if flip else x
+        for k in range(4):
+            yield torch.rot90(y, k, dims=(-2, -1))
+
+
+@torch.no_grad()
+def teacher_targets(teacher: MorphologyCNN, x: torch.Tensor, temperature: float, batch_size: int = 256) -> torch.Tensor:
+    """What the source classifier says about source images ``x``: (N, F + sum of classes).
+
+    Per galaxy: its pooled features (F = the last convolution's channels) and,
+    per question, its class probabilities softened by ``temperature``, both
+    averaged over the galaxy's 8 orientations (a galaxy's class does not depend
+    on how it lies on the sky).
+    """
+    teacher.eval()
+    device = next(teacher.parameters()).device
+    parts = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        feats, probs = 0.0, None
+        for view in _dihedral(xb):
+            h = teacher.body(view)  # eval mode: the final dropout is the identity
+            p = [F.softmax(head(h) / temperature, 1) for head in teacher.heads]
+            feats = feats + h
+            probs = p if probs is None else [a + b for a, b in zip(probs, p, strict=True)]
+        parts.append(torch.cat([feats / 8, *[q / 8 for q in probs]], 1).cpu())
+    n_out = int(teacher.channels[-1]) + sum(teacher.n_classes)
+    return torch.cat(parts) if parts else torch.zeros((0, n_out))
+
+
+def paired_loader(
+    teacher: MorphologyCNN, target_of: Mapping[Path, Path], exclude: set[str], params: Mapping[str, Any], seed: int
+):
+    """Read a source shard and its target shard into target images whose ``y`` is the teacher's view of the source.
+
+    ``target_of`` maps each source shard to the target shard of the same
+    galaxies (:func:`target_shard`, same ids in the same order). Galaxies in
+    ``exclude`` (the test split) and those without target pixels are left out;
+    no label is read. ``split`` marks a fixed ``val_fraction`` of the galaxies
+    (by a hash of the id) as ``val``: the distillation loss there is monitored,
+    never used to choose the model.
+    """
+    temperature = float(params["temperature"])
+    val_fraction = float(params["val_fraction"])
+
+    def load(path: Path) -> ShardInputs:
+        src = shard_inputs(read_shard(path, datasets=()), 0, 0.0, 0.0, 0.0)
+        tgt = shard_inputs(read_shard(target_of[Path(path)], datasets=()), seed, val_fraction, 0.0, 0.0)
+        if [str(g) for g in src.ids] != [str(g) for g in tgt.ids]:
+            raise ValueError(f"distillation: {target_of[Path(path)]} does not hold the galaxies of {path} in order")
+        keep = np.array([str(g) not in exclude for g in tgt.ids], bool)
+        keep &= (tgt.w.flatten(1) > 0).any(1).numpy()
+        kept = tgt.select(keep)
+        y = teacher_targets(teacher, src.x[torch.as_tensor(np.flatnonzero(keep))], temperature)
+        return dataclasses.replace(kept, y=y)
+
+    return load
+
+
+def _distill_step(n_features: int, n_classes: Sequence[int], params: Mapping[str, Any]):
+    """The step of :func:`galmap.training.train` for a :class:`CNNEnsemble` learning from the teacher's targets.
+
+    Batches are ``(x_target, w, y_teacher)``. Each member sees its own random
+    rotation/flip of the target images (the teacher's targets are averages over
+    all orientations) and is penalised by the Kullback-Leibler divergence of
+    its softened class probabilities from the teacher's (times
+    ``temperature**2``, Hinton et al. 2015), summed over questions, plus
+    ``feature_weight`` times the mean squared difference of its pooled features
+    from the teacher's. The loss is the sum over members.
+    """
+    temperature = float(params["temperature"])
+    feature_weight = float(params["feature_weight"])
+    augment_images = bool(params["augment"])
+    bounds = np.cumsum([n_features, *n_classes])
+
+    def step(model: CNNEnsemble, batch, epoch: int, gen: torch.Generator, training: bool):
+        device = next(model.parameters()).device
+        x, _w, y = batch
+        x, y = x.to(device), y.to(device)
+        feats, probs = y[:, :n_features], [y[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        kl = feat = x.new_zeros(())
+        for member in model.members:
+            xm = augment(x, gen) if training and augment_images else x
+            h = member.body[:-1](xm)  # the pooled features, before the final dropout
+            hd = member.body[-1](h)
+            for head, p in zip(member.heads, probs, strict=True):
+                logq = F.log_softmax(head(hd) / temperature, 1)
+                kl = kl + F.kl_div(logq, p, reduction="batchmean") * temperature**2
+            feat = feat + F.mse_loss(h, feats)
+        return {
+            "loss": kl + feature_weight * feat,
+            "kl": kl / len(model.members),
+            "feature_mse": feat / len(model.members),
+        }
+
+    return step
+
+
+def train_distill(
+    classifier: MorphologyCNN,
+    source_paths: Sequence[str | Path],
+    target_paths: Sequence[str | Path],
+    exclude: set[str],
+    params: Mapping[str, Any],
+    seed: int,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[CNNEnsemble, pd.DataFrame]:
+    """Cross-survey distillation: an ensemble reading target images that says what ``classifier`` says of the source's.
+
+    The galaxies observed by both surveys (outside ``exclude``, the test split)
+    pair a source image with a target image. The source ``classifier`` (the
+    teacher) gives each pair its orientation-averaged class probabilities and
+    features (:func:`teacher_targets`); ``params["members"]`` copies of it (the
+    students) are trained on the target images to reproduce them
+    (:func:`_distill_step`), and their probabilities are averaged. No label of
+    either survey is read. ``params`` is the config's ``domain.distill``
+    section; the last epoch is kept (a fixed schedule).
+    """
+    if len(source_paths) != len(target_paths):
+        raise ValueError(f"distillation: {len(source_paths)} source shards but {len(target_paths)} target shards")
+    device = next(classifier.parameters()).device
+    teacher = copy.deepcopy(classifier).eval()
+    bs = int(params["batch_size"])
+    cache = float(params.get("cache_mb", 4000))
+    target_of = {Path(s): Path(t) for s, t in zip(source_paths, target_paths, strict=True)}
+    load = paired_loader(teacher, target_of, exclude, params, seed)
+    stream = ShardStream(source_paths, load, "train", bs, seed, cache)
+    val = ShardStream(source_paths, load, "val", 4 * bs, seed, cache, shuffle=False)
+    if not stream.size():
+        raise ValueError("distillation: no galaxy with both a source and a target image outside the test split")
+    epochs = int(params["epochs"])
+    torch.manual_seed(derived_seed(seed, 0xD157, 0))  # the students' dropout
+    model = CNNEnsemble.of(classifier, int(params["members"])).to(device)
+    settings = TrainSettings(
+        max_epochs=epochs,
+        patience=epochs,
+        learning_rate=float(params["learning_rate"]),
+        seed=derived_seed(seed, 0xD157, 1),
+        weight_decay=float(params["weight_decay"]),
+        keep="last",
+    )
+    fingerprint = repr(
+        (sorted(params.items()), sorted(exclude), [str(p) for p in source_paths], [str(p) for p in target_paths])
+    ) + data_digest(list(source_paths), list(target_paths), list(classifier.state_dict().values()))
+    state, history = train(
+        model,
+        _distill_step(int(classifier.channels[-1]), classifier.n_classes, params),
+        stream.epoch,
+        lambda: val.epoch(0),
+        settings,
+        checkpoint=checkpoint,
+        fingerprint=fingerprint,
+        desc="distillation",
+        progress=progress,
+    )
+    model.load_state_dict(state)
+    return model.eval(), history
 
 
 # --------------------------------------------------------------------------- evaluation

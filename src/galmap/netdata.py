@@ -169,6 +169,10 @@ class ShardStream:
         """The first shard's inputs (of this stream's split), read through the cache."""
         return self._get(self.paths[0])
 
+    def size(self) -> int:
+        """Number of galaxies in this stream's split over all its shards (reads them through the cache)."""
+        return sum(len(self._get(p)) for p in self.paths)
+
     def _concat(self, parts: list[ShardInputs], whole: bool) -> tuple[torch.Tensor, ...]:
         """One block's tensors ``(x, w[, y])``; the whole data set's are concatenated once and kept."""
         if whole and self._all is not None:

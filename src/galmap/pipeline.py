@@ -656,12 +656,52 @@ def domain_dann_file(
     )  # fmt: skip
 
 
+def domain_distill_file(
+    params: Mapping[str, Any],
+    seed: int,
+    targets_path: str,
+    classifier_path: str,
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    threads: int = 1,
+) -> None:
+    """Distil the source CNN into an ensemble reading the target survey, on the galaxies outside the test split.
+
+    Only the ``split`` column of the targets table is used (to leave out the
+    test galaxies); no label reaches the training.
+    """
+    import torch
+
+    from galmap.cnn import load_cnn
+    from galmap.device import pick_device
+    from galmap.domain import held_out_galaxies, train_distill
+    from galmap.training import save_model
+
+    torch.set_num_threads(max(1, threads))
+    exclude = held_out_galaxies(read_table(targets_path)[["id", "split"]])
+    classifier, meta = load_cnn(classifier_path, pick_device(params.get("device", "auto")))
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    model, history = train_distill(classifier, source_paths, target_paths, exclude, params, seed, checkpoint)
+    save_model(model_path, model, meta | {"model": model.config(), "adapted": "distill", "seed": seed})
+    write_table(history_path, history)
+    checkpoint.unlink(missing_ok=True)
+    last = history.iloc[-1]
+    log.info(
+        "distillation: %d students, %d epochs; last epoch: KL %.4g, feature MSE %.4g (monitor pairs: %.4g, %.4g)",
+        model.config()["members"], len(history), last["train_kl"], last["train_feature_mse"],
+        last.get("val_kl", float("nan")), last.get("val_feature_mse", float("nan")),
+    )  # fmt: skip
+
+
 def domain_predict_file(
     batch_size: int,
     targets_path: str,
     classes_path: str,
     classifier_path: str,
     dann_path: str,
+    distill_path: str,
     reference_path: str | None,
     source_paths: Sequence[str],
     target_paths: Sequence[str],
@@ -669,9 +709,10 @@ def domain_predict_file(
     failures_path: str,
     threads: int = 1,
 ) -> None:
-    """Predictions of every method (source-only, AdaBN, DANN) on the source and target images.
+    """Predictions of every method (source-only, AdaBN, DANN, distillation) on the source and target images.
 
-    ``classifier_path`` is the source CNN, ``dann_path`` its DANN fine-tuning and
+    ``classifier_path`` is the source CNN, ``dann_path`` its DANN fine-tuning,
+    ``distill_path`` the ensemble distilled from it on the overlap and
     ``reference_path`` (optional) the target-supervised reference; AdaBN is the
     source CNN with its batch-norm statistics re-estimated on the unlabelled
     target images outside the test split.
@@ -680,7 +721,8 @@ def domain_predict_file(
 
     from galmap.classify import class_names
     from galmap.cnn import load_cnn, predict
-    from galmap.domain import METHODS, REFERENCE, adapt_batchnorm, held_out_galaxies, target_batches
+    from galmap.domain import METHODS, REFERENCE, CNNEnsemble, adapt_batchnorm, held_out_galaxies, target_batches
+    from galmap.training import load_model
 
     torch.set_num_threads(max(1, threads))
     targets = read_table(targets_path)
@@ -690,6 +732,7 @@ def domain_predict_file(
         "source_only": base,
         "adabn": adapt_batchnorm(base, target_batches(target_paths, held_out_galaxies(targets), batch_size)),
         "dann": load_cnn(dann_path)[0],
+        "distill": load_model(distill_path, CNNEnsemble)[0],
     }
     if reference_path:
         models[REFERENCE] = load_cnn(reference_path)[0]

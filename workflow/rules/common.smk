@@ -44,6 +44,7 @@ GPU_TRAINING = config["vae"]["device"] == "cuda"
 CNN_GPU = config["classify"]["cnn"]["device"] == "cuda"
 FLOW_GPU = config["flow"]["device"] == "cuda"
 DANN_GPU = config["domain"]["dann"]["device"] == "cuda"
+DISTILL_GPU = config["domain"]["distill"]["device"] == "cuda"
 SUPERRES_GPU = config["superres"]["device"] == "cuda"
 HALPHA_GPU = config["halpha"]["device"] == "cuda"
 VAE_SURVEY = config["vae"]["survey"]

@@ -1,4 +1,5 @@
-# Survey A -> survey B: the source CNN on the target survey, unadapted, with AdaBN, and with DANN (no target label).
+# Survey A -> survey B: the source CNN on the target survey, unadapted, with AdaBN, with DANN and distilled
+# on the overlap (no target label).
 
 
 rule domain_target:
@@ -51,6 +52,33 @@ rule domain_dann:
         "../../scripts/domain_dann.py"
 
 
+rule domain_distill:
+    input:
+        targets="results/classify/targets.parquet",
+        classifier="results/classify/cnn_image/model.pt",
+        source=vae_images,
+        target=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
+    output:
+        model="results/domain/distill/model.pt",
+        history="results/domain/distill/history.csv",
+    params:
+        distill=config["domain"]["distill"],
+        seed=config["seed"],
+    log:
+        "logs/domain/distill.log",
+    benchmark:
+        "logs/benchmarks/domain/distill.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if DISTILL_GPU else 0,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/domain_distill.py"
+
+
 rule domain_reference:
     input:
         targets="results/classify/targets.parquet",
@@ -86,6 +114,7 @@ rule domain_predict:
         classes="results/classify/classes.csv",
         classifier="results/classify/cnn_image/model.pt",
         dann="results/domain/dann/model.pt",
+        distill="results/domain/distill/model.pt",
         source=vae_images,
         target=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
     output:
