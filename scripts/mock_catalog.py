@@ -1,4 +1,4 @@
-"""Snakemake script: draw the mock population (truth, labels, catalog, class counts)."""
+"""Snakemake script: draw the mock population (truth table and catalog)."""
 
 from galmap.joblog import job_log
 from galmap.pipeline import make_mock_catalog
@@ -9,7 +9,5 @@ with job_log(snakemake.log[0]):
     make_mock_catalog(
         dict(snakemake.params.items()),
         truth_path=snakemake.output.truth,
-        labels_path=snakemake.output.labels,
         catalog_path=snakemake.output.catalog,
-        counts_path=snakemake.output.counts,
     )

@@ -88,6 +88,11 @@ RERUNS = {
     "classify.rf": ({"n_estimators": 30}, ["classify_rf"], ["classify_cnn", "domain_dann", "classify_targets"]),
     "vae.latent_scan": ([2, 4, 6], ["vae_train"], ["preprocess", "classify_cnn", "outliers"]),
     "domain.batch_size": (4, ["domain_predict"], ["domain_dann", "domain_distill", "classify_cnn", "vae_train"]),
+    "mock.volunteers.votes_mean": (
+        30,
+        ["mock_labels", "classify_targets"],
+        ["mock_catalog", "mock_render", "preprocess", "vae_train", "sersic"],
+    ),
     "domain.distill.members": (3, ["domain_distill", "domain_predict"], ["domain_dann", "classify_cnn"]),
 }
 

@@ -25,6 +25,13 @@ what the surveys really differ in (resolution, PSF, noise).
   the two surveys are pushed to one feature distribution (the paper's idea that
   the same galaxies seen by two surveys should share one latent distribution),
   while the heads keep classifying the source.
+- ``distill`` (cross-survey distillation on the overlap; knowledge distillation,
+  Hinton et al. 2015, between two views of the same objects, Gupta et al. 2016):
+  the two surveys observe the same galaxies, so for each galaxy outside the test
+  split the source classifier's view of its source image (orientation-averaged
+  class probabilities and pooled features) becomes the target of an ensemble of
+  copies of the classifier reading its target image. No label of either survey
+  is read; the students are models of the target survey.
 
 **Reference** (optional, ``domain.reference``): ``target_supervised``, the same
 CNN trained from scratch on the *target* images with their labels (same splits).
@@ -33,10 +40,10 @@ of the source-to-target drop is recoverable at all (what the target's images
 still contain) rather than lost with the resolution and depth.
 
 **No target label in training.** Target images enter training through
-:func:`target_loader`, which reads pixels only (no ids reach the step, no
-labels exist in it); galaxies in the test split of any question are left out
-of the unlabelled target pool; the number of epochs is fixed (no early
-stopping on anything measured on the target).
+:func:`target_loader` and :func:`paired_loader`, which read pixels only (no ids
+reach the step, no labels exist in them); galaxies in the test split of any
+question are left out of the unlabelled target pool; the number of epochs is
+fixed (no early stopping on anything measured on the target).
 """
 
 from __future__ import annotations

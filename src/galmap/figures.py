@@ -505,10 +505,11 @@ def superres_figure(metrics_path: str, re_path: str, examples_path: str) -> plt.
                 _show(ax, panels[j], ["VIS"], sigma=sigma, title=t)
             if j == 0:
                 ax.set_ylabel(ex["ids"][i], fontsize=6)
+    bottom = grid[-1, :].subgridspec(1, 3, width_ratios=[3, 3, 1.4], wspace=0.3)  # room for the y labels
     for k, (column, label, colour) in enumerate(
         (("re_decals_arcsec", "DECaLS", "tab:orange"), ("re_diffusion_arcsec", "diffusion", "tab:blue"))
     ):
-        ax = fig.add_subplot(grid[-1, 3 * k : 3 * k + 3])
+        ax = fig.add_subplot(bottom[0, k])
         _re_scatter(ax, table, column, label, colour)
         if column == "re_diffusion_arcsec":
             _re_scatter(ax, table, "re_regression_arcsec", "regression", "tab:green")
@@ -521,7 +522,7 @@ def superres_figure(metrics_path: str, re_path: str, examples_path: str) -> plt.
         ax.set_xlabel("Re on the Euclid image (arcsec)")
         ax.set_ylabel(f"Re, {label} (arcsec)")
         ax.legend(fontsize=6, loc="upper left")
-    ax = fig.add_subplot(grid[-1, 6])
+    ax = fig.add_subplot(bottom[0, 2])
     ax.axis("off")
     lines = [
         f"{m}: scatter {metrics.loc[m, 're_log_scatter_dex']:.3f} dex, bias {metrics.loc[m, 're_bias_percent']:+.1f}%"

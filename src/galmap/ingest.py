@@ -174,11 +174,11 @@ def ingest_cutouts(
         if failures is not None and bad[i] >= 1.0:
             failures.add(gid, f"local: {path}: no pixel with data in the {stamp_px}-pixel stamp")
     extra = {"ivar_estimated": estimated, "bad_fraction": bad, "native_pixscale_arcsec": native}
-    return _raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
+    return raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
                       {"units": ["nanomaggy"] * nb, "source": "local"})  # fmt: skip
 
 
-def _raw_shard(
+def raw_shard(
     images: np.ndarray,
     ivar: np.ndarray,
     ids: Sequence[str],
@@ -263,5 +263,5 @@ def ingest_colour_images(
         area = (pixscale_arcsec / scale_in) ** 2  # resampling conserves flux; keep intensities instead
         images[i], ivar[i] = img[0] / area, iv[0] * area**2
     extra = {"bad_fraction": (ivar <= 0).mean(axis=(1, 2, 3)).astype(np.float32)}
-    return _raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
+    return raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
                       {"units": ["relative"] * 3, "source": "local-colour", "calibrated": False})  # fmt: skip

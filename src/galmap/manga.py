@@ -242,7 +242,7 @@ def ingest_manga(
     A row without a file keeps its place with ``ivar = 0`` (the caller recorded why);
     a file that cannot be read, or has no data at the galaxy, is a failure naming it.
     """
-    from galmap.ingest import _raw_shard
+    from galmap.ingest import raw_shard
 
     if kind not in KINDS:
         raise ValueError(f"MaNGA data kind {kind!r} is not one of {KINDS}")
@@ -265,5 +265,5 @@ def ingest_manga(
             failures.add(gid, f"{survey}: {path}: no pixel with data in the {stamp_px}-pixel stamp at ({ra}, {dec})")
     units = [HALPHA_UNIT] if kind == "halpha" else ["nanomaggy"] * nb
     extra = {"bad_fraction": (ivar <= 0).mean(axis=(1, 2, 3)).astype(np.float32), "native_pixscale_arcsec": native}
-    return _raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
+    return raw_shard(images, ivar, rows["id"], survey, bands, pixscale_arcsec, psf_fwhm_arcsec, extra,
                       {"units": units, "source": f"manga-{kind}"})  # fmt: skip

@@ -33,23 +33,37 @@ def shard_rows(n_total: int, shard_size: int, shard: int) -> slice:
     return slice(start, min(start + shard_size, n_total))
 
 
-def make_mock_catalog(
-    config: Mapping[str, Any], truth_path: str, labels_path: str, catalog_path: str, counts_path: str
-) -> None:
-    """Draw the mock population; write truth, labels, the id/ra/dec/shard catalog, class counts."""
+def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str) -> None:
+    """Draw the mock population; write the truth table and the id/ra/dec/shard catalog."""
     truth = draw_population(config)
     truth = pd.concat([truth, true_answers(truth)], axis=1)
-    surveys = surveys_from_config(config)
-    # the config validation (galmap.config.check_references) guarantees the survey exists
-    labels = make_labels(truth, config, surveys[config["mock"]["volunteers"]["label_survey"]])
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
-    counts = class_counts(labels)
     write_table(truth_path, truth)
-    write_table(labels_path, labels)
     write_table(catalog_path, catalog)
+    log.info("mock population: %d galaxies", len(truth))
+
+
+def make_mock_labels(
+    seed: int,
+    volunteers: Mapping[str, Any],
+    surveys: Mapping[str, Any],
+    truth_path: str,
+    labels_path: str,
+    counts_path: str,
+) -> None:
+    """The mock volunteers' labels of the truth table (:func:`galmap.mock.volunteers.make_labels`), class counts.
+
+    ``surveys`` holds the configuration of the survey the volunteers look at
+    (``volunteers["label_survey"]``; the config validation guarantees it exists).
+    """
+    config = {"seed": seed, "mock": {"volunteers": dict(volunteers)}, "surveys": dict(surveys)}
+    survey = surveys_from_config(config)[volunteers["label_survey"]]
+    labels = make_labels(read_table(truth_path), config, survey)
+    counts = class_counts(labels)
+    write_table(labels_path, labels)
     write_table(counts_path, counts)
-    log.info("mock population: %d galaxies; class counts:\n%s", len(truth), counts.to_string(index=False))
+    log.info("mock volunteers: %d galaxies; class counts:\n%s", len(labels), counts.to_string(index=False))
 
 
 def render_mock_shard(

@@ -1,16 +1,15 @@
-# Data stage, data.source: mock: the mock survey's truth, labels and catalog, and its images per shard.
+# Data stage, data.source: mock: the mock survey's truth and catalog, its volunteers' labels, and its
+# images per shard. The volunteers are their own rule: changing them reruns the labels, not the images.
 
 
 rule mock_catalog:
     output:
         truth="results/catalog/truth.parquet",
-        labels="results/catalog/labels.parquet",
         catalog="results/catalog/catalog.parquet",
-        counts="results/catalog/class_counts.csv",
     params:
         seed=config["seed"],
         shard_size=config["shard_size"],
-        mock=config["mock"],
+        mock=MOCK_POPULATION,
         surveys=config["surveys"],
     log:
         "logs/data/mock_catalog.log",
@@ -26,6 +25,29 @@ rule mock_catalog:
         "../../scripts/mock_catalog.py"
 
 
+rule mock_labels:
+    input:
+        truth="results/catalog/truth.parquet",
+    output:
+        labels="results/catalog/labels.parquet",
+        counts="results/catalog/class_counts.csv",
+    params:
+        seed=config["seed"],
+        volunteers=config["mock"]["volunteers"],
+        survey={MOCK_LABEL_SURVEY: config["surveys"][MOCK_LABEL_SURVEY]},
+    log:
+        "logs/data/mock_labels.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_DATA
+    script:
+        "../../scripts/mock_labels.py"
+
+
 rule mock_render:
     input:
         truth="results/catalog/truth.parquet",
@@ -35,7 +57,7 @@ rule mock_render:
     params:
         seed=config["seed"],
         shard_size=config["shard_size"],
-        mock=config["mock"],
+        mock=MOCK_POPULATION,
         surveys=config["surveys"],
     log:
         "logs/data/render-{shard}.log",
