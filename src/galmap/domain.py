@@ -51,6 +51,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -436,12 +438,27 @@ def paired_loader(
     ``exclude`` (the test split) and those without target pixels are left out;
     no label is read. ``split`` marks a fixed ``val_fraction`` of the galaxies
     (by a hash of the id) as ``val``: the distillation loss there is monitored,
-    never used to choose the model.
+    never used to choose the model. Loaded shards are kept (up to ``cache_mb``)
+    so that the training and the monitoring streams share one teacher pass.
     """
     temperature = float(params["temperature"])
     val_fraction = float(params["val_fraction"])
+    budget = float(params.get("cache_mb", 4000)) * 2**20
+    memo: OrderedDict[Path, ShardInputs] = OrderedDict()
+    lock = threading.Lock()
 
     def load(path: Path) -> ShardInputs:
+        with lock:
+            if Path(path) in memo:
+                return memo[Path(path)]
+        out = read(Path(path))
+        with lock:
+            memo[Path(path)] = out
+            while len(memo) > 1 and sum(d.nbytes for d in memo.values()) > budget:
+                memo.popitem(last=False)
+        return out
+
+    def read(path: Path) -> ShardInputs:
         src = shard_inputs(read_shard(path, datasets=()), 0, 0.0, 0.0, 0.0)
         tgt = shard_inputs(read_shard(target_of[Path(path)], datasets=()), seed, val_fraction, 0.0, 0.0)
         if [str(g) for g in src.ids] != [str(g) for g in tgt.ids]:

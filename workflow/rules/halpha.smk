@@ -15,6 +15,7 @@ rule halpha_train:
         "logs/halpha/train.log",
     benchmark:
         "logs/benchmarks/halpha/train.tsv"
+    priority: 5  # the longest one-core job: started early, it no longer leaves a core idle at the end
     threads: 1
     resources:
         mem_mb=2000,
