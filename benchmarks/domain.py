@@ -80,8 +80,8 @@ def main() -> None:
         source, target = Path(tmp) / "source.h5", Path(tmp) / "target.h5"
         _shard(source, rng, ids, args.size, "decals")
         _shard(target, rng, ids, args.size, "bass+mzls")
-        t_cnn, (model, _, _) = _timed(lambda: train_cnn([source], targets, questions, n_classes, cnn, 0,
-                                                        progress=False))  # fmt: skip
+        model, _, _ = train_cnn([source], targets, questions, n_classes, cnn, 0, progress=False)  # warm-up
+        t_cnn, _ = _timed(lambda: train_cnn([source], targets, questions, n_classes, cnn, 0, progress=False))
         batches = list(target_batches([target], set(), int(cfg["domain"]["batch_size"])))
         t_adabn, _ = _timed(lambda: adapt_batchnorm(model, batches))
         t_dann, _ = _timed(lambda: train_dann(model, [source], [target], targets, questions, dann, 0, progress=False))
@@ -95,8 +95,8 @@ def main() -> None:
     print(f"adabn         (batch-norm statistics, one pass):  {t_adabn:7.2f} s   {t_adabn / t_cnn:5.2f}x")
     print(f"dann_epoch    (one epoch, source + target):       {t_dann:7.2f} s   {t_dann / t_cnn:5.2f}x")
     print(f"teacher       (8 orientations of every pair):     {t_teacher:7.2f} s   {t_teacher / t_cnn:5.2f}x")
-    print(f"distill_epoch ({distill['members']} students, one epoch):         {t_distill:7.2f} s   "
-          f"{t_distill / t_cnn:5.2f}x")  # fmt: skip
+    label = f"({distill['members']} students, one epoch):"
+    print(f"distill_epoch {label:36s}{t_distill:7.2f} s   {t_distill / t_cnn:5.2f}x")
     total = {
         "cnn": int(cfg["classify"]["cnn"]["max_epochs"]) * t_cnn,
         "dann": int(cfg["domain"]["dann"]["max_epochs"]) * t_dann,
