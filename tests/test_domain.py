@@ -271,10 +271,9 @@ def test_the_teachers_targets_do_not_depend_on_the_orientation():
 def test_distillation_reads_no_label_and_leaves_out_the_test_galaxies(shifted, tmp_path):
     """The training sees pixels and the teacher's outputs only: scrambling every label changes no weight."""
     from galmap.pipeline import domain_distill_file
-    from galmap.training import save_model as save
 
     tmp, model, source_targets, _ = shifted
-    save(tmp_path / "cnn.pt", model, {"model": model.config(), "questions": ["round"]})
+    save_model(tmp_path / "cnn.pt", model, {"model": model.config(), "questions": ["round"]})
     params = DISTILL | {"epochs": 2}
     weights = []
     for k, table in enumerate([source_targets, source_targets.assign(**{"class": 1 - source_targets["class"]})]):

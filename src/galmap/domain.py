@@ -51,8 +51,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +65,7 @@ from galmap.cnn import MorphologyCNN, augment, masked_cross_entropy, target_look
 from galmap.cnn import loader as cnn_loader
 from galmap.failures import FailureLog
 from galmap.io import Shard, read_shard
-from galmap.netdata import ShardInputs, ShardStream, shard_inputs
+from galmap.netdata import ShardCache, ShardInputs, ShardStream, shard_inputs
 from galmap.resample import resample_stamps
 from galmap.training import TrainSettings, data_digest, derived_seed, train
 
@@ -443,20 +441,10 @@ def paired_loader(
     """
     temperature = float(params["temperature"])
     val_fraction = float(params["val_fraction"])
-    budget = float(params.get("cache_mb", 4000)) * 2**20
-    memo: OrderedDict[Path, ShardInputs] = OrderedDict()
-    lock = threading.Lock()
+    cache = ShardCache(float(params.get("cache_mb", 4000)))
 
     def load(path: Path) -> ShardInputs:
-        with lock:
-            if Path(path) in memo:
-                return memo[Path(path)]
-        out = read(Path(path))
-        with lock:
-            memo[Path(path)] = out
-            while len(memo) > 1 and sum(d.nbytes for d in memo.values()) > budget:
-                memo.popitem(last=False)
-        return out
+        return cache.get(Path(path), read)
 
     def read(path: Path) -> ShardInputs:
         src = shard_inputs(read_shard(path, datasets=()), 0, 0.0, 0.0, 0.0)

@@ -106,6 +106,31 @@ def shard_inputs(shard: Shard, seed: int, val_fraction: float, test_fraction: fl
     return ShardInputs(torch.from_numpy(x), torch.from_numpy(w), ids, split, dict(shard.attrs))
 
 
+class ShardCache:
+    """Loaded shards by path, up to ``cache_mb`` of :attr:`ShardInputs.nbytes` (at least one), least recently used out.
+
+    Thread-safe: :class:`ShardStream` reads its next block in a background thread.
+    """
+
+    def __init__(self, cache_mb: float = 4000.0) -> None:
+        self.cache_bytes = cache_mb * 2**20
+        self._items: OrderedDict[Path, ShardInputs] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, load: Callable[[Path], ShardInputs]) -> ShardInputs:
+        """The shard at ``path``, from the cache or ``load(path)``."""
+        with self._lock:
+            if path in self._items:
+                self._items.move_to_end(path)
+                return self._items[path]
+        data = load(path)
+        with self._lock:
+            self._items[path] = data
+            while len(self._items) > 1 and sum(d.nbytes for d in self._items.values()) > self.cache_bytes:
+                self._items.popitem(last=False)
+        return data
+
+
 class ShardStream:
     """Shuffled mini-batches ``(x, w)`` (or ``(x, w, y)`` with targets) of one split, read shard by shard.
 
@@ -140,23 +165,15 @@ class ShardStream:
         self.seed = seed
         self.cache_bytes = cache_mb * 2**20
         self.shuffle = shuffle
-        self._cache: OrderedDict[Path, ShardInputs] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = ShardCache(cache_mb)
         self._all: tuple[torch.Tensor, ...] | None = None
 
-    def _get(self, path: Path) -> ShardInputs:
-        with self._lock:
-            if path in self._cache:
-                self._cache.move_to_end(path)
-                return self._cache[path]
+    def _read(self, path: Path) -> ShardInputs:
         data = self.load(path)
-        if self.split is not None:
-            data = data.select(data.split == self.split)
-        with self._lock:
-            self._cache[path] = data
-            while len(self._cache) > 1 and sum(d.nbytes for d in self._cache.values()) > self.cache_bytes:
-                self._cache.popitem(last=False)
-        return data
+        return data if self.split is None else data.select(data.split == self.split)
+
+    def _get(self, path: Path) -> ShardInputs:
+        return self._cache.get(path, self._read)
 
     def _blocks(self, order: list[Path]) -> list[list[Path]]:
         per_shard = max(self._get(order[0]).nbytes, 1)
