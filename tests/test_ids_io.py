@@ -8,7 +8,16 @@ import pytest
 
 from galmap.failures import FailureLog, gather_failures
 from galmap.ids import is_safe_id, mock_id, sanitize_id
-from galmap.io import Shard, ShardError, atomic_path, read_shard, read_table, write_shard, write_table
+from galmap.io import (
+    Shard,
+    ShardError,
+    atomic_path,
+    read_shard,
+    read_table,
+    training_checkpoint,
+    write_shard,
+    write_table,
+)
 
 
 def _shard(n=3, bands=("g", "r")):
@@ -97,6 +106,19 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
             raise RuntimeError("killed")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_checkpoint_is_kept_for_a_rerun_only_when_the_training_fails(tmp_path):
+    model = tmp_path / "z8" / "model.pt"
+    model.parent.mkdir()
+    with pytest.raises(RuntimeError, match="killed"), training_checkpoint(model) as ckpt:
+        ckpt.write_bytes(b"epoch 3")
+        raise RuntimeError("killed in epoch 4")
+    assert ckpt == model.with_name("checkpoint.pt") and ckpt.read_bytes() == b"epoch 3"  # resumable
+    with training_checkpoint(model) as again:
+        assert again == ckpt
+        model.write_bytes(b"weights")
+    assert not ckpt.exists() and model.exists()  # done: nothing left to resume
 
 
 def test_table_round_trip_and_bad_table(tmp_path):

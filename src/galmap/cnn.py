@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from galmap.augment import random_dihedral
 from galmap.classify import PREDICTION_COLUMNS
 from galmap.device import pick_device
 from galmap.io import read_shard
@@ -84,20 +85,6 @@ class MorphologyCNN(nn.Module):
         return [head(h) for head in self.heads]
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each image rotated by a random multiple of 90 degrees and flipped at random."""
-    n = x.shape[0]
-    rot = torch.randint(0, 4, (n,), generator=generator, device=x.device)
-    flip = torch.randint(0, 2, (n,), generator=generator, device=x.device).bool()
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    out = x.clone()
-    for k in (1, 2, 3):
-        sel = rot == k
-        if sel.any():
-            out[sel] = torch.rot90(x[sel], k, dims=(-2, -1))
-    return out
-
-
 def masked_cross_entropy(logits: Sequence[torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed per-question mean cross-entropy over labelled galaxies (``y >= 0``), and the accuracy."""
     loss = logits[0].new_zeros(())
@@ -120,7 +107,7 @@ def make_step(augment_images: bool):
         device = next(model.parameters()).device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if training and augment_images:
-            x = augment(x, gen)
+            x = random_dihedral(x, gen)
         loss, acc = masked_cross_entropy(model(x), y)
         return {"loss": loss, "accuracy": acc}
 

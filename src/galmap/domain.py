@@ -61,7 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galmap.cnn import MorphologyCNN, augment, masked_cross_entropy, target_lookup
+from galmap.augment import dihedral_views, random_dihedral
+from galmap.cnn import MorphologyCNN, masked_cross_entropy, target_lookup
 from galmap.cnn import loader as cnn_loader
 from galmap.failures import FailureLog
 from galmap.io import Shard, read_shard
@@ -260,7 +261,7 @@ def _dann_step(domain_weight: float, augment_images: bool):
         xs, _ws, ys, xt, strength = batch
         xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
         if augment_images:
-            xs, xt = augment(xs, gen), augment(xt, gen)
+            xs, xt = random_dihedral(xs, gen), random_dihedral(xt, gen)
         logits, dom = model(torch.cat([xs, xt]), strength)
         ns = len(xs)
         ce, acc = masked_cross_entropy([lg[:ns] for lg in logits], ys)
@@ -393,14 +394,6 @@ class CNNEnsemble(nn.Module):
         ]
 
 
-def _dihedral(x: torch.Tensor) -> Iterator[torch.Tensor]:
-    """The 8 rotations by multiples of 90 degrees and their mirror images of a batch of images."""
-    for flip in (False, True):
-        y = x.flip(-1) if flip else x
-        for k in range(4):
-            yield torch.rot90(y, k, dims=(-2, -1))
-
-
 @torch.no_grad()
 def teacher_targets(teacher: MorphologyCNN, x: torch.Tensor, temperature: float, batch_size: int = 256) -> torch.Tensor:
     """What the source classifier says about source images ``x``: (N, F + sum of classes).
@@ -416,7 +409,7 @@ def teacher_targets(teacher: MorphologyCNN, x: torch.Tensor, temperature: float,
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
         feats, probs = 0.0, None
-        for view in _dihedral(xb):
+        for view in dihedral_views(xb):
             h = teacher.body(view)  # eval mode: the final dropout is the identity
             p = [F.softmax(head(h) / temperature, 1) for head in teacher.heads]
             feats = feats + h
@@ -483,7 +476,7 @@ def _distill_step(n_features: int, n_classes: Sequence[int], params: Mapping[str
         feats, probs = y[:, :n_features], [y[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         kl = feat = x.new_zeros(())
         for member in model.members:
-            xm = augment(x, gen) if training and augment_images else x
+            xm = random_dihedral(x, gen) if training and augment_images else x
             h = member.body[:-1](xm)  # the pooled features, before the final dropout
             hd = member.body[-1](h)
             for head, p in zip(member.heads, probs, strict=True):

@@ -57,6 +57,20 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def training_checkpoint(model_path: str | Path) -> Iterator[Path]:
+    """The checkpoint file of the training that writes ``model_path``: ``checkpoint.pt`` beside it.
+
+    Use as ``with training_checkpoint(model_path) as ckpt:`` around the training
+    (:func:`galmap.training.train` writes ``ckpt`` after every epoch) and the writing
+    of its outputs: the checkpoint is removed once the block completes and kept when
+    it raises or the job is killed, so that a rerun resumes from it.
+    """
+    checkpoint = Path(model_path).with_name("checkpoint.pt")
+    yield checkpoint
+    checkpoint.unlink(missing_ok=True)
+
+
 @dataclass
 class Shard:
     """An in-memory image shard.

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from galmap.failures import FailureLog, gather_failures
-from galmap.io import read_shard, read_table, write_shard, write_table
+from galmap.io import read_shard, read_table, training_checkpoint, write_shard, write_table
 from galmap.labels import class_counts
 from galmap.mock.population import draw_population, true_answers
 from galmap.mock.render import render_shard
@@ -287,12 +287,11 @@ def train_vae_file(
     from galmap.vae import save_vae, train_vae
 
     torch.set_num_threads(max(1, threads))
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history, meta = train_vae(image_paths, params, latent_dim, seed, checkpoint=checkpoint)
-    meta["images_per_s"] = float(history["images_per_s"].median()) if len(history) else float("nan")
-    save_vae(model_path, model, meta)
-    write_table(history_path, history)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history, meta = train_vae(image_paths, params, latent_dim, seed, checkpoint=checkpoint)
+        meta["images_per_s"] = float(history["images_per_s"].median()) if len(history) else float("nan")
+        save_vae(model_path, model, meta)
+        write_table(history_path, history)
     log.info("VAE z=%d: %d epochs; model written to %s", latent_dim, len(history), model_path)
 
 
@@ -430,13 +429,12 @@ def classify_cnn_file(
     targets = read_table(targets_path)
     names = class_names(read_table(classes_path))
     questions = list(names)
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history, meta = train_cnn(
-        image_paths, targets, questions, [len(names[q]) for q in questions], params["cnn"], seed, checkpoint
-    )
-    save_cnn(model_path, model, meta)
-    write_table(history_path, history)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history, meta = train_cnn(
+            image_paths, targets, questions, [len(names[q]) for q in questions], params["cnn"], seed, checkpoint
+        )
+        save_cnn(model_path, model, meta)
+        write_table(history_path, history)
     preds = predict(model, image_paths, targets, questions)
     failures = FailureLog("classify")
     seen = set(zip(preds["id"], preds["question"], strict=True))
@@ -515,20 +513,19 @@ def flow_train_file(
     )
     zd = z[[zrow[g] for g in data["id"]]]
     pd_ = data[names].to_numpy(dtype=np.float64)
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history = train_flow(zd, pd_, data["split"].to_numpy(), names, params, seed, checkpoint)
-    test = (data["split"] == "test").to_numpy()
-    meta = {
-        "model": model.config(),
-        "seed": seed,
-        "n_train": int((data["split"] == "train").sum()),
-        "test_log_prob_per_dim": mean_log_prob(model, zd[test], pd_[test]) if test.any() else float("nan"),
-    }
-    save_flow(model_path, model, meta)
-    write_table(history_path, history)
-    write_table(data_path, data)
-    failures.write(failures_path)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history = train_flow(zd, pd_, data["split"].to_numpy(), names, params, seed, checkpoint)
+        test = (data["split"] == "test").to_numpy()
+        meta = {
+            "model": model.config(),
+            "seed": seed,
+            "n_train": int((data["split"] == "train").sum()),
+            "test_log_prob_per_dim": mean_log_prob(model, zd[test], pd_[test]) if test.any() else float("nan"),
+        }
+        save_flow(model_path, model, meta)
+        write_table(history_path, history)
+        write_table(data_path, data)
+        failures.write(failures_path)
     log.info(
         "flow: %d galaxies (%d excluded), %d epochs, test log p = %.3f nats/dim",
         len(data), len(failures), len(history), meta["test_log_prob_per_dim"],
@@ -658,11 +655,12 @@ def domain_dann_file(
     classifier, meta = load_cnn(classifier_path, pick_device(params.get("device", "auto")))
     if list(meta["questions"]) != questions:
         raise ValueError(f"{classifier_path} answers {meta['questions']}, {classes_path} lists {questions}")
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history = train_dann(classifier, source_paths, target_paths, targets, questions, params, seed, checkpoint)
-    save_cnn(model_path, model, meta | {"adapted": "dann", "seed": seed})
-    write_table(history_path, history)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history = train_dann(
+            classifier, source_paths, target_paths, targets, questions, params, seed, checkpoint
+        )
+        save_cnn(model_path, model, meta | {"adapted": "dann", "seed": seed})
+        write_table(history_path, history)
     last = history.iloc[-1]
     log.info(
         "DANN: %d epochs; last epoch: source class loss %.4g, domain loss %.4g, domain accuracy %.3f",
@@ -696,11 +694,10 @@ def domain_distill_file(
     torch.set_num_threads(max(1, threads))
     exclude = held_out_galaxies(read_table(targets_path)[["id", "split"]])
     classifier, meta = load_cnn(classifier_path, pick_device(params.get("device", "auto")))
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history = train_distill(classifier, source_paths, target_paths, exclude, params, seed, checkpoint)
-    save_model(model_path, model, meta | {"model": model.config(), "adapted": "distill", "seed": seed})
-    write_table(history_path, history)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history = train_distill(classifier, source_paths, target_paths, exclude, params, seed, checkpoint)
+        save_model(model_path, model, meta | {"model": model.config(), "adapted": "distill", "seed": seed})
+        write_table(history_path, history)
     last = history.iloc[-1]
     log.info(
         "distillation: %d students, %d epochs; last epoch: KL %.4g, feature MSE %.4g (monitor pairs: %.4g, %.4g)",
@@ -801,11 +798,10 @@ def superres_train_file(
     stream = {"diffusion": 1, "regression": 2}[kind]
     data = load_pairs(source_paths, target_paths, params, seed)
     device = pick_device(params["device"])
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history, meta = train_model(kind, data, params, derived_seed(seed, 70, stream), device, checkpoint)
-    save_model(model_path, model, meta | {"target_softening": data.target_softening})
-    write_table(history_path, history)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history, meta = train_model(kind, data, params, derived_seed(seed, 70, stream), device, checkpoint)
+        save_model(model_path, model, meta | {"target_softening": data.target_softening})
+        write_table(history_path, history)
     log.info(
         "superres %s: %d training galaxies, %.1f images/s, final loss %.4g",
         kind, meta["n_train"], meta["train_images_per_s"], history["train_loss"].iloc[-1],
@@ -876,11 +872,12 @@ def halpha_train_file(
 
     torch.set_num_threads(max(1, threads))
     data = load_pairs(input_paths, target_paths, params, seed)
-    checkpoint = Path(model_path).with_name("checkpoint.pt")
-    model, history, meta = train_model(data, params, derived_seed(seed, 80), pick_device(params["device"]), checkpoint)
-    save_model(model_path, model, meta | {"softening": data.softening})
-    write_table(history_path, history)
-    checkpoint.unlink(missing_ok=True)
+    with training_checkpoint(model_path) as checkpoint:
+        model, history, meta = train_model(
+            data, params, derived_seed(seed, 80), pick_device(params["device"]), checkpoint
+        )
+        save_model(model_path, model, meta | {"softening": data.softening})
+        write_table(history_path, history)
     log.info("halpha: %d training galaxies, %.1f images/s", meta["n_train"], meta["train_images_per_s"])
 
 
