@@ -1,4 +1,4 @@
-"""Snakemake script: evaluate the Hα U-Net on the held-out galaxies."""
+"""Snakemake script: evaluate the Hα U-Net or the Hα diffusion model on the held-out galaxies."""
 
 from galmap.joblog import job_log
 from galmap.pipeline import halpha_evaluate_file
@@ -15,7 +15,7 @@ with job_log(snakemake.log[0]):
         truth_path=next(iter(snakemake.input.truth), None),
         metrics_path=snakemake.output.metrics,
         predictions_path=snakemake.output.predictions,
-        examples_path=snakemake.output.examples,
+        examples_path=snakemake.output.get("examples"),
         failures_path=snakemake.output.failures,
         threads=snakemake.threads,
     )

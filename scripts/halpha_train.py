@@ -1,4 +1,4 @@
-"""Snakemake script: train the u,g,r,i,z -> Hα U-Net."""
+"""Snakemake script: train the u,g,r,i,z -> Hα U-Net or the Hα diffusion model (``params.kind``)."""
 
 from galmap.joblog import job_log
 from galmap.pipeline import halpha_train_file
@@ -14,4 +14,5 @@ with job_log(snakemake.log[0]):
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         threads=snakemake.threads,
+        kind=snakemake.params.kind,
     )

@@ -9,13 +9,17 @@ import torch
 
 from galmap.failures import FailureLog
 from galmap.halpha import (
+    DRAW_METRIC_COLUMNS,
+    DRAW_PREDICTION_COLUMNS,
     METRIC_COLUMNS,
     PREDICTION_COLUMNS,
     evaluate,
+    evaluate_draws,
     half_light_radius,
     load_pairs,
     noise_aware_loss,
     radial_profiles,
+    train_diffusion,
     train_model,
 )
 from galmap.io import Shard, write_shard
@@ -139,3 +143,43 @@ def test_a_perfect_prediction_scores_perfectly(tmp_path):
     row = metrics.set_index("subset").loc["detectable"]
     assert row["pixel_corr_median"] == pytest.approx(1.0, abs=1e-4)
     assert row["flux_log_ratio_median_dex"] == pytest.approx(0.0, abs=1e-4)
+
+
+DIFFUSION = {"channels": [4, 8], "epochs": 2, "sample_steps": 3, "n_draws": 3, "eta": 0.0}
+
+
+def test_diffusion_model_trains_and_its_draws_are_scored_reproducibly(tmp_path):
+    sdss, ha, truth = _pairs(tmp_path)
+    params = PARAMS | {"diffusion": DIFFUSION}
+    data = load_pairs([sdss], [ha], params, seed=1)
+    model, history, meta = train_diffusion(data, params, seed=4, device=torch.device("cpu"))
+    assert meta["kind"] == "diffusion" and meta["data_scale"] > 0 and len(history) == DIFFUSION["epochs"]
+    metrics, table = evaluate_draws(data, model, meta, params, truth, FailureLog("halpha"), seed=9)
+    assert list(metrics.columns) == METRIC_COLUMNS + DRAW_METRIC_COLUMNS
+    assert list(table.columns) == PREDICTION_COLUMNS + DRAW_PREDICTION_COLUMNS
+    assert list(metrics["subset"]) == ["all", "detectable"] and (metrics["n_draws"] == 3).all()
+    assert (table["flux_draw_std_dex"].dropna() > 0).all()  # different starting noise, different maps
+    assert table["pixel_coverage_1sigma"].between(0, 1).all()
+    _, again = evaluate_draws(data, model, meta, params, truth, FailureLog("halpha"), seed=9)
+    pd.testing.assert_frame_equal(table, again)  # seeded draws
+    _, other = evaluate_draws(data, model, meta, params, truth, FailureLog("halpha"), seed=10)
+    assert not np.allclose(table["flux_pred"], other["flux_pred"])
+
+
+def test_draw_spread_and_coverage_of_known_draws(tmp_path, monkeypatch):
+    """Draws at half and twice the observed map: a spread of sqrt(2) log10(2) dex in flux, every pixel covered."""
+    import galmap.halpha
+
+    sdss, ha, truth = _pairs(tmp_path)
+    params = PARAMS | {"diffusion": DIFFUSION | {"n_draws": 2}}
+    data = load_pairs([sdss], [ha], params, seed=1)
+    obs = data.flux[data.split == "test", 0]
+    monkeypatch.setattr(galmap.halpha, "sample_maps", lambda *a, **k: np.stack([0.5 * obs, 2.0 * obs]))
+    obs_truth = truth.assign(flux_Ha=truth["flux_Ha"] * 1e3)  # far above the draws: never covered
+    meta = {"data_scale": 1.0, "train_images_per_s": 1.0}
+    metrics, table = evaluate_draws(data, torch.nn.Identity(), meta, params, obs_truth, FailureLog("halpha"), seed=0)
+    assert np.allclose(table["flux_draw_std_dex"], np.sqrt(2) * np.log10(2))
+    assert (table["pixel_coverage_1sigma"] == 1.0).all()  # |obs - 1.25 obs| <= the two draws' std, 1.06 obs
+    assert (metrics["flux_coverage_1sigma"] == 0.0).all()
+    covered, _ = evaluate_draws(data, torch.nn.Identity(), meta, params, truth, FailureLog("halpha"), seed=0)
+    assert (covered["flux_coverage_1sigma"] > 0.5).all()  # the truth near the observed flux: within the spread

@@ -203,7 +203,17 @@ def test_superres_and_halpha_outputs(workdir: Path, test_config):
     assert list(ha.columns) == HA_COLUMNS and list(ha["subset"]) == ["all", "detectable"]
     pred = pd.read_parquet(workdir / "results/halpha/predictions.parquet")
     assert np.allclose(pred["flux_true"], truth.set_index("id").loc[pred["id"], "flux_Ha"])
-    for stage in ("superres", "halpha"):
+    # the optional Hα diffusion model (on in the test config): its draws' metrics, per galaxy the truth's flux
+    from galmap.halpha import DRAW_METRIC_COLUMNS
+
+    draws = pd.read_csv(workdir / "results/halpha/diffusion/metrics.csv")
+    assert list(draws.columns) == HA_COLUMNS + DRAW_METRIC_COLUMNS
+    assert (draws["n_draws"] == test_config["halpha"]["diffusion"]["n_draws"]).all()
+    pred_d = pd.read_parquet(workdir / "results/halpha/diffusion/predictions.parquet")
+    assert list(pred_d["id"]) == list(pred["id"]) and np.allclose(pred_d["flux_true"], pred["flux_true"])
+    hist = pd.read_csv(workdir / "results/halpha/diffusion/history.csv")
+    assert len(hist) == test_config["halpha"]["diffusion"]["epochs"]
+    for stage in ("superres", "halpha", "halpha/diffusion"):
         failures = pd.read_csv(workdir / f"results/{stage}/failures.csv")
         assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])
 

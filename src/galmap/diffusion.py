@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+
+from galmap.training import seeded_generator
 
 COSINE_OFFSET = 0.008
 ALPHA2_RANGE = (1e-5, 1.0 - 1e-5)
@@ -113,3 +116,28 @@ def ddim_sample(
         if eta > 0:
             x = x + sig * torch.randn(shape, generator=generator, device=cond.device)
     return x
+
+
+def sample_draws(
+    model: nn.Module,
+    cond: torch.Tensor,
+    out_channels: int,
+    n_draws: int,
+    steps: int,
+    eta: float,
+    seed: int,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """``n_draws`` DDIM draws per galaxy of ``cond`` (N, Cc, H, W): (n_draws, N, out_channels, H, W), network scale.
+
+    Seeded (``seed``): the same call gives the same draws. The model stays on its device;
+    ``cond`` is moved there a batch at a time.
+    """
+    device = next(model.parameters()).device
+    gen = seeded_generator(seed, 7, device=device)
+    out = np.empty((n_draws, cond.shape[0], out_channels, *cond.shape[-2:]), np.float32)
+    for d in range(n_draws):
+        for start in range(0, cond.shape[0], batch_size):
+            c = cond[start : start + batch_size].to(device)
+            out[d, start : start + len(c)] = ddim_sample(model, c, out_channels, steps, eta, gen).cpu().numpy()
+    return out

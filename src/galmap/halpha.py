@@ -23,12 +23,18 @@ loss. The network predicts the mean Hα map given the broad bands.
 * the radial profile: azimuthal means in 1-pixel annuli of both maps (stacked in the
   figure) and the Hα half-light radius inside the aperture of each;
 * *detectable* Hα: an observed aperture flux at least ``detect_snr`` times its noise.
+
+**Sampling** (optional, ``params["diffusion"]``): :func:`train_diffusion` trains the
+conditional diffusion model of :mod:`galmap.diffusion` on the same pairs (the Hα map given
+the five bands) and :func:`evaluate_draws` scores the mean of its draws as above, plus the
+spread of the draws and its calibration against the truth.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.resample import resample_stamps
@@ -121,6 +128,19 @@ def noise_aware_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> to
     return chi2.sum() / valid.sum().clamp(min=1)
 
 
+def _batches(data: HalphaData, split: str, batch_size: int, seed: int, shuffle: bool):
+    """Per epoch ``e``, the mini-batches ``(x, y, w)`` of one split (shuffled with ``[seed, e]``)."""
+    idx = np.flatnonzero(data.split == split)
+
+    def epoch(e: int):
+        order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
+        for start in range(0, len(order), batch_size):
+            sel = torch.as_tensor(order[start : start + batch_size])
+            yield data.x[sel], data.y[sel], data.w[sel]
+
+    return epoch
+
+
 def train_model(
     data: HalphaData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
@@ -129,17 +149,6 @@ def train_model(
         torch.manual_seed(seed)  # the initial weights come from the seed too
         model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
     bs = int(params["batch_size"])
-
-    def batches(split: str, shuffle: bool):
-        idx = np.flatnonzero(data.split == split)
-
-        def epoch(e: int):
-            order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
-            for start in range(0, len(order), bs):
-                sel = torch.as_tensor(order[start : start + bs])
-                yield data.x[sel], data.y[sel], data.w[sel]
-
-        return epoch
 
     def step(m, batch, epoch, gen, training):
         x, y, w = (b.to(device) for b in batch)
@@ -154,8 +163,8 @@ def train_model(
     state, history = train(
         model,
         step,
-        batches("train", True),
-        lambda: batches("val", False)(0),
+        _batches(data, "train", bs, seed, True),
+        lambda: _batches(data, "val", bs, seed, False)(0),
         settings,
         checkpoint=checkpoint,
         fingerprint=f"halpha:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split),
@@ -171,6 +180,77 @@ def train_model(
         "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
     }
     return model, history, meta
+
+
+def diffusion_scale(data: HalphaData) -> float:
+    """The standard deviation of the training galaxies' Hα pixels with data, asinh scale.
+
+    The diffusion model works on ``y / scale`` (roughly unit variance, as the noise it
+    is mixed with); the scale is stored with the model.
+    """
+    train_sel = torch.as_tensor(data.split == "train")
+    values = data.y[train_sel][data.w[train_sel] > 0]
+    return float(values.std()) if values.numel() > 1 and float(values.std()) > 0 else 1.0
+
+
+def train_diffusion(
+    data: HalphaData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
+) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
+    """Train the conditional diffusion model of the Hα map given the broad bands (``params["diffusion"]``).
+
+    The denoiser is a time-conditioned U-Net (``diffusion.channels``) that sees the
+    noisy Hα map and the five bands; the loss is :func:`galmap.diffusion.diffusion_loss`
+    on the pixels with Hα data. A fixed schedule of ``diffusion.epochs``; the last
+    epoch is kept (the validation loss of a diffusion model is too noisy to choose by).
+    """
+    spec = params["diffusion"]
+    scale = diffusion_scale(data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = UNet(1 + data.x.shape[1], 1, spec["channels"], time_embedding=True).to(device)
+    bs = int(params["batch_size"])
+
+    def step(m, batch, epoch, gen, training):
+        x, y, w = (b.to(device) for b in batch)
+        return {"loss": diffusion_loss(m, y / scale, x, w > 0, gen)}
+
+    epochs = int(spec["epochs"])
+    settings = TrainSettings(
+        max_epochs=epochs, patience=epochs, learning_rate=float(params["learning_rate"]), seed=seed, keep="last"
+    )
+    state, history = train(
+        model,
+        step,
+        _batches(data, "train", bs, seed, True),
+        lambda: _batches(data, "val", bs, seed, False)(0),
+        settings,
+        checkpoint=checkpoint,
+        fingerprint=f"halpha-diffusion:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split),
+        desc="halpha diffusion",
+    )
+    model.load_state_dict(state)
+    model.eval()
+    meta = {
+        "model": model.config,
+        "kind": "diffusion",
+        "data_scale": scale,
+        "seed": seed,
+        "n_train": int((data.split == "train").sum()),
+        "bands": data.bands,
+        "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
+    }
+    return model, history, meta
+
+
+def sample_maps(model: UNet, x: torch.Tensor, data_scale: float, softening: float, spec: Mapping[str, Any], seed: int):
+    """``spec["n_draws"]`` Hα maps per galaxy of ``x`` (n_draws, N, H, W), in the map's flux unit per pixel.
+
+    DDIM with ``spec["sample_steps"]`` steps and ``spec["eta"]`` (:func:`galmap.diffusion.sample_draws`, seeded).
+    """
+    draws = sample_draws(model, x, 1, int(spec["n_draws"]), int(spec["sample_steps"]), float(spec["eta"]), seed)[
+        :, :, 0
+    ].astype(np.float64)
+    return (softening * np.sinh(draws * data_scale)).astype(np.float32)
 
 
 def predict(model: UNet, x: torch.Tensor, softening: float, batch_size: int = 64) -> np.ndarray:
@@ -240,18 +320,44 @@ def evaluate(
     train_rate: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Metrics, per-galaxy predictions and examples of the held-out galaxies (see the module docstring)."""
-    test = np.flatnonzero(data.split == "test")
-    if len(test) == 0:
-        raise ValueError("halpha: no held-out galaxy (raise halpha.test_fraction)")
-    ids = data.ids[test].astype(str)
+    test = _held_out(data)
     t0 = time.perf_counter()
     pred = predict(model, data.x[test], data.softening)[:, 0]
     rate = len(test) / max(time.perf_counter() - t0, 1e-9)
-    obs, ivar = data.flux[test, 0], data.ivar[test, 0]
-    h, w = obs.shape[-2:]
+    return evaluate_maps(data, pred, params, truth, failures, train_rate, rate)
+
+
+def _held_out(data: HalphaData) -> np.ndarray:
+    test = np.flatnonzero(data.split == "test")
+    if len(test) == 0:
+        raise ValueError("halpha: no held-out galaxy (raise halpha.test_fraction)")
+    return test
+
+
+def _aperture(data: HalphaData, params: Mapping[str, Any]) -> tuple[np.ndarray, float]:
+    """The circular aperture of radius ``aperture_arcsec`` around the stamp centre (H, W) and its radius in pixels."""
+    h, w = data.flux.shape[-2:]
     yy, xx = np.mgrid[:h, :w]
     ap_px = float(params["aperture_arcsec"]) / data.pixscale
-    aperture = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= ap_px
+    return np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= ap_px, ap_px
+
+
+def evaluate_maps(
+    data: HalphaData,
+    pred: np.ndarray,
+    params: Mapping[str, Any],
+    truth: pd.DataFrame | None,
+    failures: FailureLog,
+    train_rate: float,
+    predict_rate: float,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`evaluate` of given predicted maps ``pred`` (N_test, H, W; flux per pixel) of the held-out galaxies."""
+    test = _held_out(data)
+    ids = data.ids[test].astype(str)
+    rate = predict_rate
+    obs, ivar = data.flux[test, 0], data.ivar[test, 0]
+    h, w = obs.shape[-2:]
+    aperture, ap_px = _aperture(data, params)
     valid = (ivar > 0) & aperture[None]
     var = np.divide(1.0, ivar, out=np.zeros_like(ivar, dtype=np.float64), where=ivar > 0)
     f_obs = np.where(valid, obs, 0).sum((1, 2))
@@ -316,3 +422,76 @@ def evaluate(
         "profile_predicted": radial_profiles(pred[det], n_bins) if len(det) else np.zeros((0, n_bins)),
     }
     return metrics, table, examples
+
+
+#: extra columns of ``halpha/diffusion/metrics.csv`` (after :data:`METRIC_COLUMNS`)
+DRAW_METRIC_COLUMNS = ["n_draws", "flux_draw_spread_dex", "flux_coverage_1sigma", "pixel_coverage_1sigma"]
+#: extra columns of ``halpha/diffusion/predictions.parquet`` (after :data:`PREDICTION_COLUMNS`)
+DRAW_PREDICTION_COLUMNS = ["flux_draw_std_dex", "pixel_coverage_1sigma"]
+
+
+def evaluate_draws(
+    data: HalphaData,
+    model: UNet,
+    meta: Mapping[str, Any],
+    params: Mapping[str, Any],
+    truth: pd.DataFrame | None,
+    failures: FailureLog,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The diffusion model on the held-out galaxies: metrics and per-galaxy table.
+
+    The mean of each galaxy's draws is scored as the U-Net's prediction is
+    (:func:`evaluate_maps`: same columns, ``flux_pred`` is the mean map's flux and
+    ``predict_images_per_s`` counts draws); the draws add, per galaxy, the standard
+    deviation of their aperture fluxes in dex (``flux_draw_std_dex``) and the fraction
+    of valid aperture pixels whose observed value lies within one standard deviation
+    of the mean map (the draws' spread and the pixel noise in quadrature:
+    ``pixel_coverage_1sigma``), and per subset the median spread, the fraction of
+    galaxies whose true flux lies within one spread of the mean's
+    (``flux_coverage_1sigma``; 0.68 if the spread is calibrated) and the median pixel
+    coverage.
+    """
+    test = _held_out(data)
+    spec = params["diffusion"]
+    t0 = time.perf_counter()
+    draws = sample_maps(model, data.x[test], float(meta["data_scale"]), data.softening, spec, seed)
+    rate = draws.shape[0] * len(test) / max(time.perf_counter() - t0, 1e-9)
+    mean = draws.mean(0)
+    metrics, table, _ = evaluate_maps(data, mean, params, truth, failures, float(meta["train_images_per_s"]), rate)
+    aperture, _ = _aperture(data, params)
+    f_draw = np.where(aperture, draws, 0).sum((2, 3)).astype(np.float64)  # (n_draws, N)
+    log_f = np.log10(np.where(f_draw > 0, f_draw, np.nan))
+    finite = np.isfinite(log_f)  # draws with a positive aperture flux
+    n_pos = finite.sum(0)
+    centre = np.where(finite, log_f, 0.0).sum(0) / np.maximum(n_pos, 1)
+    dev = np.where(finite, log_f - centre, 0.0)
+    spread = np.where(n_pos >= 2, np.sqrt((dev**2).sum(0) / np.maximum(n_pos - 1, 1)), np.nan)
+    f_true, f_mean = table["flux_true"].to_numpy(np.float64), table["flux_pred"].to_numpy(np.float64)
+    ok = (f_true > 0) & (f_mean > 0) & np.isfinite(spread)
+    err = np.abs(np.log10(np.where(ok, f_mean, 1.0) / np.where(ok, f_true, 1.0)))
+    covered = np.where(ok, err <= spread, np.nan)
+    obs, ivar = data.flux[test, 0], data.ivar[test, 0]
+    valid = (ivar > 0) & aperture[None]
+    var = np.divide(1.0, ivar, out=np.zeros_like(ivar, dtype=np.float64), where=ivar > 0)
+    sd = np.sqrt(draws.var(0, ddof=1).astype(np.float64) + var)
+    inside = (np.abs(obs - mean) <= sd) & valid
+    n_valid = valid.sum((1, 2))
+    pixel_cov = np.where(n_valid > 0, inside.sum((1, 2)) / np.maximum(n_valid, 1), np.nan)
+    table["flux_draw_std_dex"] = spread
+    table["pixel_coverage_1sigma"] = pixel_cov
+    detectable = table["detectable"].to_numpy(bool)
+    extra = []
+    for sel in (np.ones(len(test), bool), detectable):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an empty subset gives NaN, not a warning
+            extra.append(
+                {
+                    "n_draws": int(draws.shape[0]),
+                    "flux_draw_spread_dex": float(np.nanmedian(spread[sel])),
+                    "flux_coverage_1sigma": float(np.nanmean(covered[sel])),
+                    "pixel_coverage_1sigma": float(np.nanmedian(pixel_cov[sel])),
+                }
+            )
+    metrics = pd.concat([metrics, pd.DataFrame(extra)], axis=1)[METRIC_COLUMNS + DRAW_METRIC_COLUMNS]
+    return metrics, table[PREDICTION_COLUMNS + DRAW_PREDICTION_COLUMNS]

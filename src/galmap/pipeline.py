@@ -862,23 +862,28 @@ def halpha_train_file(
     model_path: str,
     history_path: str,
     threads: int = 1,
+    kind: str = "mean",
 ) -> None:
-    """Train the u,g,r,i,z -> Hα U-Net on paired shards."""
+    """Train the u,g,r,i,z -> Hα U-Net (``kind="mean"``) or the diffusion model (``"diffusion"``) on paired shards."""
     import torch
 
     from galmap.device import pick_device
-    from galmap.halpha import load_pairs, train_model
+    from galmap.halpha import load_pairs, train_diffusion, train_model
     from galmap.training import derived_seed, save_model
 
+    trainers = {"mean": (train_model, 80), "diffusion": (train_diffusion, 81)}
+    if kind not in trainers:
+        raise ValueError(f"unknown Hα model {kind!r} ({', '.join(trainers)})")
+    trainer, stream = trainers[kind]
     torch.set_num_threads(max(1, threads))
     data = load_pairs(input_paths, target_paths, params, seed)
     with training_checkpoint(model_path) as checkpoint:
-        model, history, meta = train_model(
-            data, params, derived_seed(seed, 80), pick_device(params["device"]), checkpoint
+        model, history, meta = trainer(
+            data, params, derived_seed(seed, stream), pick_device(params["device"]), checkpoint
         )
         save_model(model_path, model, meta | {"softening": data.softening})
         write_table(history_path, history)
-    log.info("halpha: %d training galaxies, %.1f images/s", meta["n_train"], meta["train_images_per_s"])
+    log.info("halpha %s: %d training galaxies, %.1f images/s", kind, meta["n_train"], meta["train_images_per_s"])
 
 
 def halpha_evaluate_file(
@@ -890,19 +895,23 @@ def halpha_evaluate_file(
     truth_path: str | None,
     metrics_path: str,
     predictions_path: str,
-    examples_path: str,
+    examples_path: str | None,
     failures_path: str,
     threads: int = 1,
 ) -> None:
-    """Evaluate the Hα U-Net on the held-out galaxies: metrics, per-galaxy predictions, examples."""
+    """Evaluate the Hα model on the held-out galaxies: metrics, per-galaxy predictions and (U-Net) examples.
+
+    A diffusion model (its metadata's ``kind``) is scored on its draws
+    (:func:`galmap.halpha.evaluate_draws`) and writes no examples (``examples_path`` None).
+    """
     import h5py
     import numpy as np
     import torch
 
     from galmap.device import pick_device
-    from galmap.halpha import evaluate, load_pairs
+    from galmap.halpha import evaluate, evaluate_draws, load_pairs
     from galmap.io import atomic_path
-    from galmap.training import load_model
+    from galmap.training import derived_seed, load_model
     from galmap.unet import UNet
 
     torch.set_num_threads(max(1, threads))
@@ -910,6 +919,13 @@ def halpha_evaluate_file(
     failures = FailureLog("halpha")
     data = load_pairs(input_paths, target_paths, params, seed, failures)
     truth = read_table(truth_path) if truth_path else None
+    if meta.get("kind") == "diffusion":
+        metrics, table = evaluate_draws(data, model, meta, params, truth, failures, derived_seed(seed, 82))
+        write_table(metrics_path, metrics)
+        write_table(predictions_path, table)
+        failures.write(failures_path)
+        log.info("halpha diffusion metrics:\n%s", metrics.to_string(index=False))
+        return
     metrics, table, examples = evaluate(data, model, params, truth, failures, float(meta["train_images_per_s"]))
     write_table(metrics_path, metrics)
     write_table(predictions_path, table)

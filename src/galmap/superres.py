@@ -46,13 +46,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from galmap.diffusion import ddim_sample, diffusion_loss
+from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
 from galmap.io import Shard
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
-from galmap.training import TrainSettings, data_digest, seeded_generator, train
+from galmap.training import TrainSettings, data_digest, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -284,20 +284,6 @@ def train_model(
     return model, history, meta
 
 
-def sample_draws(
-    model: UNet, cond: torch.Tensor, n_draws: int, steps: int, eta: float, seed: int, batch_size: int = 64
-) -> np.ndarray:
-    """``n_draws`` DDIM draws per galaxy, network scale, shape (n_draws, N, 1, H, W) (seeded: reproducible)."""
-    device = next(model.parameters()).device
-    gen = seeded_generator(seed, 7, device=device)
-    out = np.empty((n_draws, cond.shape[0], 1, *cond.shape[-2:]), np.float32)
-    for d in range(n_draws):
-        for start in range(0, cond.shape[0], batch_size):
-            c = cond[start : start + batch_size].to(device)
-            out[d, start : start + len(c)] = ddim_sample(model, c, 1, steps, eta, gen).cpu().numpy()
-    return out
-
-
 def predict_regression(model: UNet, cond: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """The regression U-Net's output (N, 1, H, W), network scale."""
     device = next(model.parameters()).device
@@ -396,7 +382,7 @@ def evaluate(
     t_ivar = data.target_ivar[test]
     n_draws, steps = int(params["n_draws"]), int(params["sample_steps"])
     t0 = time.perf_counter()
-    draws = sample_draws(diffusion, cond, n_draws, steps, float(params["eta"]), seed)
+    draws = sample_draws(diffusion, cond, 1, n_draws, steps, float(params["eta"]), seed)
     sample_rate = n_draws * len(test) / max(time.perf_counter() - t0, 1e-9)
     t0 = time.perf_counter()
     reg = predict_regression(regression, cond)

@@ -60,7 +60,16 @@ SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k != "morph_ban
 MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band")}
 SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples")
 HALPHA_TRAIN_PARAMS = {
-    k: v for k, v in config["halpha"].items() if k not in ("aperture_arcsec", "detect_snr", "n_examples")
+    k: v
+    for k, v in config["halpha"].items()
+    if k not in ("aperture_arcsec", "detect_snr", "n_examples", "diffusion")
+}
+# the U-Net's evaluation does not read the diffusion model's settings
+HALPHA_EVAL_PARAMS = {k: v for k, v in config["halpha"].items() if k != "diffusion"}
+# the Hα diffusion model's training settings (not its sampling, nor the U-Net's epochs and early stopping)
+HALPHA_DIFFUSION = config["halpha"]["diffusion"]
+HALPHA_DIFFUSION_TRAIN_PARAMS = {k: v for k, v in HALPHA_TRAIN_PARAMS.items() if k not in ("epochs", "patience")} | {
+    "diffusion": {k: v for k, v in HALPHA_DIFFUSION.items() if k not in ("enabled", "sample_steps", "n_draws", "eta")}
 }
 CLASSIFY_TARGETS = {k: v for k, v in CLASSIFY.items() if k not in ("rf", "cnn")}
 CLASSIFY_RF = {k: v for k, v in CLASSIFY.items() if k != "cnn"}
@@ -184,6 +193,8 @@ def all_outputs():
     for stage, names in stage_outputs.items():
         if stage in runs:
             out += [f"results/{stage}/{name}" for name in names]
+    if "halpha" in runs and HALPHA_DIFFUSION["enabled"]:
+        out += [f"results/halpha/diffusion/{name}" for name in ("metrics.csv", "predictions.parquet", "failures.csv")]
     if "vae" in runs:
         out += expand("results/vae/z{k}/{name}", k=LATENT_SIZES, name=["model.pt", "latents.parquet", "history.csv"])
         out += ["results/vae/ssim_vs_latents.csv", "results/vae/failures.csv"]

@@ -11,6 +11,7 @@ rule halpha_train:
     params:
         halpha=HALPHA_TRAIN_PARAMS,
         seed=config["seed"],
+        kind="mean",
     log:
         "logs/halpha/train.log",
     benchmark:
@@ -39,7 +40,7 @@ rule halpha_evaluate:
         examples="results/halpha/examples.h5",
         failures="results/halpha/failures.csv",
     params:
-        halpha=config["halpha"],
+        halpha=HALPHA_EVAL_PARAMS,
         seed=config["seed"],
     log:
         "logs/halpha/evaluate.log",
@@ -49,6 +50,60 @@ rule halpha_evaluate:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/halpha_evaluate.py"
+
+
+rule halpha_diffusion_train:
+    input:
+        inputs=HALPHA_INPUT,
+        target=HALPHA_TARGET,
+    output:
+        model="results/halpha/diffusion/model.pt",
+        history="results/halpha/diffusion/history.csv",
+    params:
+        halpha=HALPHA_DIFFUSION_TRAIN_PARAMS,
+        seed=config["seed"],
+        kind="diffusion",
+    log:
+        "logs/halpha/diffusion_train.log",
+    benchmark:
+        "logs/benchmarks/halpha/diffusion_train.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+        gpu=1 if HALPHA_GPU else 0,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/halpha_train.py"
+
+
+rule halpha_diffusion_evaluate:
+    input:
+        inputs=HALPHA_INPUT,
+        target=HALPHA_TARGET,
+        model="results/halpha/diffusion/model.pt",
+        truth=mock_truth,
+    output:
+        metrics="results/halpha/diffusion/metrics.csv",
+        predictions="results/halpha/diffusion/predictions.parquet",
+        failures="results/halpha/diffusion/failures.csv",
+    params:
+        halpha=config["halpha"],
+        seed=config["seed"],
+    log:
+        "logs/halpha/diffusion_evaluate.log",
+    benchmark:
+        "logs/benchmarks/halpha/diffusion_evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=1 if HALPHA_GPU else 0,
     conda:
         ENV_ML
     script:
