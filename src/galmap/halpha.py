@@ -47,7 +47,7 @@ from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.resample import resample_stamps
-from galmap.training import TrainSettings, data_digest, train
+from galmap.training import TrainSettings, data_digest, split_batches, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -128,17 +128,43 @@ def noise_aware_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> to
     return chi2.sum() / valid.sum().clamp(min=1)
 
 
-def _batches(data: HalphaData, split: str, batch_size: int, seed: int, shuffle: bool):
-    """Per epoch ``e``, the mini-batches ``(x, y, w)`` of one split (shuffled with ``[seed, e]``)."""
-    idx = np.flatnonzero(data.split == split)
-
-    def epoch(e: int):
-        order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
-        for start in range(0, len(order), batch_size):
-            sel = torch.as_tensor(order[start : start + batch_size])
-            yield data.x[sel], data.y[sel], data.w[sel]
-
-    return epoch
+def _fit(
+    model: UNet,
+    step,
+    data: HalphaData,
+    params: Mapping[str, Any],
+    settings: TrainSettings,
+    checkpoint,
+    name: str,
+    extra_meta: Mapping[str, Any],
+) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
+    """Train ``model`` with ``step`` on the train split (validated on val); return it, its history, its metadata."""
+    bs = int(params["batch_size"])
+    tensors = (data.x, data.y, data.w)
+    state, history = train(
+        model,
+        step,
+        split_batches(data.split, "train", bs, settings.seed, True, *tensors),
+        lambda: split_batches(data.split, "val", bs, settings.seed, False, *tensors)(0),
+        settings,
+        checkpoint=checkpoint,
+        fingerprint=f"{name}:{dict(params)}:{settings.seed}:" + data_digest(data.x, data.y, data.w, data.split),
+        desc=name,
+    )
+    model.load_state_dict(state)
+    model.eval()
+    return (
+        model,
+        history,
+        {
+            "model": model.config,
+            **extra_meta,
+            "seed": settings.seed,
+            "n_train": int((data.split == "train").sum()),
+            "bands": data.bands,
+            "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
+        },
+    )
 
 
 def train_model(
@@ -148,7 +174,6 @@ def train_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the initial weights come from the seed too
         model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
-    bs = int(params["batch_size"])
 
     def step(m, batch, epoch, gen, training):
         x, y, w = (b.to(device) for b in batch)
@@ -160,26 +185,7 @@ def train_model(
         learning_rate=float(params["learning_rate"]),
         seed=seed,
     )
-    state, history = train(
-        model,
-        step,
-        _batches(data, "train", bs, seed, True),
-        lambda: _batches(data, "val", bs, seed, False)(0),
-        settings,
-        checkpoint=checkpoint,
-        fingerprint=f"halpha:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split),
-        desc="halpha",
-    )
-    model.load_state_dict(state)
-    model.eval()
-    meta = {
-        "model": model.config,
-        "seed": seed,
-        "n_train": int((data.split == "train").sum()),
-        "bands": data.bands,
-        "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
-    }
-    return model, history, meta
+    return _fit(model, step, data, params, settings, checkpoint, "halpha", {})
 
 
 def diffusion_scale(data: HalphaData) -> float:
@@ -208,7 +214,6 @@ def train_diffusion(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = UNet(1 + data.x.shape[1], 1, spec["channels"], time_embedding=True).to(device)
-    bs = int(params["batch_size"])
 
     def step(m, batch, epoch, gen, training):
         x, y, w = (b.to(device) for b in batch)
@@ -218,28 +223,9 @@ def train_diffusion(
     settings = TrainSettings(
         max_epochs=epochs, patience=epochs, learning_rate=float(params["learning_rate"]), seed=seed, keep="last"
     )
-    state, history = train(
-        model,
-        step,
-        _batches(data, "train", bs, seed, True),
-        lambda: _batches(data, "val", bs, seed, False)(0),
-        settings,
-        checkpoint=checkpoint,
-        fingerprint=f"halpha-diffusion:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split),
-        desc="halpha diffusion",
+    return _fit(
+        model, step, data, params, settings, checkpoint, "halpha diffusion", {"kind": "diffusion", "data_scale": scale}
     )
-    model.load_state_dict(state)
-    model.eval()
-    meta = {
-        "model": model.config,
-        "kind": "diffusion",
-        "data_scale": scale,
-        "seed": seed,
-        "n_train": int((data.split == "train").sum()),
-        "bands": data.bands,
-        "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
-    }
-    return model, history, meta
 
 
 def sample_maps(model: UNet, x: torch.Tensor, data_scale: float, softening: float, spec: Mapping[str, Any], seed: int):

@@ -52,7 +52,7 @@ from galmap.io import Shard
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
-from galmap.training import TrainSettings, data_digest, train
+from galmap.training import TrainSettings, data_digest, split_batches, train
 from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -215,18 +215,6 @@ def to_flux(x: torch.Tensor | np.ndarray, softening: float, data_scale: float) -
     return (softening * np.sinh(x * data_scale)).astype(np.float32)
 
 
-def _batches(data: SuperresData, split: str, batch_size: int, seed: int, shuffle: bool):
-    idx = np.flatnonzero(data.split == split)
-
-    def epoch(e: int):
-        order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
-        for start in range(0, len(order), batch_size):
-            sel = torch.as_tensor(order[start : start + batch_size])
-            yield data.cond[sel], data.target[sel], data.mask[sel]
-
-    return epoch
-
-
 def build_model(kind: str, n_cond: int, channels: Sequence[int]) -> UNet:
     """The U-Net of ``kind`` ``"diffusion"`` (noisy target + condition, time input) or ``"regression"``."""
     if kind == "diffusion":
@@ -264,8 +252,8 @@ def train_model(
     state, history = train(
         model,
         step,
-        _batches(data, "train", bs, seed, True),
-        lambda: _batches(data, "val", bs, seed, False)(0),
+        split_batches(data.split, "train", bs, seed, True, data.cond, data.target, data.mask),
+        lambda: split_batches(data.split, "val", bs, seed, False, data.cond, data.target, data.mask)(0),
         settings,
         checkpoint=checkpoint,
         fingerprint=f"{kind}:{dict(params)}:{seed}:" + data_digest(data.cond, data.target, data.mask, data.split),

@@ -45,6 +45,23 @@ def seeded_generator(seed: int, *stream: int, device: torch.device | str = "cpu"
     return torch.Generator(device=device).manual_seed(value)
 
 
+def split_batches(split: np.ndarray, name: str, batch_size: int, seed: int, shuffle: bool, *tensors: torch.Tensor):
+    """Mini-batches of in-memory tensors for :func:`train`: a function of the epoch ``e``.
+
+    Yields, per batch, the rows of every tensor (same order) for the items whose
+    ``split`` equals ``name``, in a permutation drawn from ``[seed, e]`` when ``shuffle``.
+    """
+    idx = np.flatnonzero(np.asarray(split) == name)
+
+    def epoch(e: int):
+        order = np.random.default_rng([seed, e]).permutation(idx) if shuffle else idx
+        for start in range(0, len(order), batch_size):
+            sel = torch.as_tensor(order[start : start + batch_size])
+            yield tuple(t[sel] for t in tensors)
+
+    return epoch
+
+
 def data_digest(*items: Any) -> str:
     """A short content hash of a training run's inputs, for checkpoint fingerprints.
 
