@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from galmap.augment import dihedral_views, random_dihedral
+from galmap.halpha import augment_pairs
 
 
 def _stamps(n: int = 16, size: int = 9, channels: int = 2) -> torch.Tensor:
@@ -33,3 +34,14 @@ def test_random_dihedral_draws_a_symmetry_per_image_from_the_generator():
     assert len(set(chosen)) == 8  # per image, not one draw for the batch (64 draws: each view appears)
     assert torch.equal(out, random_dihedral(x, torch.Generator().manual_seed(5)))  # seeded
     assert not torch.equal(out, random_dihedral(x, torch.Generator().manual_seed(6)))
+
+
+def test_halpha_pairs_are_transformed_alike():
+    """Broad bands, Hα map and weights of a galaxy share its transformation (else the U-Net learns noise)."""
+    x = _stamps(32, channels=5)
+    y = (x[:, :1] - 2 * x[:, 3:4]).clone()  # the 'map' is a pixelwise function of the bands
+    w = x[:, 2:3].abs().clone()
+    xa, ya, wa = augment_pairs(x, y, w, torch.Generator().manual_seed(1))
+    assert xa.shape == x.shape and ya.shape == y.shape and wa.shape == w.shape
+    assert torch.equal(ya, xa[:, :1] - 2 * xa[:, 3:4]) and torch.equal(wa, xa[:, 2:3].abs())
+    assert not torch.equal(xa, x)

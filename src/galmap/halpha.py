@@ -10,7 +10,10 @@ of :mod:`galmap.netdata` with each shard's ``norm_softening``.
 pixel's inverse variance on that scale (with a fractional systematic error
 ``sys_error`` added in quadrature), averaged over the pixels with data; pixels
 without data (``ivar = 0``, masked neighbours) have zero weight and never reach the
-loss. The network predicts the mean Hα map given the broad bands.
+loss. The network predicts the mean Hα map given the broad bands. With ``augment``
+(the default) each training galaxy is seen under a random rotation by a multiple of
+90 degrees or mirror image in every epoch, the same for its bands, Hα map and weights
+(:mod:`galmap.augment`; an Hα map does not depend on how the galaxy lies on the sky).
 
 **Evaluation** (held-out galaxies; the galaxy centre is the stamp centre):
 
@@ -43,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from galmap.augment import random_dihedral
 from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
 from galmap.netdata import assign_split, network_inputs, pair_surveys
@@ -119,6 +123,15 @@ def load_pairs(
     )
 
 
+def augment_pairs(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The broad bands ``x``, Hα maps ``y`` and weights ``w`` of each galaxy under one random rotation/flip."""
+    nx, ny = x.shape[1], y.shape[1]
+    both = random_dihedral(torch.cat([x, y, w], 1), generator)
+    return both[:, :nx], both[:, nx : nx + ny], both[:, nx + ny :]
+
+
 def noise_aware_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Inverse-variance-weighted squared error per pixel with data (``w > 0``); 0-weight pixels do not count."""
     valid = w > 0
@@ -175,8 +188,12 @@ def train_model(
         torch.manual_seed(seed)  # the initial weights come from the seed too
         model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
 
+    augment = bool(params.get("augment", True))
+
     def step(m, batch, epoch, gen, training):
         x, y, w = (b.to(device) for b in batch)
+        if training and augment:
+            x, y, w = augment_pairs(x, y, w, gen)
         return {"loss": noise_aware_loss(m(x), y, w)}
 
     settings = TrainSettings(

@@ -66,9 +66,11 @@ HALPHA_TRAIN_PARAMS = {
 }
 # the U-Net's evaluation does not read the diffusion model's settings
 HALPHA_EVAL_PARAMS = {k: v for k, v in config["halpha"].items() if k != "diffusion"}
-# the Hα diffusion model's training settings (not its sampling, nor the U-Net's epochs and early stopping)
+# the Hα diffusion model's training settings (not its sampling, nor the U-Net's epochs, early stopping, augmentation)
 HALPHA_DIFFUSION = config["halpha"]["diffusion"]
-HALPHA_DIFFUSION_TRAIN_PARAMS = {k: v for k, v in HALPHA_TRAIN_PARAMS.items() if k not in ("epochs", "patience")} | {
+HALPHA_DIFFUSION_TRAIN_PARAMS = {
+    k: v for k, v in HALPHA_TRAIN_PARAMS.items() if k not in ("epochs", "patience", "augment")
+} | {
     "diffusion": {k: v for k, v in HALPHA_DIFFUSION.items() if k not in ("enabled", "sample_steps", "n_draws", "eta")}
 }
 CLASSIFY_TARGETS = {k: v for k, v in CLASSIFY.items() if k not in ("rf", "cnn")}
