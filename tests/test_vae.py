@@ -113,6 +113,31 @@ def test_ssim_properties():
     assert torch.allclose(errs["mse"], torch.ones(2)) and torch.allclose(errs["chi2_nu"], torch.ones(2))
 
 
+def test_ssim_matches_scikit_image():
+    """With no mask, our SSIM is scikit-image's Gaussian-window SSIM (sigma 1.5, radius 5, valid windows)."""
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    ref = torch.randn(2, 3, 29, 40, generator=g, dtype=torch.float64)
+    img = ref + 0.5 * torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    ours = ssim(ref, img, torch.ones_like(ref, dtype=torch.bool)).numpy()
+    theirs = [
+        [
+            structural_similarity(
+                r.numpy(),
+                i.numpy(),
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=float(r.max() - r.min()),
+            )
+            for r, i in zip(rg, ig, strict=True)
+        ]
+        for rg, ig in zip(ref, img, strict=True)
+    ]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
 def test_training_lowers_the_loss_and_is_deterministic(shard_paths, vae_params):
     model_a, hist_a, _ = train_vae(shard_paths, vae_params, 4, seed=11, progress=False)
     assert hist_a["train_loss"].iloc[-1] < hist_a["train_loss"].iloc[0]

@@ -15,20 +15,34 @@ SSIM (Wang et al. 2004) is computed per galaxy and band on images in image units
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 SSIM_SIGMA_PX = 1.5
 SSIM_RADIUS_PX = 5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-def _gaussian_blur(img: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
-    """Separable Gaussian filter of (M, 1, H, W) images, 'valid' region only."""
-    t = torch.arange(-radius, radius + 1, dtype=img.dtype, device=img.device)
+def _blur_matrix(n: int, sigma: float, radius: int, like: torch.Tensor) -> torch.Tensor:
+    """(n, n - 2 radius) matrix whose columns are the normalised Gaussian at each 'valid' position."""
+    t = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
-    out = F.conv2d(img, k.view(1, 1, 1, -1))
-    return F.conv2d(out, k.view(1, 1, -1, 1))
+    m = n - 2 * radius
+    rows = torch.arange(m, device=like.device)[None, :] + torch.arange(2 * radius + 1, device=like.device)[:, None]
+    out = torch.zeros(n, m, dtype=like.dtype, device=like.device)
+    out[rows, torch.arange(m, device=like.device).expand_as(rows)] = k[:, None].expand_as(rows)
+    return out
+
+
+def _gaussian_blur(img: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
+    """Separable Gaussian filter of (M, 1, H, W) images, 'valid' region only.
+
+    Two banded matrix products rather than two 1-D convolutions: the same sums,
+    several times faster in double precision on a CPU.
+    """
+    h, w = img.shape[-2:]
+    kh = _blur_matrix(h, sigma, radius, img)
+    kw = _blur_matrix(w, sigma, radius, img)
+    return kh.T @ (img @ kw)
 
 
 def ssim(reference: torch.Tensor, image: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """The workflow's stages (data, preprocessing, structure) as functions of files: what the workflow's scripts call.
 
 Each function reads its inputs, computes with the library, and writes its outputs
-atomically, so the Snakemake scripts stay one call long.
+atomically, so the Snakemake scripts stay one call long. Every job imports this
+module, so the library modules a stage needs are imported inside its function:
+a job pays only for its own imports (photutils, GalSim, torch take seconds each).
 """
 
 from __future__ import annotations
@@ -15,12 +17,6 @@ import pandas as pd
 
 from galmap.failures import FailureLog, gather_failures
 from galmap.io import read_shard, read_table, training_checkpoint, write_shard, write_table
-from galmap.labels import class_counts
-from galmap.mock.population import draw_population, true_answers
-from galmap.mock.render import render_shard
-from galmap.mock.volunteers import make_labels
-from galmap.preprocess import preprocess_shard
-from galmap.surveys import surveys_from_config
 
 log = logging.getLogger("galmap")
 
@@ -35,6 +31,8 @@ def shard_rows(n_total: int, shard_size: int, shard: int) -> slice:
 
 def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str) -> None:
     """Draw the mock population; write the truth table and the id/ra/dec/shard catalog."""
+    from galmap.mock.population import draw_population, true_answers
+
     truth = draw_population(config)
     truth = pd.concat([truth, true_answers(truth)], axis=1)
     catalog = truth[["id", "ra", "dec"]].copy()
@@ -57,6 +55,10 @@ def make_mock_labels(
     ``surveys`` holds the configuration of the survey the volunteers look at
     (``volunteers["label_survey"]``; the config validation guarantees it exists).
     """
+    from galmap.labels import class_counts
+    from galmap.mock.volunteers import make_labels
+    from galmap.surveys import surveys_from_config
+
     config = {"seed": seed, "mock": {"volunteers": dict(volunteers)}, "surveys": dict(surveys)}
     survey = surveys_from_config(config)[volunteers["label_survey"]]
     labels = make_labels(read_table(truth_path), config, survey)
@@ -70,6 +72,9 @@ def render_mock_shard(
     config: Mapping[str, Any], truth_path: str, shard: int, outputs: Mapping[str, str], failures_path: str
 ) -> None:
     """Render shard number ``shard`` of the truth table in every survey of ``outputs`` (name -> path)."""
+    from galmap.mock.render import render_shard
+    from galmap.surveys import surveys_from_config
+
     truth = read_table(truth_path)
     rows = truth.iloc[shard_rows(len(truth), int(config["shard_size"]), shard)]
     surveys = surveys_from_config(config)
@@ -105,6 +110,7 @@ def legacysurvey_catalog_file(
     config: Mapping[str, Any], folder: str, catalog_path: str, labels_path: str, counts_path: str, failures_path: str
 ) -> None:
     """Fetch the Galaxy Zoo DECaLS catalog (Zenodo, MD5-checked); write the selection's catalog and labels."""
+    from galmap.labels import class_counts
     from galmap.services import ZENODO, download_settings, fetch_zenodo_file, gz_catalog_labels, select_galaxies
 
     cfg = config["data"]["legacysurvey"]
@@ -226,6 +232,8 @@ def ingest_file(
 
 def preprocess_file(params: Mapping[str, Any], raw_path: str, out_path: str, failures_path: str) -> None:
     """Preprocess one raw shard file into ``out_path``; failures to ``failures_path``."""
+    from galmap.preprocess import preprocess_shard
+
     failures = FailureLog("preprocess")
     shard = read_shard(raw_path)
     out = preprocess_shard(shard, params, failures)
