@@ -408,7 +408,7 @@ def test_labels_without_votes_are_left_out_of_the_targets_only(kind, truth, test
     from galmap.classify import make_targets, target_specs
     from galmap.mock.volunteers import make_labels
 
-    labels = make_labels(truth, test_config, surveys["decals"])
+    labels = make_labels(truth, surveys["decals"], test_config["seed"], test_config["mock"]["volunteers"]["votes_mean"])
     bad = labels["id"].iloc[0]
     for col in [c for c in labels.columns if c.endswith("_total-votes")]:
         rows = labels["id"] == bad

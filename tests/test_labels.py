@@ -21,7 +21,7 @@ def big(default_config):
     cfg = dict(default_config) | {"mock": dict(default_config["mock"]) | {"n_galaxies": 3000}}
     truth = draw_population(cfg)
     decals = surveys_from_config(cfg)["decals"]
-    return truth, make_labels(truth, cfg, decals), decals
+    return truth, make_labels(truth, decals, cfg["seed"], cfg["mock"]["volunteers"]["votes_mean"]), decals
 
 
 def test_nine_questions_of_the_paper():

@@ -153,7 +153,8 @@ def mock_labels(test_config, truth, surveys):
     from galmap.mock.volunteers import make_labels
 
     full = pd.concat([truth, true_answers(truth)], axis=1)
-    return make_labels(full, test_config, surveys[test_config["mock"]["volunteers"]["label_survey"]])
+    vol = test_config["mock"]["volunteers"]
+    return make_labels(full, surveys[vol["label_survey"]], test_config["seed"], vol["votes_mean"])
 
 
 @pytest.fixture(scope="module")

@@ -57,11 +57,11 @@ def make_mock_labels(
     """
     from galmap.labels import class_counts
     from galmap.mock.volunteers import make_labels
-    from galmap.surveys import surveys_from_config
+    from galmap.surveys import Survey
 
-    config = {"seed": seed, "mock": {"volunteers": dict(volunteers)}, "surveys": dict(surveys)}
-    survey = surveys_from_config(config)[volunteers["label_survey"]]
-    labels = make_labels(read_table(truth_path), config, survey)
+    name = volunteers["label_survey"]
+    survey = Survey.from_config(name, surveys[name])
+    labels = make_labels(read_table(truth_path), survey, seed, volunteers.get("votes_mean", 38.0))
     counts = class_counts(labels)
     write_table(labels_path, labels)
     write_table(counts_path, counts)

@@ -12,9 +12,6 @@ and so on. So votes get noisier as galaxies get fainter and smaller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -128,11 +125,15 @@ def simulate_votes(truth: pd.DataFrame, survey: Survey, votes_mean: float, rng: 
     return votes_to_frame(counts, truth["id"].to_numpy())
 
 
-def make_labels(truth: pd.DataFrame, config: Mapping[str, Any], survey: Survey) -> pd.DataFrame:
-    """``labels.parquet``: vote counts, fractions, total votes and one class column per question."""
-    vol = config["mock"].get("volunteers", {})
-    rng = np.random.default_rng(np.random.SeedSequence([int(config["seed"]), 0x607E5]))
-    votes = simulate_votes(truth, survey, float(vol.get("votes_mean", 38)), rng)
+def make_labels(truth: pd.DataFrame, survey: Survey, seed: int, votes_mean: float = 38.0) -> pd.DataFrame:
+    """``labels.parquet``: vote counts, fractions, total votes and one class column per question.
+
+    The volunteers look at ``survey``'s images (its depth and PSF set what they can
+    see); ``votes_mean`` is the mean number answering the first question; ``seed``
+    is the config's seed.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x607E5]))
+    votes = simulate_votes(truth, survey, float(votes_mean), rng)
     classes = classes_from_votes(votes)
     labels = pd.concat([votes, classes], axis=1)
     labels.insert(1, "ra", truth["ra"].to_numpy())
