@@ -82,6 +82,24 @@ def test_yaml_is_loaded_safely(tmp_path):
         load_yaml(evil)
 
 
+def test_per_survey_preprocessing(default_config, schema):
+    from galmap.config import survey_params
+
+    pre = default_config["preprocess"]
+    euclid = survey_params(pre, "euclid")
+    assert euclid["smooth_fwhm_px"] == pre["surveys"]["euclid"]["smooth_fwhm_px"] != pre["smooth_fwhm_px"]
+    assert "surveys" not in euclid and survey_params(euclid, "euclid") == euclid
+    assert survey_params(pre, "decals") == {k: v for k, v in pre.items() if k != "surveys"}
+    cfg = copy.deepcopy(default_config)
+    cfg["preprocess"]["surveys"]["hsc"] = {"smooth_fwhm_px": 3.0}
+    with pytest.raises(ConfigError, match=r"'preprocess\.surveys' names hsc"):
+        validate_config(cfg, schema)
+    cfg = copy.deepcopy(default_config)
+    cfg["preprocess"]["surveys"]["euclid"]["smooth_fwhm"] = 3.0
+    with pytest.raises(ConfigError, match="smooth_fwhm"):
+        validate_config(cfg, schema)
+
+
 def test_cross_references_are_checked(default_config, schema):
     cfg = copy.deepcopy(default_config)
     cfg["structure"]["survey"] = "hsc"

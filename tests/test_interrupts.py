@@ -100,6 +100,11 @@ RERUNS = {
         ["mock_catalog", "mock_render", "preprocess", "vae_train", "sersic"],
     ),
     "domain.distill.members": (3, ["domain_distill", "domain_predict"], ["domain_dann", "classify_cnn"]),
+    "preprocess.surveys.euclid.smooth_fwhm_px": (
+        4.0,
+        ["preprocess", "superres_train", "superres_evaluate"],
+        ["sersic", "vae_train", "flow_closure", "domain_target", "halpha_train"],
+    ),
 }
 
 
@@ -117,6 +122,9 @@ def test_a_changed_setting_reruns_only_what_reads_it(setting, local_run: Path, t
     if setting == "superres.regression_epochs":  # one model's epochs do not retrain the other model
         assert "output: results/superres/diffusion/model.pt" not in out
         assert "output: results/superres/regression/model.pt" in out
+    if setting.startswith("preprocess.surveys.euclid"):  # one survey's setting: only its shards
+        assert "output: results/images/euclid/shard-0000.h5" in out
+        assert "output: results/images/decals/shard-0000.h5" not in out
 
 
 @pytest.mark.slow

@@ -179,6 +179,11 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
                 f"invalid configuration: config key '{key}' names survey {target!r} with bands "
                 f"{', '.join(surveys[target]['bands'])}; the generated image has exactly one band"
             )
+    if unknown := sorted(set((config.get("preprocess") or {}).get("surveys") or {}) - set(surveys)):
+        raise ConfigError(
+            f"invalid configuration: config key 'preprocess.surveys' names {', '.join(unknown)}, not a survey of "
+            f"'surveys' ({', '.join(surveys)})"
+        )
     cl = config.get("classify")
     if cl and "questions" in cl:
         from galmap.classify import target_specs
@@ -187,6 +192,15 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
             target_specs(cl["questions"])
         except ValueError as exc:
             raise ConfigError(f"invalid configuration: config key 'classify.questions': {exc}") from None
+
+
+def survey_params(params: Mapping[str, Any], survey: str) -> dict[str, Any]:
+    """The ``preprocess`` settings for ``survey``'s images: the shared ones, ``params["surveys"][survey]`` on top.
+
+    The result has no ``surveys`` key, so applying this twice changes nothing.
+    """
+    shared = {k: v for k, v in params.items() if k != "surveys"}
+    return shared | dict((params.get("surveys") or {}).get(survey, {}))
 
 
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:

@@ -1,6 +1,7 @@
 # Shared names and input functions. No computation here: the library does that.
 from snakemake.logging import logger
 
+from galmap.config import survey_params
 from galmap.sources import (
     manga_surveys,
     shard_names,

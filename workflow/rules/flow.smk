@@ -41,7 +41,11 @@ rule flow_closure:
         gallery="results/flow/gallery.h5",
         failures="results/flow/closure-failures.csv",
     params:
-        config={k: config[k] for k in ("seed", "flow", "preprocess", "structure")},
+        # the generated images are the VAE survey's: that survey's preprocessing settings only
+        config={
+            k: survey_params(config[k], config["vae"]["survey"]) if k == "preprocess" else config[k]
+            for k in ("seed", "flow", "preprocess", "structure")
+        },
     log:
         "logs/flow/closure.log",
     benchmark:

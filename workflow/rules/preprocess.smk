@@ -8,7 +8,7 @@ rule preprocess:
         images="results/images/{survey}/shard-{shard}.h5",
         failures="results/images/{survey}/failures-{shard}.csv",
     params:
-        preprocess=config["preprocess"],
+        preprocess=lambda w: survey_params(config["preprocess"], w.survey),
     log:
         "logs/preprocess/{survey}-{shard}.log",
     benchmark:
