@@ -118,7 +118,7 @@ def test_resolved_isolated_galaxies_are_not_masked(test_config, default_config, 
     shard = render_shard(iso, [surveys["euclid"]], cfg["seed"], progress=False)["euclid"]
     out = preprocess_shard(shard, test_config["preprocess"])
     masked = out.extra["mask"].reshape(len(out), -1).mean(1)
-    # the default run: 2 % of isolated galaxies above 5 %; 22 % with the shared settings
+    # the default run: 5 % of isolated galaxies above 5 % (DECaLS: 6 %); 23 % with the shared settings
     assert (masked > 0.05).mean() <= 0.1, dict(zip(out.ids[masked > 0.05], masked[masked > 0.05].round(3), strict=True))
     assert out.extra["segmap"].reshape(len(out), -1).any(1).all()
     # ... while true neighbours still are (on the default config's 12.8'' Euclid stamps: the test's

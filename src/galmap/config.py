@@ -194,15 +194,6 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
             raise ConfigError(f"invalid configuration: config key 'classify.questions': {exc}") from None
 
 
-def survey_params(params: Mapping[str, Any], survey: str) -> dict[str, Any]:
-    """The ``preprocess`` settings for ``survey``'s images: the shared ones, ``params["surveys"][survey]`` on top.
-
-    The result has no ``surveys`` key, so applying this twice changes nothing.
-    """
-    shared = {k: v for k, v in params.items() if k != "surveys"}
-    return shared | dict((params.get("surveys") or {}).get(survey, {}))
-
-
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
     """Fill ``default`` values of object properties recursively (JSON-schema style)."""
     if not isinstance(instance, dict) or schema.get("type") != "object":

@@ -34,9 +34,9 @@ from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
 
-from galmap.config import survey_params
 from galmap.failures import FailureLog
 from galmap.io import Shard
+from galmap.sources import survey_params
 from galmap.surveys import moffat_psf
 
 #: Bits of the ``flags`` dataset.
@@ -206,7 +206,7 @@ def preprocess_shard(
     Galaxies that cannot be processed (no valid pixels, no source at the centre of a
     broad-band image) are recorded in ``failures`` with the reason and kept in the
     output (with ``flags`` set), so no galaxy disappears. ``params`` may hold
-    per-survey settings under ``surveys`` (:func:`galmap.config.survey_params`).
+    per-survey settings under ``surveys`` (:func:`galmap.sources.survey_params`).
     """
     p = DEFAULTS | survey_params(params or {}, str(shard.attrs.get("survey", "")))
     images = np.array(shard.images, dtype=np.float32, copy=True)

@@ -1,13 +1,13 @@
 # Shared names and input functions. No computation here: the library does that.
 from snakemake.logging import logger
 
-from galmap.config import survey_params
 from galmap.sources import (
     manga_surveys,
     shard_names,
     skipped_messages,
     source_surveys,
     stage_plan,
+    survey_params,
     survey_shards,
     usable_questions,
 )
