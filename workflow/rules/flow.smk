@@ -43,8 +43,10 @@ rule flow_closure:
     params:
         # the generated images are the VAE survey's: that survey's preprocessing settings only
         config={
-            k: survey_params(config[k], config["vae"]["survey"]) if k == "preprocess" else config[k]
-            for k in ("seed", "flow", "preprocess", "structure")
+            "seed": config["seed"],
+            "flow": config["flow"],
+            "preprocess": survey_params(config["preprocess"], config["vae"]["survey"]),
+            "structure": config["structure"],
         },
     log:
         "logs/flow/closure.log",
