@@ -26,10 +26,9 @@ def _blur_matrix(n: int, sigma: float, radius: int, like: torch.Tensor) -> torch
     t = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
-    m = n - 2 * radius
-    rows = torch.arange(m, device=like.device)[None, :] + torch.arange(2 * radius + 1, device=like.device)[:, None]
-    out = torch.zeros(n, m, dtype=like.dtype, device=like.device)
-    out[rows, torch.arange(m, device=like.device).expand_as(rows)] = k[:, None].expand_as(rows)
+    out = torch.zeros(n, n - 2 * radius, dtype=like.dtype, device=like.device)
+    for j, kj in enumerate(k):  # column i holds the kernel in rows i .. i + 2 radius
+        out.diagonal(-j).fill_(kj)
     return out
 
 
