@@ -61,7 +61,7 @@ def make_mock_labels(
 
     name = volunteers["label_survey"]
     survey = Survey.from_config(name, surveys[name])
-    labels = make_labels(read_table(truth_path), survey, seed, volunteers.get("votes_mean", 38.0))
+    labels = make_labels(read_table(truth_path), survey, seed, volunteers["votes_mean"])
     counts = class_counts(labels)
     write_table(labels_path, labels)
     write_table(counts_path, counts)

@@ -125,7 +125,7 @@ def simulate_votes(truth: pd.DataFrame, survey: Survey, votes_mean: float, rng: 
     return votes_to_frame(counts, truth["id"].to_numpy())
 
 
-def make_labels(truth: pd.DataFrame, survey: Survey, seed: int, votes_mean: float = 38.0) -> pd.DataFrame:
+def make_labels(truth: pd.DataFrame, survey: Survey, seed: int, votes_mean: float) -> pd.DataFrame:
     """``labels.parquet``: vote counts, fractions, total votes and one class column per question.
 
     The volunteers look at ``survey``'s images (its depth and PSF set what they can
