@@ -10,7 +10,7 @@ from galmap.config import load_config
 from galmap.diffusion import alpha_sigma, ddim_sample, diffusion_loss, q_sample
 from galmap.failures import FailureLog
 from galmap.io import Shard, write_shard
-from galmap.superres import bin_psf, bin_stamps, fit_re, load_pairs, train_model
+from galmap.superres import bin_psf, bin_stamps, fit_re, load_pairs, loss_weights, train_model
 from galmap.unet import UNet
 
 from .conftest import REPO
@@ -102,6 +102,57 @@ def test_a_pixel_without_data_does_not_reach_the_diffusion_loss():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_diffusion_loss_weights_pixels():
+    model = UNet(2, 1, [4, 8], time_embedding=True)
+    x0 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(x0, dtype=torch.bool)
+    mask[1, 0, :2] = False
+
+    def loss(weight):
+        return diffusion_loss(model, x0, cond, weight, torch.Generator().manual_seed(2))
+
+    ones = mask.float()
+    assert torch.allclose(loss(ones), loss(mask))  # weights of 1 are the plain masked mean
+    assert torch.allclose(loss(3 * ones), 3 * loss(mask))
+    # a pixel's weight scales its own term only: the loss is linear in the weights
+    a, b = ones.clone(), ones.clone()
+    a[0, 0, 4, 4], b[0, 0, 5, 5] = 5.0, 5.0
+    both = ones.clone()
+    both[0, 0, 4, 4], both[0, 0, 5, 5] = 5.0, 5.0
+    assert torch.allclose(loss(both) - loss(ones), (loss(a) - loss(ones)) + (loss(b) - loss(ones)), rtol=1e-4)
+    assert not torch.allclose(loss(a), loss(b))
+
+
+def test_loss_weights_are_the_inverse_variance_to_a_power():
+    weight = torch.tensor([4.0, 1.0, 0.0, 16.0, 9.0])[:, None, None, None].expand(5, 1, 2, 2).contiguous()
+    split = np.array(["train", "train", "train", "val", "test"])
+    plain = loss_weights(weight, split, 0.0)
+    assert torch.equal(plain, (weight > 0).float())  # power 0: the masked mean; no weight where there is no data
+    chi2 = loss_weights(weight, split, 1.0)
+    assert torch.allclose(chi2[:, 0, 0, 0], torch.tensor([1.6, 0.4, 0.0, 6.4, 3.6]))  # mean 1 over training pixels
+    half = loss_weights(weight, split, 0.5)
+    assert torch.allclose(half[:, 0, 0, 0], torch.tensor([4 / 3, 2 / 3, 0.0, 8 / 3, 2.0]))
+    with pytest.raises(ValueError, match="power must be >= 0"):
+        loss_weights(weight, split, -1.0)
+
+
+def test_pair_weights_are_the_inverse_variance_on_the_network_scale(paired_shards):
+    """weight = 1 / var(target) with the target's noise carried through asinh / data_scale (sys_error 0)."""
+    data = load_pairs(*[[p] for p in paired_shards], PARAMS | {"sys_error": 0.0}, seed=3)
+    f, ivar = data.target_flux.astype(np.float64), data.target_ivar.astype(np.float64)
+    s, scale = data.target_softening, data.data_scale
+    slope = 1 / (scale * np.sqrt(f**2 + s**2))  # d(target)/d(flux)
+    ok = ivar > 0
+    expected = np.where(ok, ivar / np.where(ok, slope, 1) ** 2, 0)
+    assert np.allclose(data.weight.numpy(), expected, rtol=1e-4)
+    # the systematic term can only lower a weight, most on the brightest pixels
+    sys = load_pairs(*[[p] for p in paired_shards], PARAMS | {"sys_error": 0.3}, seed=3)
+    assert (sys.weight <= data.weight * (1 + 1e-6)).all()
+    bright = f == f[ok].max()
+    assert (sys.weight.numpy()[bright] < 0.5 * data.weight.numpy()[bright]).all()
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "paper.yaml"])
 def test_unet_shapes_for_every_configured_size(name):
     cfg = load_config(REPO / "config" / name, REPO / "workflow/schemas/config.schema.yaml")
@@ -187,6 +238,7 @@ def paired_shards(tmp_path):
 PARAMS = {
     "target_bin": 2, "target_px": 16, "val_fraction": 0.2, "test_fraction": 0.2, "channels": [4, 8],
     "batch_size": 4, "learning_rate": 0.002, "diffusion_epochs": 1, "regression_epochs": 1,
+    "sys_error": 0.05, "diffusion_weight_power": 0.5, "regression_weight_power": 1.0,
 }  # fmt: skip
 
 

@@ -8,7 +8,11 @@ clipped to [1e-5, 1 - 1e-5]). The denoiser (a :class:`galmap.unet.UNet` with a t
 embedding) sees ``x_t`` concatenated with the conditioning images and predicts
 ``v = alpha eps - sigma x0`` (Salimans & Ho 2022), which is well scaled at every
 ``t``; the training loss is the mean squared error of ``v`` over the **valid** pixels
-only (``mask``: pixels without data never reach the loss).
+only (weight 0: pixels without data never reach the loss), optionally weighted per
+pixel (e.g. by the pixel's signal-to-noise, :mod:`galmap.superres`). A weight that
+does not depend on the prediction leaves each pixel's optimum where it was (the
+conditional mean of ``v``); it decides where a small, briefly trained network spends
+its capacity.
 
 Sampling uses DDIM (Song et al. 2021) on ``steps`` evenly spaced times from 1 to 0:
 ``eta = 0`` is deterministic given the starting noise, ``eta = 1`` is ancestral
@@ -52,30 +56,32 @@ def diffusion_loss(
     model: nn.Module,
     x0: torch.Tensor,
     cond: torch.Tensor,
-    mask: torch.Tensor,
+    weight: torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Masked v-prediction loss of one batch.
+    """Weighted v-prediction loss of one batch: ``sum(weight * (v - v_true)^2)`` / the number of pixels with data.
 
     Parameters
     ----------
     model : the denoiser, ``model(cat([x_t, cond]), t) -> v``.
-    x0 : clean targets (N, C, H, W); their values where ``mask`` is false are ignored (set to 0).
+    x0 : clean targets (N, C, H, W); their values where ``weight`` is 0 are ignored (set to 0).
     cond : conditioning images (N, Cc, H, W) on the target's grid.
-    mask : bool (N, C, H, W), true on the pixels with data; the others do not enter the loss.
+    weight : per-pixel weights (N, C, H, W), >= 0; 0 (or false, for a boolean mask) on the pixels
+        without data, which do not enter the loss. A boolean mask gives the plain masked mean.
     generator : the source of ``t`` and the noise (seeded: reproducible).
     """
     n = x0.shape[0]
+    valid = weight > 0
     # pixels without data are zeroed (a NaN there must not reach x_t, and through the network, other pixels)
-    x0 = torch.where(mask, x0, torch.zeros_like(x0))
+    x0 = torch.where(valid, x0, torch.zeros_like(x0))
     t = torch.rand(n, generator=generator, device=x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
     a, s = alpha_sigma(t)
     xt = _expand(a, x0) * x0 + _expand(s, x0) * eps
     v_true = _expand(a, x0) * eps - _expand(s, x0) * x0
     v = model(torch.cat([xt, cond], dim=1), t)
-    err = torch.where(mask, (v - v_true) ** 2, torch.zeros_like(v))
-    return err.sum() / mask.sum().clamp(min=1)
+    err = torch.where(valid, weight * (v - v_true) ** 2, torch.zeros_like(v))
+    return err.sum() / valid.sum().clamp(min=1)
 
 
 @torch.no_grad()
