@@ -238,7 +238,7 @@ def paired_shards(tmp_path):
 PARAMS = {
     "target_bin": 2, "target_px": 16, "val_fraction": 0.2, "test_fraction": 0.2, "channels": [4, 8],
     "batch_size": 4, "learning_rate": 0.002, "diffusion_epochs": 1, "regression_epochs": 1,
-    "sys_error": 0.05, "diffusion_weight_power": 0.5, "regression_weight_power": 1.0,
+    "sys_error": 0.05, "loss_weight_power": 0.5,
 }  # fmt: skip
 
 

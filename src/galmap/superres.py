@@ -27,8 +27,8 @@ galaxies' pixels).
 **Loss weights.** Each target pixel carries its inverse variance on the network
 scale (``weight``: the target's noise carried through the asinh scale, with a
 fractional ``sys_error`` added in quadrature, as in the Hα stage; 0 where there is no
-data). A model's loss weights are ``weight ** {kind}_weight_power``, scaled to a
-mean of 1 over the training pixels: power 1 is the noise-aware χ², power 0 the plain
+data). The loss weights of both networks are ``weight ** loss_weight_power``, scaled
+to a mean of 1 over the training pixels: power 1 is the noise-aware χ², power 0 the plain
 masked mean squared error on the asinh scale. The asinh scale compresses the bright
 core, so an unweighted loss spends a small network's capacity on the outskirts and
 its images come out with flattened cores, which a Sérsic fit turns into radii that
@@ -250,7 +250,7 @@ def loss_weights(weight: torch.Tensor, split: np.ndarray, power: float) -> torch
     rate meaning the same whatever the power.
     """
     if power < 0:
-        raise ValueError(f"superres: a loss weight power must be >= 0, not {power}")
+        raise ValueError(f"superres.loss_weight_power must be >= 0, not {power}")
     valid = weight > 0
     w = torch.where(valid, weight.clamp(min=torch.finfo(weight.dtype).tiny) ** power, torch.zeros_like(weight))
     train = torch.as_tensor(np.asarray(split) == "train")[:, None, None, None].expand_as(w) & valid
@@ -266,7 +266,7 @@ def train_model(
         torch.manual_seed(seed)  # the initial weights come from the seed too
         model = build_model(kind, data.cond.shape[1], params["channels"]).to(device)
 
-    weights = loss_weights(data.weight, data.split, float(params[f"{kind}_weight_power"]))
+    weights = loss_weights(data.weight, data.split, float(params["loss_weight_power"]))
 
     def step(m, batch, epoch, gen, training):
         cond, target, weight = (b.to(device) for b in batch)

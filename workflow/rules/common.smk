@@ -109,10 +109,9 @@ def every_survey_shard(pattern, surveys=None):
 
 
 def superres_train_params(wildcards):
-    """The superres settings one model's training reads: not the evaluation's, nor the other model's epochs/weights."""
+    """The superres settings one model's training reads: not the evaluation's, nor the other model's epochs."""
     other = {"diffusion": "regression", "regression": "diffusion"}[wildcards.model]
-    others = (f"{other}_epochs", f"{other}_weight_power")
-    return {k: v for k, v in config["superres"].items() if k not in (*SUPERRES_EVAL_ONLY, *others)}
+    return {k: v for k, v in config["superres"].items() if k not in (*SUPERRES_EVAL_ONLY, f"{other}_epochs")}
 
 
 def data_failure_tables():
