@@ -17,25 +17,11 @@ from galmap.halpha import (
     evaluate_draws,
     half_light_radius,
     load_pairs,
-    noise_aware_loss,
     radial_profiles,
     train_diffusion,
     train_model,
 )
 from galmap.io import Shard, write_shard
-
-
-def test_noise_aware_loss_weights_pixels_and_ignores_pixels_without_data():
-    y = torch.zeros(1, 1, 2, 2)
-    pred = torch.ones(1, 1, 2, 2)
-    w = torch.tensor([[[[1.0, 2.0], [1.0, 0.0]]]])
-    assert float(noise_aware_loss(pred, y, w)) == pytest.approx((1 + 2 + 1) / 3)
-    bad = y.clone()
-    bad[0, 0, 1, 1] = float("nan")
-    pred.requires_grad_(True)
-    loss = noise_aware_loss(pred, bad, w)
-    loss.backward()
-    assert loss.item() == pytest.approx(4 / 3) and torch.isfinite(pred.grad).all()
 
 
 def test_profiles_and_half_light_radius_of_known_maps():

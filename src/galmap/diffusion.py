@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from galmap.losses import weighted_mse
 from galmap.training import seeded_generator
 
 COSINE_OFFSET = 0.008
@@ -80,8 +81,7 @@ def diffusion_loss(
     xt = _expand(a, x0) * x0 + _expand(s, x0) * eps
     v_true = _expand(a, x0) * eps - _expand(s, x0) * x0
     v = model(torch.cat([xt, cond], dim=1), t)
-    err = torch.where(valid, weight * (v - v_true) ** 2, torch.zeros_like(v))
-    return err.sum() / valid.sum().clamp(min=1)
+    return weighted_mse(v, v_true, weight)
 
 
 @torch.no_grad()

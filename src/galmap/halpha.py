@@ -49,6 +49,7 @@ import torch
 from galmap.augment import random_dihedral
 from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
+from galmap.losses import weighted_mse
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.resample import resample_stamps
 from galmap.training import TrainSettings, data_digest, split_batches, train
@@ -132,15 +133,6 @@ def augment_pairs(
     return both[:, :nx], both[:, nx : nx + ny], both[:, nx + ny :]
 
 
-def noise_aware_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Inverse-variance-weighted squared error per pixel with data (``w > 0``); 0-weight pixels do not count."""
-    valid = w > 0
-    # the target is zeroed where there is no data first: a NaN there reaches neither the sum nor the gradient
-    y = torch.where(valid, y, torch.zeros_like(y))
-    chi2 = torch.where(valid, w * (pred - y) ** 2, torch.zeros_like(pred))
-    return chi2.sum() / valid.sum().clamp(min=1)
-
-
 def _fit(
     model: UNet,
     step,
@@ -194,7 +186,7 @@ def train_model(
         x, y, w = (b.to(device) for b in batch)
         if training and augment:
             x, y, w = augment_pairs(x, y, w, gen)
-        return {"loss": noise_aware_loss(m(x), y, w)}
+        return {"loss": weighted_mse(m(x), y, w)}
 
     settings = TrainSettings(
         max_epochs=int(params["epochs"]),

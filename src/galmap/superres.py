@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
 from galmap.io import Shard
+from galmap.losses import weighted_mse
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
@@ -272,10 +273,7 @@ def train_model(
         cond, target, weight = (b.to(device) for b in batch)
         if kind == "diffusion":
             return {"loss": diffusion_loss(m, target, cond, weight, gen)}
-        valid = weight > 0
-        pred = m(cond)
-        err = torch.where(valid, weight * (pred - target) ** 2, torch.zeros_like(pred))
-        return {"loss": err.sum() / valid.sum().clamp(min=1)}
+        return {"loss": weighted_mse(m(cond), target, weight)}
 
     epochs = int(params[f"{kind}_epochs"])
     settings = TrainSettings(
