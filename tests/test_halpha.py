@@ -131,7 +131,7 @@ def test_a_perfect_prediction_scores_perfectly(tmp_path):
     assert row["flux_log_ratio_median_dex"] == pytest.approx(0.0, abs=1e-4)
 
 
-DIFFUSION = {"channels": [4, 8], "epochs": 2, "sample_steps": 3, "n_draws": 3, "eta": 0.0}
+DIFFUSION = {"channels": [4, 8], "epochs": 2, "sample_steps": 3, "n_draws": 3, "eta": 0.0, "loss_weight_power": 0.5}
 
 
 def test_diffusion_model_trains_and_its_draws_are_scored_reproducibly(tmp_path):

@@ -10,7 +10,8 @@ from galmap.config import load_config
 from galmap.diffusion import alpha_sigma, ddim_sample, diffusion_loss, q_sample
 from galmap.failures import FailureLog
 from galmap.io import Shard, write_shard
-from galmap.superres import bin_psf, bin_stamps, fit_re, load_pairs, loss_weights, train_model
+from galmap.losses import loss_weights
+from galmap.superres import bin_psf, bin_stamps, fit_re, load_pairs, train_model
 from galmap.unet import UNet
 
 from .conftest import REPO

@@ -49,7 +49,7 @@ import torch
 from galmap.augment import random_dihedral
 from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
-from galmap.losses import weighted_mse
+from galmap.losses import loss_weights, weighted_mse
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.resample import resample_stamps
 from galmap.training import TrainSettings, data_digest, split_batches, train
@@ -142,10 +142,14 @@ def _fit(
     checkpoint,
     name: str,
     extra_meta: Mapping[str, Any],
+    weights: torch.Tensor | None = None,
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
-    """Train ``model`` with ``step`` on the train split (validated on val); return it, its history, its metadata."""
+    """Train ``model`` with ``step`` on the train split (validated on val); return it, its history, its metadata.
+
+    ``step`` receives batches of ``(x, y, weights)``; ``weights`` defaults to the data's ``w``.
+    """
     bs = int(params["batch_size"])
-    tensors = (data.x, data.y, data.w)
+    tensors = (data.x, data.y, data.w if weights is None else weights)
     state, history = train(
         model,
         step,
@@ -215,8 +219,10 @@ def train_diffusion(
 
     The denoiser is a time-conditioned U-Net (``diffusion.channels``) that sees the
     noisy Hα map and the five bands; the loss is :func:`galmap.diffusion.diffusion_loss`
-    on the pixels with Hα data. A fixed schedule of ``diffusion.epochs``; the last
-    epoch is kept (the validation loss of a diffusion model is too noisy to choose by).
+    on the pixels with Hα data, each weighted by its inverse variance to the power
+    ``diffusion.loss_weight_power`` (:func:`galmap.losses.loss_weights`). A fixed schedule
+    of ``diffusion.epochs``; the last epoch is kept (the validation loss of a diffusion
+    model is too noisy to choose by).
     """
     spec = params["diffusion"]
     scale = diffusion_scale(data)
@@ -224,17 +230,18 @@ def train_diffusion(
         torch.manual_seed(seed)
         model = UNet(1 + data.x.shape[1], 1, spec["channels"], time_embedding=True).to(device)
 
+    weights = loss_weights(data.w, data.split, float(spec["loss_weight_power"]))
+
     def step(m, batch, epoch, gen, training):
         x, y, w = (b.to(device) for b in batch)
-        return {"loss": diffusion_loss(m, y / scale, x, w > 0, gen)}
+        return {"loss": diffusion_loss(m, y / scale, x, w, gen)}
 
     epochs = int(spec["epochs"])
     settings = TrainSettings(
         max_epochs=epochs, patience=epochs, learning_rate=float(params["learning_rate"]), seed=seed, keep="last"
     )
-    return _fit(
-        model, step, data, params, settings, checkpoint, "halpha diffusion", {"kind": "diffusion", "data_scale": scale}
-    )
+    meta = {"kind": "diffusion", "data_scale": scale}
+    return _fit(model, step, data, params, settings, checkpoint, "halpha diffusion", meta, weights)
 
 
 def sample_maps(model: UNet, x: torch.Tensor, data_scale: float, softening: float, spec: Mapping[str, Any], seed: int):

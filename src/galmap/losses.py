@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -17,3 +18,20 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
     target = torch.where(valid, target, torch.zeros_like(target))
     err = torch.where(valid, weight * (pred - target) ** 2, torch.zeros_like(pred))
     return err.sum() / valid.sum().clamp(min=1)
+
+
+def loss_weights(weight: torch.Tensor, split: np.ndarray, power: float) -> torch.Tensor:
+    """Per-pixel loss weights ``weight ** power`` (0 where ``weight`` is 0), scaled to mean 1 over the training pixels.
+
+    ``weight`` (N, C, H, W) is each pixel's inverse variance on the network's scale (0 without
+    data), ``split`` (N,) the galaxies' splits. ``power`` 0 gives 1 on every pixel with data
+    (the plain masked mean), 1 the inverse variance (a χ²). The scale keeps the learning
+    rate meaning the same whatever the power.
+    """
+    if power < 0:
+        raise ValueError(f"loss_weight_power must be >= 0, not {power}")
+    valid = weight > 0
+    w = torch.where(valid, weight.clamp(min=torch.finfo(weight.dtype).tiny) ** power, torch.zeros_like(weight))
+    train = torch.as_tensor(np.asarray(split) == "train")[:, None, None, None].expand_as(w) & valid
+    mean = float(w[train].double().mean()) if bool(train.any()) else 1.0
+    return w / mean if mean > 0 else w

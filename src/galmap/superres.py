@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from galmap.diffusion import diffusion_loss, sample_draws
 from galmap.failures import FailureLog
 from galmap.io import Shard
-from galmap.losses import weighted_mse
+from galmap.losses import loss_weights, weighted_mse
 from galmap.netdata import assign_split, network_inputs, pair_surveys
 from galmap.sersic import FLAGS as SERSIC_FLAGS
 from galmap.sersic import SersicFitter
@@ -241,22 +241,6 @@ def build_model(kind: str, n_cond: int, channels: Sequence[int]) -> UNet:
     if kind == "regression":
         return UNet(n_cond, 1, channels, time_embedding=False)
     raise ValueError(f"unknown superres model {kind!r} (diffusion, regression)")
-
-
-def loss_weights(weight: torch.Tensor, split: np.ndarray, power: float) -> torch.Tensor:
-    """Per-pixel loss weights ``weight ** power`` (0 where ``weight`` is 0), scaled to mean 1 over the training pixels.
-
-    ``weight`` is :attr:`SuperresData.weight`; ``power`` 0 gives 1 on every pixel with data
-    (the plain masked mean), 1 the inverse variance (a χ²). The scale keeps the learning
-    rate meaning the same whatever the power.
-    """
-    if power < 0:
-        raise ValueError(f"superres.loss_weight_power must be >= 0, not {power}")
-    valid = weight > 0
-    w = torch.where(valid, weight.clamp(min=torch.finfo(weight.dtype).tiny) ** power, torch.zeros_like(weight))
-    train = torch.as_tensor(np.asarray(split) == "train")[:, None, None, None].expand_as(w) & valid
-    mean = float(w[train].double().mean()) if bool(train.any()) else 1.0
-    return w / mean if mean > 0 else w
 
 
 def train_model(
