@@ -109,3 +109,29 @@ def test_cross_references_are_checked(default_config, schema):
     cfg["structure"]["morph_band"] = "VIS"
     with pytest.raises(ConfigError, match=r"'structure\.morph_band' is 'VIS'"):
         validate_config(cfg, schema)
+
+
+def _schema_default_mismatches(node: dict, values: dict, path: str = "") -> list[str]:
+    """Keys of ``values`` whose schema default differs from the value (objects are walked, not compared)."""
+    out = []
+    for key, sub in node.get("properties", {}).items():
+        if key not in values:
+            continue
+        where = f"{path}{key}"
+        if sub.get("type") == "object" and isinstance(values[key], dict):
+            out += _schema_default_mismatches(sub, values[key], where + ".")
+        elif "default" in sub and sub["default"] != values[key]:
+            out.append(f"{where}: schema {sub['default']!r}, config.yaml {values[key]!r}")
+    return out
+
+
+def test_schema_defaults_are_the_default_config(schema):
+    """A key left out of a config gets what the default run uses: the schema's defaults equal config.yaml's values."""
+    assert _schema_default_mismatches(schema, load_yaml(REPO / "config" / "config.yaml")) == []
+    # the walk does compare: a changed value is found
+    changed = load_yaml(REPO / "config" / "config.yaml")
+    changed["superres"]["sample_steps"] += 1
+    assert _schema_default_mismatches(schema, changed) == [
+        f"superres.sample_steps: schema {changed['superres']['sample_steps'] - 1}, "
+        f"config.yaml {changed['superres']['sample_steps']}"
+    ]
