@@ -57,10 +57,11 @@ def main() -> None:
     size = args.size or sr["target_px"]
     steps = args.steps or sr["sample_steps"]
     bs = sr["batch_size"]
-    cond = torch.randn(args.n, 3, size, size)
+    n_cond = 3 + int(sr["sersic_base"])  # DECaLS g, r, z (+ the Sérsic base)
+    cond = torch.randn(args.n, n_cond, size, size)
     target = torch.randn(args.n, 1, size, size)
     mask = torch.ones_like(target, dtype=torch.bool)
-    models = {k: build_model(k, 3, sr["channels"]) for k in ("regression", "diffusion")}
+    models = {k: build_model(k, n_cond, sr["channels"]) for k in ("regression", "diffusion")}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
     gen = torch.Generator().manual_seed(0)
 

@@ -17,5 +17,6 @@ with job_log(snakemake.log[0]):
         re_path=snakemake.output.re_compare,
         examples_path=snakemake.output.examples,
         failures_path=snakemake.output.failures,
+        sersic_path=next(iter(snakemake.input.sersic), None),
         threads=snakemake.threads,
     )

@@ -14,5 +14,6 @@ with job_log(snakemake.log[0]):
         target_paths=list(snakemake.input.target),
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
+        sersic_path=next(iter(snakemake.input.sersic), None),
         threads=snakemake.threads,
     )

@@ -81,10 +81,11 @@ RERUNS = {
     # setting: (new value, rules that must rerun, rules that must not)
     "outliers.threshold_sigma": (3.0, ["outliers", "figure_outliers"], ["vae_train", "vae_encode", "classify_rf"]),
     "structure.morph_band": ("g", ["morphometry"], ["sersic", "vae_train", "preprocess"]),
-    "structure.max_iter": (20, ["sersic"], ["morphometry", "vae_train"]),
+    "structure.max_iter": (20, ["sersic", "superres_train"], ["morphometry", "vae_train"]),  # the Sérsic base
     "superres.n_draws": (3, ["superres_evaluate"], ["superres_train"]),
     "superres.regression_epochs": (2, ["superres_train"], ["vae_train"]),
     "superres.loss_weight_power": (1.0, ["superres_train", "superres_evaluate"], ["vae_train", "preprocess"]),
+    "superres.sersic_base": (False, ["superres_train", "superres_evaluate"], ["sersic", "vae_train", "preprocess"]),
     "halpha.detect_snr": (2.0, ["halpha_evaluate", "halpha_diffusion_evaluate"], ["halpha_train"]),
     "halpha.diffusion.n_draws": (
         3,

@@ -192,7 +192,7 @@ def test_superres_and_halpha_outputs(workdir: Path, test_config):
     truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
     metrics = pd.read_csv(workdir / "results/superres/metrics.csv")
     assert list(metrics.columns) == METRIC_COLUMNS
-    assert list(metrics["method"]) == ["decals", "bicubic", "regression", "diffusion", "euclid"]
+    assert list(metrics["method"]) == ["decals", "sersic_base", "bicubic", "regression", "diffusion", "euclid"]
     re = pd.read_parquet(workdir / "results/superres/re_compare.parquet")
     assert list(re.columns) == RE_COLUMNS and len(re) > 0 and set(re["id"]) <= set(truth["id"])
     assert (re["re_euclid_arcsec"].dropna() > 0).all()

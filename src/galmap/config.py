@@ -169,6 +169,13 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
                     f"invalid configuration: config key 'domain.target_bands.{band}': survey {name!r} has no band "
                     f"{band!r} ({', '.join(surveys[name]['bands'])})"
                 )
+    sr, st_survey = config.get("superres") or {}, (config.get("structure") or {}).get("survey")
+    if sr.get("sersic_base") and st_survey is not None and sr.get("source_survey") != st_survey:
+        raise ConfigError(
+            f"invalid configuration: config key 'superres.sersic_base' draws the Sérsic base from the structure "
+            f"stage's fits of structure.survey {st_survey!r}, not of superres.source_survey "
+            f"{sr.get('source_survey')!r}; set both to the same survey or superres.sersic_base to false"
+        )
     for key in ("superres.target_survey", "halpha.target_survey"):
         stage, name = key.split(".")
         target = config.get(stage, {}).get(name)

@@ -483,19 +483,23 @@ def superres_figure(metrics_path: str, re_path: str, examples_path: str) -> plt.
     metrics = read_table(metrics_path).set_index("method")
     n_ex = len(ex["ids"])
     cols = ["DECaLS g,r,z", "draw 1", "draw 2", "draw spread", "regression", "bicubic", "Euclid VIS"]
-    fig = plt.figure(figsize=(11, 2.0 * max(n_ex, 1) + 3.2))
+    if "sersic_base" in ex:
+        cols.insert(1, "Sérsic base")
+    fig = plt.figure(figsize=(11 + 1.5 * ("sersic_base" in ex), 2.0 * max(n_ex, 1) + 3.2))
     grid = fig.add_gridspec(max(n_ex, 1) + 2, len(cols), height_ratios=[1] * max(n_ex, 1) + [0.3, 2.2])
     sigma = [float(ex["sky_sigma"][0])]
     for i in range(n_ex):
         truth = ex["truth"][i]
         draws = ex["draws"][:, i]
         panels = [None, draws[0], draws[min(1, len(draws) - 1)], None, ex["regression"][i], ex["bicubic"][i], truth]
+        if "sersic_base" in ex:
+            panels.insert(1, ex["sersic_base"][i])
         for j, title in enumerate(cols):
             ax = fig.add_subplot(grid[i, j])
             t = title if i == 0 else None
             if j == 0:
                 _show(ax, ex["source"][i], ex["source_bands"], title=t)
-            elif j == 3:
+            elif title == "draw spread":
                 ax.imshow(draws.std(0)[0], cmap="magma")
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -526,7 +530,7 @@ def superres_figure(metrics_path: str, re_path: str, examples_path: str) -> plt.
     ax.axis("off")
     lines = [
         f"{m}: scatter {metrics.loc[m, 're_log_scatter_dex']:.3f} dex, bias {metrics.loc[m, 're_bias_percent']:+.1f}%"
-        for m in ("decals", "bicubic", "regression", "diffusion")
+        for m in ("decals", "sersic_base", "bicubic", "regression", "diffusion")
         if m in metrics.index
     ]
     if "diffusion" in metrics.index:

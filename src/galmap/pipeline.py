@@ -793,9 +793,14 @@ def superres_train_file(
     target_paths: Sequence[str],
     model_path: str,
     history_path: str,
+    sersic_path: str | None = None,
     threads: int = 1,
 ) -> None:
-    """Train the super-resolution diffusion model or its regression baseline (``kind``) on paired shards."""
+    """Train the super-resolution diffusion model or its regression baseline (``kind``) on paired shards.
+
+    ``sersic_path``: the source survey's Sérsic fits (the structure stage's table), read
+    when ``superres.sersic_base`` asks for the Sérsic base.
+    """
     import torch
 
     from galmap.device import pick_device
@@ -804,7 +809,8 @@ def superres_train_file(
 
     torch.set_num_threads(max(1, threads))
     stream = {"diffusion": 1, "regression": 2}[kind]
-    data = load_pairs(source_paths, target_paths, params, seed)
+    sersic = read_table(sersic_path) if sersic_path else None
+    data = load_pairs(source_paths, target_paths, params, seed, sersic=sersic)
     device = pick_device(params["device"])
     with training_checkpoint(model_path) as checkpoint:
         model, history, meta = train_model(kind, data, params, derived_seed(seed, 70, stream), device, checkpoint)
@@ -827,6 +833,7 @@ def superres_evaluate_file(
     re_path: str,
     examples_path: str,
     failures_path: str,
+    sersic_path: str | None = None,
     threads: int = 1,
 ) -> None:
     """Evaluate the diffusion model and its baselines on the held-out galaxies (metrics, Re table, examples)."""
@@ -845,9 +852,12 @@ def superres_evaluate_file(
     diffusion, dmeta = load_model(diffusion_path, UNet, device)
     regression, rmeta = load_model(regression_path, UNet, device)
     failures = FailureLog("superres")
-    data = load_pairs(source_paths, target_paths, params, seed, failures, data_scale=float(dmeta["data_scale"]))
-    if abs(float(rmeta["data_scale"]) - data.data_scale) > 1e-6 * data.data_scale:
+    keys = ("data_scale", "residual_scale", "base_band_weights")
+    if any(not np.allclose(dmeta.get(k) or 0.0, rmeta.get(k) or 0.0, rtol=1e-6) for k in keys):
         raise ValueError("superres: the diffusion and regression models were trained on different data scales")
+    sersic = read_table(sersic_path) if sersic_path else None
+    scales = {k: dmeta.get(k) for k in keys}
+    data = load_pairs(source_paths, target_paths, params, seed, failures, sersic, scales)
     rates = {"diffusion": dmeta["train_images_per_s"], "regression": rmeta["train_images_per_s"]}
     metrics, table, examples = evaluate(data, diffusion, regression, params, derived_seed(seed, 70, 3), failures, rates)
     write_table(metrics_path, metrics)

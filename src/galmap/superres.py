@@ -9,6 +9,21 @@ is resampled onto that grid with bicubic interpolation (:func:`bicubic_images`,
 flux per pixel conserved; pixels without data count as 0) and is the networks'
 conditioning input.
 
+**Sérsic base.** With ``superres.sersic_base`` (the default) the networks do not
+generate the target from nothing: each galaxy's Sérsic fit of the source survey (the
+structure stage's ``sersic.parquet``: centre, n, Re, q, PA and one flux per band,
+measured on the source image with the source PSF, so deconvolved) is re-rendered on the
+target grid with the target PSF (:func:`sersic_base_images`), its flux in the target
+band a linear combination of the band fluxes (least squares over the training
+galaxies' pixels). This *base* is a deterministic function of the source image; it is
+given to the networks as one more conditioning channel, and they learn the
+**residual** target - base on the network scale (divided by ``residual_scale``, its
+standard deviation over the training pixels). The networks spend their capacity on
+what a Sérsic profile cannot describe (bulge and disc, bars, arms, clumps) instead of
+on re-learning the galaxy's size and deconvolution. A galaxy without a usable fit gets
+an empty base and a row in the failures table: a held-out one is generated from the
+source alone, a training or validation one is left out (split ``"unused"``).
+
 **Scales.** Both go through the asinh scale of :mod:`galmap.netdata` with the
 shard's ``norm_softening`` (converted to the new pixel: x ``target_bin`` for the
 binned target's noise, x the pixel-area ratio for the resampled source); the
@@ -38,7 +53,7 @@ is (its conditional mean), only how the networks' limited capacity is shared.
 
 **Evaluation** (held-out galaxies): the effective radius of every version
 measured with :class:`galmap.sersic.SersicFitter` (the native source stamp with its
-PSF; the target, the draws, the regression and the bicubic images on the target
+PSF; the target, the draws, the regression, the bicubic and the Sérsic-base images on the target
 grid with the target's PSF, binned alike, and the target's inverse variance, so all
 versions are weighted the same), PSNR and SSIM against the target image, and the
 calibration of the draws' spread (the fraction of pixels and of radii within one
@@ -70,8 +85,8 @@ from galmap.unet import UNet
 
 log = logging.getLogger("galmap")
 
-#: the versions of each held-out galaxy whose Re is measured
-METHODS = ("decals", "bicubic", "regression", "diffusion", "euclid")
+#: the versions of each held-out galaxy whose Re is measured (``sersic_base`` only with ``superres.sersic_base``)
+METHODS = ("decals", "sersic_base", "bicubic", "regression", "diffusion", "euclid")
 #: columns of ``superres/metrics.csv`` (one row per method; calibration columns only for diffusion)
 METRIC_COLUMNS = [
     "method", "n_galaxies", "re_log_ratio_median", "re_bias_percent", "re_log_scatter_dex",
@@ -81,8 +96,9 @@ METRIC_COLUMNS = [
 #: columns of ``superres/re_compare.parquet`` (Re in arcsec, semi-major axis)
 RE_COLUMNS = [
     "id", "re_decals_arcsec", "re_euclid_arcsec", "re_diffusion_arcsec", "re_diffusion_std_dex",
-    "re_regression_arcsec", "re_bicubic_arcsec", "psnr_diffusion_db", "psnr_regression_db", "psnr_bicubic_db",
-    "ssim_diffusion", "ssim_regression", "ssim_bicubic", "pixel_coverage_1sigma",
+    "re_regression_arcsec", "re_bicubic_arcsec", "re_sersic_base_arcsec",
+    "psnr_diffusion_db", "psnr_regression_db", "psnr_bicubic_db", "ssim_diffusion", "ssim_regression", "ssim_bicubic",
+    "pixel_coverage_1sigma",
 ]  # fmt: skip
 
 
@@ -134,12 +150,15 @@ def crop_centre(a: np.ndarray, size: int) -> np.ndarray:
 class SuperresData:
     """Paired source/target galaxies on the target grid.
 
-    ``cond`` (N, Bs, H, W) is the normalised source, ``target`` (N, 1, H, W) the
-    normalised target divided by ``data_scale``, ``weight`` its inverse variance on that
-    scale (0 on pixels without data; ``mask`` = the pixels with data);
-    ``target_flux``/``target_ivar`` the target in its flux unit (nanomaggies per
-    pixel) and ``source_flux``/``source_ivar`` the resampled source (nanomaggies per
-    target pixel); ``native`` the source's native stamps (for its own Re fit).
+    ``cond`` (N, C, H, W) is the networks' input: the normalised source bands and, with a
+    Sérsic base, the base as one more channel. ``target`` (N, 1, H, W) is what the networks
+    learn: the normalised target divided by ``data_scale``, minus ``base`` (the Sérsic base
+    on that scale, zeros without one), divided by ``residual_scale``; ``weight`` is its
+    inverse variance (0 on pixels without data; ``mask`` = the pixels with data).
+    ``target_flux``/``target_ivar`` are the target in its flux unit (nanomaggies per
+    pixel), ``source_flux`` the resampled source (nanomaggies per target pixel),
+    ``base_flux`` the Sérsic base (nanomaggies per target pixel), ``native`` the source's
+    native stamps (for its own Re fit).
     """
 
     ids: np.ndarray
@@ -156,11 +175,96 @@ class SuperresData:
     target_pixscale: float
     source_pixscale: float
     target_psf: np.ndarray
+    base: np.ndarray
+    base_flux: np.ndarray
+    residual_scale: float = 1.0
+    base_band_weights: np.ndarray | None = None
 
     @property
     def mask(self) -> torch.Tensor:
         """The target pixels with data (N, 1, H, W), bool."""
         return self.weight > 0
+
+    @property
+    def scales(self) -> dict[str, Any]:
+        """What a trained model must be evaluated with (stored in its metadata; see :func:`load_pairs`)."""
+        weights = None if self.base_band_weights is None else [float(w) for w in self.base_band_weights]
+        return {"data_scale": self.data_scale, "residual_scale": self.residual_scale, "base_band_weights": weights}
+
+    def to_flux(self, x: torch.Tensor | np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Network outputs (N, 1, H, W) of the galaxies ``index`` back to target images in flux per pixel."""
+        x = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, np.float64)
+        return to_flux(self.base[index] + self.residual_scale * x, self.target_softening, self.data_scale)
+
+
+#: Sérsic fits of the source usable as a base: not skipped by the structure stage and with data
+_UNUSABLE_FIT = SERSIC_FLAGS["no_data"] | 32  # 32: galmap.structure.SKIPPED
+
+
+def sersic_base_images(
+    fits: pd.DataFrame,
+    ids: Sequence[str],
+    bands: Sequence[str],
+    source_pixscale: float,
+    source_px: int,
+    size: int,
+    target_pixscale: float,
+    target_psf: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Each galaxy's source Sérsic fit rendered on the target grid with the target PSF.
+
+    ``fits`` holds the structure stage's rows (``id, band, n, re_arcsec, q, pa_deg, x0_px,
+    y0_px, flux, flag``; the shape shared by the bands), measured on centred
+    ``source_px``-pixel stamps of ``source_pixscale`` arcsec; the target grid is ``size``
+    pixels of ``target_pixscale`` arcsec with the same centre. Returns unit-flux images
+    (N, 1, size, size), the fit's flux per band (N, B; nanomaggies) and, for the galaxies
+    without a usable fit (zero image, zero fluxes), the reason.
+    """
+    from galmap.sersic import SersicModel
+
+    n, nb = len(ids), len(bands)
+    unit = np.zeros((n, 1, size, size), np.float32)
+    shape_cols = ["x0_px", "y0_px", "n", "re_arcsec", "q", "pa_deg"]
+    rows = fits.drop_duplicates(["id", "band"]).set_index(["id", "band"])
+    rows = rows.reindex(pd.MultiIndex.from_product([[str(g) for g in ids], list(bands)]))
+    missing = rows["flag"].isna().to_numpy().reshape(n, nb).any(1)
+    flag = np.bitwise_or.reduce(rows["flag"].fillna(0).to_numpy(np.int64).reshape(n, nb), axis=1)
+    shape = rows[shape_cols].to_numpy(np.float64).reshape(n, nb, -1)[:, 0]
+    flux = rows["flux"].to_numpy(np.float64).reshape(n, nb).copy()
+    ok = ~missing & ((flag & _UNUSABLE_FIT) == 0) & np.isfinite(shape).all(1) & np.isfinite(flux).all(1)
+    ok &= np.nan_to_num(shape[:, 3]) > 0
+    why = {
+        str(g): "no Sérsic fit of the source in the structure table"
+        if missing[i]
+        else f"the Sérsic fit of the source is not usable (flag {flag[i]})"
+        for i, g in enumerate(ids)
+        if not ok[i]
+    }
+    flux[~ok] = 0.0
+    if ok.any():
+        k = source_pixscale / target_pixscale
+        c_s, c_t = (source_px - 1) / 2, (size - 1) / 2
+        model = SersicModel((size, size), target_psf, oversample=2, dtype=torch.float32)
+        p = torch.as_tensor(shape[ok], dtype=torch.float32)
+        todo = np.flatnonzero(ok)
+        with torch.no_grad():
+            for start in range(0, len(p), 256):
+                b = p[start : start + 256]
+                img = model.render(
+                    c_t + (b[:, 0] - c_s) * k, c_t + (b[:, 1] - c_s) * k, b[:, 2], b[:, 3] / target_pixscale,
+                    b[:, 4], torch.deg2rad(b[:, 5]), torch.ones((len(b), 1)),
+                )  # fmt: skip
+                unit[todo[start : start + 256]] = img.numpy()
+    return unit, flux, why
+
+
+def base_band_weights(unit: np.ndarray, flux: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Least-squares weights (B,) with ``unit * sum_b w_b flux_b ~ target`` over the masked pixels."""
+    m = mask[:, 0]
+    a = (unit[:, 0][..., None] * flux[:, None, None, :])[m]
+    if len(a) == 0:
+        raise ValueError("superres: no training pixel to fit the Sérsic base's flux in the target band")
+    return np.linalg.lstsq(a.astype(np.float64), target[:, 0][m].astype(np.float64), rcond=None)[0]
 
 
 def load_pairs(
@@ -169,13 +273,16 @@ def load_pairs(
     params: Mapping[str, Any],
     seed: int,
     failures: FailureLog | None = None,
-    data_scale: float | None = None,
+    sersic: pd.DataFrame | None = None,
+    scales: Mapping[str, Any] | None = None,
 ) -> SuperresData:
     """Read and pair the preprocessed shards of both surveys (see the module docstring).
 
     A galaxy missing from either survey, or without valid pixels in either, is left out with
-    a row in ``failures``. ``data_scale`` (from a trained model) overrides the one measured
-    on the training galaxies.
+    a row in ``failures``. ``sersic`` holds the source survey's Sérsic fits (the structure
+    stage's table), needed with ``params["sersic_base"]``. ``scales`` (a trained model's
+    :attr:`SuperresData.scales`) override the scales measured on the training galaxies, so
+    that a model is evaluated on the scales it was trained with.
     """
     pairs = pair_surveys(source_paths, target_paths, "superres", ("flags", "psf", "psf_profile"), failures)
     src, tgt, ids = pairs.source, pairs.target, pairs.ids
@@ -196,8 +303,10 @@ def load_pairs(
     x_t, w_t = network_inputs(t_img, t_ivar, [t_soft], float(params["sys_error"]))
     mask = w_t > 0
     split = assign_split(ids, seed, float(params["val_fraction"]), float(params["test_fraction"]))
+    train_px = (split == "train")[:, None, None, None] & mask
+    data_scale = None if scales is None else float(scales["data_scale"])
     if data_scale is None:
-        train_pix = x_t[(split == "train")[:, None, None, None] & mask]
+        train_pix = x_t[train_px]
         data_scale = float(np.std(train_pix)) if train_pix.size > 1 else 1.0
         data_scale = data_scale if data_scale > 0 else 1.0
     good = np.isfinite(s_img) & np.isfinite(s_ivar) & (s_ivar > 0)
@@ -206,16 +315,52 @@ def load_pairs(
     s_soft = np.asarray(s_attrs["norm_softening"], np.float32)[None, :, None, None] * np.float32(area)
     x_s = np.arcsinh(r_img / s_soft).astype(np.float32)
     psf = tgt[0].extra.get("psf_profile", tgt[0].extra.get("psf"))
+    t_psf = bin_psf(np.asarray(psf, np.float64), bin_)
     native = Shard(
         images=s_img, ivar=s_ivar, ids=np.asarray(ids, dtype=object), attrs=dict(s_attrs),
         extra={"psf": src[0].extra.get("psf_profile", src[0].extra.get("psf"))},
     )  # fmt: skip
+    x_t = x_t / np.float32(data_scale)
+    w_t = w_t * np.float32(data_scale) ** 2
+    base_flux = np.zeros_like(t_img)
+    base = np.zeros_like(x_t)
+    residual_scale, weights = 1.0, None
+    if params["sersic_base"]:
+        if sersic is None:
+            raise ValueError(
+                "superres.sersic_base needs the source survey's Sérsic fits (results/structure/sersic.parquet)"
+            )
+        bands = list(s_attrs["bands"])
+        unit, band_flux, why = sersic_base_images(sersic, ids, bands, s_scale, s_img.shape[-1], size, t_scale, t_psf)
+        for i, g in enumerate(map(str, ids)):
+            if g not in why:
+                continue
+            held_out = split[i] == "test"
+            if failures is not None:
+                use = "generated without a Sérsic base" if held_out else "left out of the training"
+                failures.add(g, f"superres: {why[g]}; {use}")
+            if not held_out:  # its residual would be the whole image, unlike every other galaxy's
+                split[i] = "unused"
+        train_px = (split == "train")[:, None, None, None] & mask
+        if scales is not None and scales.get("base_band_weights") is not None:
+            weights = np.asarray(scales["base_band_weights"], np.float64)
+        else:
+            fit = split == "train"
+            weights = base_band_weights(unit[fit], band_flux[fit], t_img[fit], mask[fit])
+        base_flux = (unit * (band_flux @ weights)[:, None, None, None]).astype(np.float32)
+        base = (np.arcsinh(base_flux / t_soft) / data_scale).astype(np.float32)
+        if scales is not None and scales.get("residual_scale") is not None:
+            residual_scale = float(scales["residual_scale"])
+        else:
+            res = (x_t - base)[train_px]
+            residual_scale = float(np.std(res)) if res.size > 1 and np.std(res) > 0 else 1.0
+        x_s = np.concatenate([x_s, base], axis=1)
     return SuperresData(
         ids=np.asarray(ids, dtype=object),
         split=split,
         cond=torch.from_numpy(x_s),
-        target=torch.from_numpy(x_t / np.float32(data_scale)),
-        weight=torch.from_numpy(w_t * np.float32(data_scale) ** 2),
+        target=torch.from_numpy((x_t - base) / np.float32(residual_scale)),
+        weight=torch.from_numpy(w_t * np.float32(residual_scale) ** 2),
         target_flux=t_img,
         target_ivar=t_ivar,
         source_flux=r_img,
@@ -224,7 +369,11 @@ def load_pairs(
         data_scale=data_scale,
         target_pixscale=t_scale,
         source_pixscale=s_scale,
-        target_psf=bin_psf(np.asarray(psf, np.float64), bin_),
+        target_psf=t_psf,
+        base=base,
+        base_flux=base_flux,
+        residual_scale=residual_scale,
+        base_band_weights=weights,
     )
 
 
@@ -283,7 +432,8 @@ def train_model(
     meta = {
         "model": model.config,
         "kind": kind,
-        "data_scale": data.data_scale,
+        **data.scales,
+        "sersic_base": data.base_band_weights is not None,
         "seed": seed,
         "n_train": int((data.split == "train").sum()),
         "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
@@ -384,7 +534,6 @@ def evaluate(
     ids = data.ids[test]
     cond = data.cond[test]
     valid = data.mask[test].numpy()
-    soft, scale = data.target_softening, data.data_scale
     truth = data.target_flux[test]
     t_ivar = data.target_ivar[test]
     n_draws, steps = int(params["n_draws"]), int(params["sample_steps"])
@@ -394,8 +543,9 @@ def evaluate(
     t0 = time.perf_counter()
     reg = predict_regression(regression, cond)
     reg_rate = len(test) / max(time.perf_counter() - t0, 1e-9)
-    draws_flux = np.stack([to_flux(d, soft, scale) for d in draws])
-    reg_flux = to_flux(reg, soft, scale)
+    draws_flux = np.stack([data.to_flux(d, test) for d in draws])
+    reg_flux = data.to_flux(reg, test)
+    with_base = data.base_band_weights is not None
     train_idx = data.split == "train"
     weights = fit_band_weights(data.source_flux[train_idx], data.target_flux[train_idx], data.mask[train_idx].numpy())
     native = data.native
@@ -408,6 +558,8 @@ def evaluate(
         "bicubic": fit_re(cubic, t_ivar, psf, pix, params),
         "decals": fit_re(native.images[test], native.ivar[test], native.extra["psf"], data.source_pixscale, params),
     }
+    if with_base:
+        re["sersic_base"] = fit_re(data.base_flux[test], t_ivar, psf, pix, params)
     d_re = np.stack([fit_re(d, t_ivar, psf, pix, params) for d in draws_flux])  # (2, ...) per draw
     draw_re, draw_flag = d_re[:, 0], d_re[:, 1].astype(np.int64)
     draw_ok = ~_bad_fit(draw_re, draw_flag)
@@ -419,8 +571,8 @@ def evaluate(
     re["diffusion"] = (np.where(enough, 10**med, np.nan), np.where(enough, 0, SERSIC_FLAGS["no_data"]))
     bad = {m: _bad_fit(*re[m]) for m in re}
     for i, g in enumerate(ids):
-        for m in ("euclid", "decals", "regression", "bicubic"):
-            if bad[m][i]:
+        for m in ("euclid", "decals", "regression", "bicubic", "sersic_base"):
+            if m in bad and bad[m][i]:
                 failures.add(
                     g,
                     f"superres: the Sérsic fit of the {m} image failed (flag {int(re[m][1][i])}, Re {re[m][0][i]:.3g})",
@@ -455,6 +607,9 @@ def evaluate(
             "re_diffusion_std_dex": np.where(enough, std, np.nan),
             "re_regression_arcsec": np.where(bad["regression"], np.nan, re["regression"][0]),
             "re_bicubic_arcsec": np.where(bad["bicubic"], np.nan, re["bicubic"][0]),
+            "re_sersic_base_arcsec": np.where(bad["sersic_base"], np.nan, re["sersic_base"][0])
+            if with_base
+            else np.full(len(test), np.nan),
             "psnr_diffusion_db": p["diffusion"],
             "psnr_regression_db": p["regression"],
             "psnr_bicubic_db": p["bicubic"],
@@ -466,7 +621,9 @@ def evaluate(
     )[RE_COLUMNS]
     rows = []
     ref = np.log10(table["re_euclid_arcsec"].to_numpy())
-    for m in ("decals", "bicubic", "regression", "diffusion", "euclid"):
+    for m in METHODS:
+        if m == "sersic_base" and not with_base:
+            continue
         ratio = np.log10(table[f"re_{m}_arcsec"].to_numpy()) - ref
         ok = np.isfinite(ratio)
         med_ratio = float(np.median(ratio[ok])) if ok.any() else float("nan")
@@ -502,4 +659,6 @@ def evaluate(
         "truth": truth[pick],
         "sky_sigma": np.array([1.0 / np.sqrt(np.median(t_ivar[t_ivar > 0]))]) if (t_ivar > 0).any() else np.ones(1),
     }
+    if with_base:
+        examples["sersic_base"] = data.base_flux[test][pick]
     return metrics, table, examples

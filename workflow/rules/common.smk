@@ -153,6 +153,8 @@ def _survey_shards(survey):
 # the preprocessed shards the images-to-images stages pair by galaxy id
 SUPERRES_SOURCE = _survey_shards(config["superres"]["source_survey"])
 SUPERRES_TARGET = _survey_shards(config["superres"]["target_survey"])
+# the Sérsic fits of the source survey (the structure stage's) that the networks' Sérsic base is drawn from
+SUPERRES_SERSIC = ["results/structure/sersic.parquet"] if config["superres"]["sersic_base"] else []
 HALPHA_INPUT = _survey_shards(config["halpha"]["input_survey"])
 HALPHA_TARGET = _survey_shards(config["halpha"]["target_survey"])
 

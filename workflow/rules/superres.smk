@@ -5,6 +5,7 @@ rule superres_train:
     input:
         source=SUPERRES_SOURCE,
         target=SUPERRES_TARGET,
+        sersic=SUPERRES_SERSIC,
     output:
         model="results/superres/{model}/model.pt",
         history="results/superres/{model}/history.csv",
@@ -30,6 +31,7 @@ rule superres_evaluate:
     input:
         source=SUPERRES_SOURCE,
         target=SUPERRES_TARGET,
+        sersic=SUPERRES_SERSIC,
         diffusion="results/superres/diffusion/model.pt",
         regression="results/superres/regression/model.pt",
     output:
