@@ -197,10 +197,6 @@ class SuperresData:
         return to_flux(self.base[index] + self.residual_scale * x, self.target_softening, self.data_scale)
 
 
-#: Sérsic fits of the source usable as a base: not skipped by the structure stage and with data
-_UNUSABLE_FIT = SERSIC_FLAGS["no_data"] | 32  # 32: galmap.structure.SKIPPED
-
-
 def sersic_base_images(
     fits: pd.DataFrame,
     ids: Sequence[str],
@@ -221,7 +217,9 @@ def sersic_base_images(
     without a usable fit (zero image, zero fluxes), the reason.
     """
     from galmap.sersic import SersicModel
+    from galmap.structure import SKIPPED
 
+    unusable = SERSIC_FLAGS["no_data"] | SKIPPED  # nothing fitted: no base
     n, nb = len(ids), len(bands)
     unit = np.zeros((n, 1, size, size), np.float32)
     shape_cols = ["x0_px", "y0_px", "n", "re_arcsec", "q", "pa_deg"]
@@ -231,7 +229,7 @@ def sersic_base_images(
     flag = np.bitwise_or.reduce(rows["flag"].fillna(0).to_numpy(np.int64).reshape(n, nb), axis=1)
     shape = rows[shape_cols].to_numpy(np.float64).reshape(n, nb, -1)[:, 0]
     flux = rows["flux"].to_numpy(np.float64).reshape(n, nb).copy()
-    ok = ~missing & ((flag & _UNUSABLE_FIT) == 0) & np.isfinite(shape).all(1) & np.isfinite(flux).all(1)
+    ok = ~missing & ((flag & unusable) == 0) & np.isfinite(shape).all(1) & np.isfinite(flux).all(1)
     ok &= np.nan_to_num(shape[:, 3]) > 0
     why = {
         str(g): "no Sérsic fit of the source in the structure table"
@@ -353,7 +351,8 @@ def load_pairs(
             residual_scale = float(scales["residual_scale"])
         else:
             res = (x_t - base)[train_px]
-            residual_scale = float(np.std(res)) if res.size > 1 and np.std(res) > 0 else 1.0
+            sd = float(np.std(res)) if res.size > 1 else 0.0
+            residual_scale = sd if sd > 0 else 1.0
         x_s = np.concatenate([x_s, base], axis=1)
     return SuperresData(
         ids=np.asarray(ids, dtype=object),
