@@ -256,15 +256,6 @@ def sersic_base_images(
     return unit, flux, why
 
 
-def base_band_weights(unit: np.ndarray, flux: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Least-squares weights (B,) with ``unit * sum_b w_b flux_b ~ target`` over the masked pixels."""
-    m = mask[:, 0]
-    a = (unit[:, 0][..., None] * flux[:, None, None, :])[m]
-    if len(a) == 0:
-        raise ValueError("superres: no training pixel to fit the Sérsic base's flux in the target band")
-    return np.linalg.lstsq(a.astype(np.float64), target[:, 0][m].astype(np.float64), rcond=None)[0]
-
-
 def load_pairs(
     source_paths: Sequence[str],
     target_paths: Sequence[str],
@@ -344,7 +335,8 @@ def load_pairs(
             weights = np.asarray(scales["base_band_weights"], np.float64)
         else:
             fit = split == "train"
-            weights = base_band_weights(unit[fit], band_flux[fit], t_img[fit], mask[fit])
+            flux_images = unit[fit] * band_flux[fit][:, :, None, None]  # each band's flux in the base's shape
+            weights = fit_band_weights(flux_images, t_img[fit], mask[fit], max_pixels=None)
         base_flux = (unit * (band_flux @ weights)[:, None, None, None]).astype(np.float32)
         base = (np.arcsinh(base_flux / t_soft) / data_scale).astype(np.float32)
         if scales is not None and scales.get("residual_scale") is not None:
@@ -461,13 +453,20 @@ def bicubic_images(native: np.ndarray, scale_in: float, size: int, scale_out: fl
     return (out * (scale_out / scale_in) ** 2).numpy()
 
 
-def fit_band_weights(source: np.ndarray, target: np.ndarray, mask: np.ndarray, max_pixels: int = 200_000) -> np.ndarray:
-    """Least-squares weights (B,) with ``sum_b w_b source_b ~ target`` over masked pixels."""
+def fit_band_weights(
+    source: np.ndarray, target: np.ndarray, mask: np.ndarray, max_pixels: int | None = 200_000
+) -> np.ndarray:
+    """Least-squares weights (B,) with ``sum_b w_b source_b ~ target`` over masked pixels.
+
+    ``max_pixels``: a random subset of that many pixels (seeded) is fitted; ``None``: all of them.
+    """
     a = source.transpose(1, 0, 2, 3).reshape(source.shape[1], -1).T
     y = target[:, 0].reshape(-1)
     m = mask[:, 0].reshape(-1)
     a, y = a[m], y[m]
-    if len(y) > max_pixels:
+    if len(y) == 0:
+        raise ValueError("superres: no training pixel to fit the band weights of the target band")
+    if max_pixels is not None and len(y) > max_pixels:
         sel = np.random.default_rng(0).choice(len(y), max_pixels, replace=False)
         a, y = a[sel], y[sel]
     return np.linalg.lstsq(a.astype(np.float64), y.astype(np.float64), rcond=None)[0]
