@@ -3,7 +3,7 @@
 #      snakemake --cores all --configfile config/test.yaml
 from pathlib import Path
 
-from galmap.config import load_yaml, validate_config
+from galmap.core.config import load_yaml, validate_config
 
 # The embedded default, unless the user names a config with --configfile.
 if not workflow.config_settings.configfiles:
@@ -12,7 +12,7 @@ if not workflow.config_settings.configfiles:
 
 
 # A misspelled key, a wrong type or an impossible value stops the run here with a
-# message naming the key (galmap.config.ConfigError).
+# message naming the key (galmap.core.config.ConfigError).
 config.update(
     validate_config(config, load_yaml(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
 )

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galmap.classify import random_forest_predictions
-from galmap.cnn import MorphologyCNN, make_step
-from galmap.config import load_config
-from galmap.labels import QUESTIONS
-from galmap.training import seeded_generator
+from galmap.classify.cnn import MorphologyCNN, make_step
+from galmap.classify.targets import random_forest_predictions
+from galmap.core.config import load_config
+from galmap.core.galaxyzoo import QUESTIONS
+from galmap.nn.training import seeded_generator
 
 REPO = Path(__file__).resolve().parents[1]
 

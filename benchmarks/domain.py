@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galmap.cnn import train_cnn
-from galmap.config import load_config
-from galmap.domain import adapt_batchnorm, target_batches, teacher_targets, train_dann, train_distill
-from galmap.io import Shard, write_shard
-from galmap.labels import QUESTIONS
+from galmap.classify.cnn import train_cnn
+from galmap.core.config import load_config
+from galmap.core.galaxyzoo import QUESTIONS
+from galmap.core.io import Shard, write_shard
+from galmap.domain.adaptation import adapt_batchnorm, target_batches, teacher_targets, train_dann, train_distill
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from galmap.cutouts import cutout_hdulist, verify_cutout
-from galmap.download import DownloadSettings, Item, download
+from galmap.data.cutouts import cutout_hdulist, verify_cutout
+from galmap.data.download import DownloadSettings, Item, download
 
 
 def serve(body: bytes, latency: float) -> ThreadingHTTPServer:

@@ -71,7 +71,7 @@ SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
 def same_file(a: Path, b: Path) -> bool:
     """Whether two outputs hold the same data (arrays, tables, weights; other files byte for byte)."""
     if a.suffix == ".h5":
-        from galmap.io import read_shard
+        from galmap.core.io import read_shard
 
         x, y = read_shard(a), read_shard(b)
         return bool(np.array_equal(x.images, y.images, equal_nan=True) and np.array_equal(x.ivar, y.ivar))

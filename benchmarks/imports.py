@@ -1,8 +1,8 @@
-"""What every workflow job pays before it starts: importing ``galmap.pipeline``.
+"""What every workflow job pays before it starts: importing its stage's ``galmap.<stage>.jobs``.
 
-Each Snakemake job is a new Python process that imports :mod:`galmap.pipeline`;
+Each Snakemake job is a new Python process that imports its stage's jobs module;
 its stages import their own libraries (torch, GalSim, photutils, statmorph) inside
-their functions. Times, in fresh processes, the import of ``galmap.pipeline``
+their functions. Times, in fresh processes, the import of ``galmap.latent.jobs`` (the largest)
 against ``pandas`` alone (the baseline: every job reads or writes a table), and
 of each stage library for scale.
 
@@ -10,7 +10,7 @@ Usage::
 
     python benchmarks/imports.py [--repeat 5]
 
-The last line is machine-readable: ``RESULT pipeline_over_pandas=...``.
+The last line is machine-readable: ``RESULT jobs_over_pandas=...``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-MODULES = ["pandas", "galmap.pipeline", "torch", "galsim", "photutils.segmentation", "statmorph"]
+MODULES = ["pandas", "galmap.latent.jobs", "torch", "galsim", "photutils.segmentation", "statmorph"]
 
 
 def import_seconds(module: str, repeat: int) -> float:
@@ -43,7 +43,7 @@ def main() -> None:
     times = {m: import_seconds(m, args.repeat) for m in MODULES}
     for m, t in times.items():
         print(f"  import {m:24s} {t:6.2f} s   {t / times['pandas']:5.2f} x pandas")
-    print(f"RESULT pipeline_over_pandas={times['galmap.pipeline'] / times['pandas']:.2f}")
+    print(f"RESULT jobs_over_pandas={times['galmap.latent.jobs'] / times['pandas']:.2f}")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import galsim
 
-from galmap.config import load_config
+from galmap.core.config import load_config
+from galmap.core.surveys import GSPARAMS, surveys_from_config
 from galmap.mock.population import draw_population
 from galmap.mock.render import render_shard
-from galmap.preprocess import preprocess_shard
-from galmap.surveys import GSPARAMS, surveys_from_config
+from galmap.preprocess.stamps import preprocess_shard
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from galmap.config import load_config
+from galmap.core.config import load_config
+from galmap.core.surveys import surveys_from_config
 from galmap.mock.population import draw_population
 from galmap.mock.render import render_shard
-from galmap.preprocess import preprocess_shard
-from galmap.sersic import SersicFitter, initial_guess
-from galmap.structure import fit_sersic_shard, morphometry_shard
-from galmap.surveys import surveys_from_config
+from galmap.preprocess.stamps import preprocess_shard
+from galmap.structure.measure import fit_sersic_shard, morphometry_shard
+from galmap.structure.sersic import SersicFitter, initial_guess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def scipy_fit(fitter: SersicFitter, image: np.ndarray, ivar: np.ndarray, seg: np
     data = torch.as_tensor(image[None], **kw)
     sqrt_w = torch.sqrt(torch.as_tensor(ivar[None], **kw))
     g = initial_guess(image[None], ivar[None], seg[None])
-    from galmap.sersic import N_RANGE, Q_RANGE, _logit
+    from galmap.structure.sersic import N_RANGE, Q_RANGE, _logit
 
     x0 = np.concatenate(
         [

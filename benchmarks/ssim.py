@@ -3,7 +3,7 @@
 The VAE's encode jobs and the super-resolution evaluation compute SSIM on every
 galaxy and band in double precision, where ``torch.conv2d`` has no fast CPU path.
 Times both filters on the same images in the same run, checks they agree, and
-prints the ratio; then the whole :func:`galmap.imagemetrics.ssim` of one
+prints the ratio; then the whole :func:`galmap.nn.imagemetrics.ssim` of one
 default-sized shard (600 galaxies x 3 bands x 64 x 64 pixels).
 
 Usage::
@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from galmap.imagemetrics import SSIM_RADIUS_PX, SSIM_SIGMA_PX, _gaussian_blur, ssim
+from galmap.nn.imagemetrics import SSIM_RADIUS_PX, SSIM_SIGMA_PX, _gaussian_blur, ssim
 
 
 def conv_blur(img: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:

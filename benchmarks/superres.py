@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from galmap.config import load_config
-from galmap.diffusion import ddim_sample, diffusion_loss
-from galmap.superres import build_model
+from galmap.core.config import load_config
+from galmap.images2images.superres import build_model
+from galmap.nn.diffusion import ddim_sample, diffusion_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

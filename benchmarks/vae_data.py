@@ -5,7 +5,7 @@ images per second of each, as a ratio to the in-memory baseline measured in the
 same run:
 
 * ``memory``: every normalised image already in one tensor (the ceiling);
-* ``shards-cached``: :class:`galmap.netdata.ShardStream` reading the HDF5 shards,
+* ``shards-cached``: :class:`galmap.nn.inputs.ShardStream` reading the HDF5 shards,
   kept in memory after the first read (the default config's case: all fit);
 * ``shards-streamed``: the same with a cache of about one shard, so every epoch
   re-reads and re-normalises the shards in a background thread (the paper-scale case).
@@ -28,20 +28,20 @@ from pathlib import Path
 
 import torch
 
-from galmap.config import load_config
-from galmap.netdata import ShardStream
-from galmap.training import TrainSettings, train
-from galmap.vae import ConvVAE, loader, make_step
+from galmap.core.config import load_config
+from galmap.latent.vae import ConvVAE, loader, make_step
+from galmap.nn.inputs import ShardStream
+from galmap.nn.training import TrainSettings, train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _render(n: int, out_dir: Path) -> list[str]:
-    from galmap.io import write_shard
+    from galmap.core.io import write_shard
+    from galmap.core.surveys import surveys_from_config
     from galmap.mock.population import draw_population
     from galmap.mock.render import render_shard
-    from galmap.preprocess import preprocess_shard
-    from galmap.surveys import surveys_from_config
+    from galmap.preprocess.stamps import preprocess_shard
 
     cfg = load_config(REPO / "config" / "config.yaml", REPO / "workflow" / "schemas" / "config.schema.yaml")
     cfg["mock"]["n_galaxies"] = n

@@ -1,7 +1,7 @@
 """Snakemake script: the multi-head CNN on the images, trained and applied on the same splits."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import classify_cnn_file
+from galmap.classify.jobs import classify_cnn_file
+from galmap.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

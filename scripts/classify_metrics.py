@@ -1,7 +1,7 @@
 """Snakemake script: accuracy, precision, recall, F1 and confusion matrices on the test split."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import classify_metrics_file
+from galmap.classify.jobs import classify_metrics_file
+from galmap.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

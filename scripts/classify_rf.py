@@ -1,7 +1,7 @@
 """Snakemake script: one random forest per question on the VAE latents."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import classify_rf_file
+from galmap.classify.jobs import classify_rf_file
+from galmap.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

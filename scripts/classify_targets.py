@@ -1,7 +1,7 @@
 """Snakemake script: the questions' classes and their stratified train/val/test splits."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import classify_targets_file
+from galmap.classify.jobs import classify_targets_file
+from galmap.core.joblog import job_log
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: domain-adversarial fine-tuning of the source CNN (no target label)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import domain_dann_file
+from galmap.core.joblog import job_log
+from galmap.domain.jobs import domain_dann_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: cross-survey distillation of the source CNN on the overlap (no label of either survey)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import domain_distill_file
+from galmap.core.joblog import job_log
+from galmap.domain.jobs import domain_distill_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: domain/metrics.csv from the predictions of every method."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import domain_metrics_file
+from galmap.core.joblog import job_log
+from galmap.domain.jobs import domain_metrics_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

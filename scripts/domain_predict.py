@@ -1,7 +1,7 @@
 """Snakemake script: predictions of every domain-adaptation method on the source and target images."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import domain_predict_file
+from galmap.core.joblog import job_log
+from galmap.domain.jobs import domain_predict_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: one shard of the target survey on the source grid (survey A -> survey B)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import domain_target_file
+from galmap.core.joblog import job_log
+from galmap.domain.jobs import domain_target_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

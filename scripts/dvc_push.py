@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from galmap.dvc import push
-from galmap.joblog import job_log
+from galmap.core.joblog import job_log
+from galmap.data.dvc import push
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: draw one of the paper's figures (params.figure) from the rule's named inputs."""
 
-from galmap.figures import make_figure
-from galmap.joblog import job_log
+from galmap.core.joblog import job_log
+from galmap.figures.draw import make_figure
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

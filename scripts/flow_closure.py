@@ -1,7 +1,7 @@
 """Snakemake script: generate galaxies for held-out parameters, measure them again; the gallery."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import flow_closure_file
+from galmap.core.joblog import job_log
+from galmap.latent.jobs import flow_closure_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

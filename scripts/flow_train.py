@@ -1,7 +1,7 @@
 """Snakemake script: fit the conditional normalizing flow p(latents | parameters)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import flow_train_file
+from galmap.core.joblog import job_log
+from galmap.latent.jobs import flow_train_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: gather per-shard failure tables into the stage's failures.csv."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import gather_failure_tables
+from galmap.core.joblog import job_log
+from galmap.core.jobs import gather_failure_tables
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: concatenate per-shard Parquet tables into the stage's table."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import gather_tables
+from galmap.core.joblog import job_log
+from galmap.core.jobs import gather_tables
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

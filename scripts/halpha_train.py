@@ -1,7 +1,7 @@
 """Snakemake script: train the u,g,r,i,z -> Hα U-Net or the Hα diffusion model (``params.kind``)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import halpha_train_file
+from galmap.core.joblog import job_log
+from galmap.images2images.jobs import halpha_train_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

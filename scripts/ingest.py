@@ -1,7 +1,7 @@
 """Snakemake script: one raw shard of one survey from FITS cutouts (a local folder or the downloads)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import ingest_file
+from galmap.core.joblog import job_log
+from galmap.data.jobs import ingest_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: fetch the Galaxy Zoo DECaLS catalog from Zenodo; write the selection's catalog and labels."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import legacysurvey_catalog_file
+from galmap.core.joblog import job_log
+from galmap.data.jobs import legacysurvey_catalog_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

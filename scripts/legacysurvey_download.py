@@ -1,7 +1,7 @@
 """Snakemake script: fetch one shard's cutouts of one survey from the Legacy Survey cutout service."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import legacysurvey_download_file
+from galmap.core.joblog import job_log
+from galmap.data.jobs import legacysurvey_download_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

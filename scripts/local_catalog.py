@@ -1,7 +1,7 @@
 """Snakemake script: the catalog and labels of a local folder of FITS cutouts."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import local_catalog_file
+from galmap.core.joblog import job_log
+from galmap.data.jobs import local_catalog_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

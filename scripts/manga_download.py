@@ -1,7 +1,7 @@
 """Snakemake script: fetch one shard of the MaNGA sample: DAP Hα maps, then the u,g,r,i,z preimaging."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import manga_download_file
+from galmap.core.joblog import job_log
+from galmap.data.jobs import manga_download_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: draw the mock population (truth table and catalog)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import make_mock_catalog
+from galmap.core.joblog import job_log
+from galmap.mock.jobs import make_mock_catalog
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: the mock volunteers' votes and classes (labels, class counts) from the truth table."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import make_mock_labels
+from galmap.core.joblog import job_log
+from galmap.mock.jobs import make_mock_labels
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

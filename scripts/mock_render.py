@@ -1,7 +1,7 @@
 """Snakemake script: render one shard of the mock survey in every configured survey."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import render_mock_shard
+from galmap.core.joblog import job_log
+from galmap.mock.jobs import render_mock_shard
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: latent-space and reconstruction outliers, validated against injected anomalies."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import outliers_file
+from galmap.core.joblog import job_log
+from galmap.latent.jobs import outliers_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

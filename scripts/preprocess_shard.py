@@ -1,7 +1,7 @@
 """Snakemake script: preprocess one image shard (background, masks, PSF, normalisation)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import preprocess_file
+from galmap.core.joblog import job_log
+from galmap.preprocess.jobs import preprocess_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

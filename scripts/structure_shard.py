@@ -1,7 +1,7 @@
 """Snakemake script: Sérsic fits or morphometry of one preprocessed shard (params.kind says which)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import structure_file
+from galmap.core.joblog import job_log
+from galmap.structure.jobs import structure_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: evaluate the super-resolution models on the held-out galaxies."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import superres_evaluate_file
+from galmap.core.joblog import job_log
+from galmap.images2images.jobs import superres_evaluate_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: train the super-resolution diffusion model or its regression baseline (wildcard model)."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import superres_train_file
+from galmap.core.joblog import job_log
+from galmap.images2images.jobs import superres_train_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

@@ -1,7 +1,7 @@
 """Snakemake script: latents and reconstruction metrics of one preprocessed shard."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import encode_file
+from galmap.core.joblog import job_log
+from galmap.latent.jobs import encode_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

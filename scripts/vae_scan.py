@@ -1,7 +1,7 @@
 """Snakemake script: SSIM, MSE and MAE against the number of latents."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import latent_scan_file
+from galmap.core.joblog import job_log
+from galmap.latent.jobs import latent_scan_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

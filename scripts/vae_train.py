@@ -1,7 +1,7 @@
 """Snakemake script: train the VAE for one latent size on the preprocessed shards."""
 
-from galmap.joblog import job_log
-from galmap.pipeline import train_vae_file
+from galmap.core.joblog import job_log
+from galmap.latent.jobs import train_vae_file
 
 snakemake = snakemake  # noqa: F821,PLW0127 - injected by Snakemake
 

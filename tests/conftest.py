@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from galmap.config import load_config
+from galmap.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -32,7 +32,7 @@ def run_snakemake(args, cwd, check: bool = True) -> subprocess.CompletedProcess:
 
 def with_galaxy(shard, i: int, images=None, ivar=None):
     """A copy of ``shard`` (images, ivar, ids, attrs) with galaxy ``i``'s images or ivar replaced."""
-    from galmap.io import Shard
+    from galmap.core.io import Shard
 
     imgs, iv = shard.images.copy(), shard.ivar.copy()
     if images is not None:
@@ -69,7 +69,7 @@ def truth(test_config):
 
 @pytest.fixture(scope="session")
 def surveys(test_config):
-    from galmap.surveys import surveys_from_config
+    from galmap.core.surveys import surveys_from_config
 
     return surveys_from_config(test_config)
 
@@ -77,7 +77,7 @@ def surveys(test_config):
 @pytest.fixture(scope="session")
 def rendered(test_config, truth, surveys):
     """The test population rendered (with noise) in every test survey."""
-    from galmap.failures import FailureLog
+    from galmap.core.failures import FailureLog
     from galmap.mock.render import render_shard
 
     failures = FailureLog("data")

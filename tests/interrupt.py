@@ -1,6 +1,6 @@
 """Interrupting Snakemake runs on purpose: copy a finished run, start a job, kill it at a chosen point, rerun.
 
-Shared by ``tests/test_interrupts.py`` (a representative subset) and ``benchmarks/faults.py`` (the full
+Shared by ``tests/workflow/test_interrupts.py`` (a representative subset) and ``benchmarks/faults.py`` (the full
 kill matrix with the seconds each kill costs). Snakemake runs in its own process group
 (``start_new_session=True``) and the whole group is signalled, as a scheduler or Ctrl-C would.
 """

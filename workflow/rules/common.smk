@@ -1,7 +1,7 @@
 # Shared names and input functions. No computation here: the library does that.
 from snakemake.logging import logger
 
-from galmap.sources import (
+from galmap.data.plan import (
     manga_surveys,
     shard_names,
     skipped_messages,
@@ -19,7 +19,7 @@ SHARDS = shard_names(config)
 # MaNGA (data.manga, real data): its galaxies are their own sample, so its surveys have their own shards
 MANGA = manga_surveys(config)
 SURVEY_SHARDS = {survey: survey_shards(config, survey) for survey in SURVEYS}
-# the stages the data allow (galmap.sources.stage_plan): a stage -> None, or why it is skipped
+# the stages the data allow (galmap.data.plan.stage_plan): a stage -> None, or why it is skipped
 PLAN = stage_plan(config)
 for _line in skipped_messages(config):
     logger.info(_line)
@@ -27,7 +27,7 @@ for _line in skipped_messages(config):
 DATA_PARAMS = {k: config[k] for k in ("seed", "shard_size", "data", "surveys")}
 # the classification questions the labels can answer
 CLASSIFY = dict(config["classify"], questions=usable_questions(config)[0])
-# Conda environments (--use-conda / --sdm conda), one per group of rules; tests/test_envs.py checks that each
+# Conda environments (--use-conda / --sdm conda), one per group of rules; tests/workflow/test_envs.py checks that each
 # holds what its rules import. They hold third-party packages only: galmap itself is found where snakemake
 # runs it from (the Snakefile imports it; a script job adds snakemake's Python path after the env's own).
 ENV_DATA = "../../envs/data.yaml"  # data, preprocessing, dvc
@@ -55,7 +55,7 @@ VAE_SURVEY = config["vae"]["survey"]
 # the surveys that observe the source's bands in the target (survey A -> survey B), in band order
 DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
 # What each rule reads of a shared config section, so that a setting reruns only the rules that use it
-# (tests/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
+# (tests/workflow/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.
 SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k != "morph_band"}
 MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band")}

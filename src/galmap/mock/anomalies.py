@@ -39,7 +39,7 @@ from typing import Any
 import galsim
 import numpy as np
 
-from galmap.surveys import GSPARAMS, Survey
+from galmap.core.surveys import GSPARAMS, Survey
 
 ASTROPHYSICAL = ("lens_arc", "irregular")
 INSTRUMENTAL = ("satellite_trail", "star_ghost", "bad_column")

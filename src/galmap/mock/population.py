@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammainccinv, gammaincinv
 
-from galmap.ids import mock_id
+from galmap.core.ids import mock_id
+from galmap.core.surveys import flux_to_mag, mag_to_flux, surveys_from_config
 from galmap.mock.anomalies import draw_anomalies
-from galmap.surveys import flux_to_mag, mag_to_flux, surveys_from_config
 
 TYPES = ("elliptical", "lenticular", "spiral", "irregular")
 MERGER_STATES = ("none", "minor-disturbance", "major-disturbance", "merger")

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from galmap.failures import FailureLog
-from galmap.io import Shard
+from galmap.core.failures import FailureLog
+from galmap.core.io import Shard
+from galmap.core.surveys import GSPARAMS, Survey, mag_to_flux
 from galmap.mock.anomalies import artefact_image, astrophysical_profile
 from galmap.mock.population import (
     BROAD_BANDS,
@@ -39,7 +40,6 @@ from galmap.mock.population import (
     seed_for,
     sersic_trunc_re,
 )
-from galmap.surveys import GSPARAMS, Survey, mag_to_flux
 
 #: Pixel scale (arcsec) of the face-on spiral-arm pattern before projection.
 ARM_PATTERN_SCALE = 0.1

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from galmap.labels import ALL_QUESTIONS, QUESTION_BY_NAME, classes_from_votes, votes_to_frame
+from galmap.core.galaxyzoo import ALL_QUESTIONS, QUESTION_BY_NAME, classes_from_votes, votes_to_frame
+from galmap.core.surveys import Survey
 from galmap.mock.population import true_answers
-from galmap.surveys import Survey
 
 #: Questions whose answers are ordered (confusion goes mostly to neighbours).
 ORDERED = {"how-rounded", "bar", "spiral-winding", "spiral-arm-count", "bulge-size", "merging"}

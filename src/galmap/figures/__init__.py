@@ -1,0 +1,1 @@
+"""The paper's figures, drawn from the stages' output files. Writes ``results/figures/<name>.{pdf,png}``."""

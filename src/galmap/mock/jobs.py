@@ -1,0 +1,85 @@
+"""The mock survey's jobs: the population and truth table, the volunteers' labels, the rendering of a shard.
+
+Each function reads its inputs, computes with the library, and writes its outputs atomically,
+so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
+imported inside the functions that need them: a job pays only for its own imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from galmap.core.failures import FailureLog
+from galmap.core.io import read_table, write_shard, write_table
+
+log = logging.getLogger("galmap")
+
+
+def shard_rows(n_total: int, shard_size: int, shard: int) -> slice:
+    """Rows of the catalog that belong to shard number ``shard``."""
+    start = shard * shard_size
+    if start >= n_total:
+        raise ValueError(f"shard {shard} is empty: the catalog has {n_total} rows of {shard_size} per shard")
+    return slice(start, min(start + shard_size, n_total))
+
+
+def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str) -> None:
+    """Draw the mock population; write the truth table and the id/ra/dec/shard catalog."""
+    from galmap.mock.population import draw_population, true_answers
+
+    truth = draw_population(config)
+    truth = pd.concat([truth, true_answers(truth)], axis=1)
+    catalog = truth[["id", "ra", "dec"]].copy()
+    catalog["shard"] = truth["index"] // int(config["shard_size"])
+    write_table(truth_path, truth)
+    write_table(catalog_path, catalog)
+    log.info("mock population: %d galaxies", len(truth))
+
+
+def make_mock_labels(
+    seed: int,
+    volunteers: Mapping[str, Any],
+    surveys: Mapping[str, Any],
+    truth_path: str,
+    labels_path: str,
+    counts_path: str,
+) -> None:
+    """The mock volunteers' labels of the truth table (:func:`galmap.mock.volunteers.make_labels`), class counts.
+
+    ``surveys`` holds the configuration of the survey the volunteers look at
+    (``volunteers["label_survey"]``; the config validation guarantees it exists).
+    """
+    from galmap.core.galaxyzoo import class_counts
+    from galmap.core.surveys import Survey
+    from galmap.mock.volunteers import make_labels
+
+    name = volunteers["label_survey"]
+    survey = Survey.from_config(name, surveys[name])
+    labels = make_labels(read_table(truth_path), survey, seed, volunteers["votes_mean"])
+    counts = class_counts(labels)
+    write_table(labels_path, labels)
+    write_table(counts_path, counts)
+    log.info("mock volunteers: %d galaxies; class counts:\n%s", len(labels), counts.to_string(index=False))
+
+
+def render_mock_shard(
+    config: Mapping[str, Any], truth_path: str, shard: int, outputs: Mapping[str, str], failures_path: str
+) -> None:
+    """Render shard number ``shard`` of the truth table in every survey of ``outputs`` (name -> path)."""
+    from galmap.core.surveys import surveys_from_config
+    from galmap.mock.render import render_shard
+
+    truth = read_table(truth_path)
+    rows = truth.iloc[shard_rows(len(truth), int(config["shard_size"]), shard)]
+    surveys = surveys_from_config(config)
+    failures = FailureLog("data")
+    artefacts = config["mock"]["anomalies"]["artefact_survey"]
+    shards = render_shard(rows, [surveys[name] for name in outputs], int(config["seed"]), failures, True, artefacts)
+    for name, path in outputs.items():
+        write_shard(path, shards[name])
+    failures.write(failures_path)
+    log.info("rendered %d galaxies in %s; %d failures", len(rows), ", ".join(outputs), len(failures))

@@ -1,0 +1,29 @@
+"""The preprocessing job: one raw shard in, one preprocessed shard out.
+
+Each function reads its inputs, computes with the library, and writes its outputs atomically,
+so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
+imported inside the functions that need them: a job pays only for its own imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from galmap.core.failures import FailureLog
+from galmap.core.io import read_shard, write_shard
+
+log = logging.getLogger("galmap")
+
+
+def preprocess_file(params: Mapping[str, Any], raw_path: str, out_path: str, failures_path: str) -> None:
+    """Preprocess one raw shard file into ``out_path``; failures to ``failures_path``."""
+    from galmap.preprocess.stamps import preprocess_shard
+
+    failures = FailureLog("preprocess")
+    shard = read_shard(raw_path)
+    out = preprocess_shard(shard, params, failures)
+    write_shard(out_path, out)
+    failures.write(failures_path)
+    log.info("preprocessed %d galaxies of %s; %d failures", len(shard), raw_path, len(failures))

@@ -1,0 +1,39 @@
+"""The structure job: Sérsic fits or morphometry of one preprocessed shard.
+
+Each function reads its inputs, computes with the library, and writes its outputs atomically,
+so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
+imported inside the functions that need them: a job pays only for its own imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from galmap.core.failures import FailureLog
+from galmap.core.io import read_shard, write_table
+
+log = logging.getLogger("galmap")
+
+
+def structure_file(
+    kind: str, params: Mapping[str, Any], images_path: str, out_path: str, failures_path: str, threads: int = 1
+) -> None:
+    """Sérsic fits (``kind="sersic"``) or morphometry (``"morphometry"``) of one preprocessed shard."""
+    from galmap.structure.measure import fit_sersic_shard, morphometry_shard
+
+    shard = read_shard(images_path)
+    failures = FailureLog("structure")
+    if kind == "sersic":
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        table = fit_sersic_shard(shard, params, failures)
+    elif kind == "morphometry":
+        table = morphometry_shard(shard, params["morph_band"], failures, processes=threads)
+    else:
+        raise ValueError(f"unknown structure measurement {kind!r}")
+    write_table(out_path, table)
+    failures.write(failures_path)
+    log.info("%s of %d galaxies in %s; %d failures", kind, len(shard), images_path, len(failures))

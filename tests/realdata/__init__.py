@@ -1,0 +1,1 @@
+"""Tests of the data stage on real data (galmap.data)."""

@@ -1,0 +1,1 @@
+"""Tests of the Snakemake workflow as a whole."""
