@@ -1,5 +1,5 @@
 # DVC: push the run's data, results and Snakemake metadata so a collaborator can `dvc pull` instead of rerunning.
-# Not part of `all`: run `snakemake --cores all dvc_push` (see the README).
+# Not part of `all`: run `snakemake --cores all dvc_push` (see docs/dvc.md).
 
 
 rule dvc_push:
