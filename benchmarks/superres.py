@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from galmap.core.config import load_config
-from galmap.images2images.superres import build_model
 from galmap.nn.diffusion import ddim_sample, diffusion_loss
+from galmap.nn.image2image import seeded_unet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def main() -> None:
     cond = torch.randn(args.n, n_cond, size, size)
     target = torch.randn(args.n, 1, size, size)
     mask = torch.ones_like(target, dtype=torch.bool)
-    models = {k: build_model(k, n_cond, sr["channels"]) for k in ("regression", "diffusion")}
+    models = {k: seeded_unet(0, torch.device("cpu"), n_cond, sr["channels"], k) for k in ("regression", "diffusion")}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
     gen = torch.Generator().manual_seed(0)
 

@@ -1,4 +1,4 @@
-"""Snakemake script: train the u,g,r,i,z -> Hα U-Net or the Hα diffusion model (``params.kind``)."""
+"""Snakemake script: train the u,g,r,i,z -> Hα U-Net or the Hα diffusion model (wildcard model)."""
 
 from galmap.core.joblog import job_log
 from galmap.images2images.jobs import halpha_train_file
@@ -14,5 +14,5 @@ with job_log(snakemake.log[0]):
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         threads=snakemake.threads,
-        kind=snakemake.params.kind,
+        kind=snakemake.wildcards.model,
     )

@@ -82,7 +82,7 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 
 def test_per_survey_preprocessing(default_config, schema):
-    from galmap.data.plan import survey_params
+    from galmap.preprocess.settings import survey_params
 
     pre = default_config["preprocess"]
     euclid = survey_params(pre, "euclid")

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from galmap.core.io import write_shard
-from galmap.latent.vae import ConvVAE, encode, load_vae, loader, make_step, save_vae, train_vae
+from galmap.latent.vae import ConvVAE, encode, loader, make_step, train_vae
 from galmap.nn.imagemetrics import masked_errors, ssim
 from galmap.nn.inputs import ShardStream, assign_split, network_inputs, shard_inputs
-from galmap.nn.training import TrainSettings, seeded_generator, train
+from galmap.nn.training import TrainSettings, load_model, save_model, seeded_generator, train
 from galmap.preprocess.stamps import preprocess_shard
 
 
@@ -151,8 +151,8 @@ def test_training_lowers_the_loss_and_is_deterministic(shard_paths, vae_params):
 
 def test_reloaded_checkpoint_gives_the_same_latents(shard_paths, vae_params, tmp_path):
     model, _, meta = train_vae(shard_paths, vae_params, 4, seed=5, progress=False)
-    save_vae(tmp_path / "model.pt", model, meta)
-    again, meta2 = load_vae(tmp_path / "model.pt")
+    save_model(tmp_path / "model.pt", model, meta)
+    again, meta2 = load_model(tmp_path / "model.pt", ConvVAE)
     assert meta2["bands"] == ["g", "r", "z"]
     data = loader(vae_params, 5)(shard_paths[0])
     a = encode(model.eval(), data)
@@ -218,7 +218,7 @@ def test_a_stamp_without_data_is_encoded_flagged_and_listed(shard_paths, vae_par
     from galmap.latent.jobs import encode_file
 
     model, _, meta = train_vae(shard_paths, vae_params, 3, seed=2, progress=False)
-    save_vae(tmp_path / "model.pt", model, meta)
+    save_model(tmp_path / "model.pt", model, meta)
     shard = read_shard(shard_paths[0])
     shard.ivar[2] = 0.0
     bad = tmp_path / "bad.h5"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from galmap.images2images.halpha import augment_pairs
 from galmap.nn.augment import dihedral_views, random_dihedral
+from galmap.nn.image2image import augment_pairs
 
 
 def _stamps(n: int = 16, size: int = 9, channels: int = 2) -> torch.Tensor:

@@ -12,7 +12,8 @@ from galmap.core.surveys import surveys_from_config
 from galmap.mock.population import draw_population
 from galmap.mock.render import render_shard
 from galmap.preprocess.stamps import preprocess_shard
-from galmap.structure.measure import MORPH_COLUMNS, SERSIC_COLUMNS, SKIPPED, fit_sersic_shard, morphometry_shard
+from galmap.structure.flags import SERSIC_FLAGS
+from galmap.structure.measure import MORPH_COLUMNS, SERSIC_COLUMNS, fit_sersic_shard, morphometry_shard
 from galmap.structure.sersic import SersicFitter
 from tests.conftest import with_galaxy as _with
 
@@ -116,7 +117,7 @@ def test_bad_input_is_flagged_recorded_and_kept(sersic_sample, test_config):
     by_id = rows.groupby("id").first()
     for i in (0, 1, 2):
         gid = shard.ids[i]
-        assert by_id.loc[gid, "flag"] & SKIPPED
+        assert by_id.loc[gid, "flag"] & SERSIC_FLAGS["skipped"]
         assert np.isnan(by_id.loc[gid, "n"])
     reasons = log.frame().set_index("id")["reason"]
     assert "no valid pixel" in reasons[shard.ids[0]]

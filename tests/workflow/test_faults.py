@@ -348,13 +348,14 @@ def vae_model(rendered, test_config, tmp_path_factory):
     """An (untrained) VAE for the test config's DECaLS stamps, written as the pipeline writes one."""
     import torch
 
-    from galmap.latent.vae import ConvVAE, save_vae
+    from galmap.latent.vae import ConvVAE
+    from galmap.nn.training import save_model
 
     torch.manual_seed(0)
     model = ConvVAE(3, rendered["decals"].images.shape[-1], 2, [8, 16])
     path = tmp_path_factory.mktemp("vae") / "model.pt"
     meta = {"model": model.config(), "bands": ["g", "r", "z"], "survey": "decals", "sys_error": 0.0, "seed": 7}
-    save_vae(path, model, meta)
+    save_model(path, model, meta)
     return path
 
 

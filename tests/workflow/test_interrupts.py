@@ -89,9 +89,9 @@ RERUNS = {
     "halpha.diffusion.n_draws": (
         3,
         ["halpha_diffusion_evaluate"],
-        ["halpha_diffusion_train", "halpha_train", "halpha_evaluate"],
+        ["halpha_train", "halpha_evaluate"],
     ),
-    "halpha.diffusion.epochs": (2, ["halpha_diffusion_train"], ["halpha_train", "halpha_evaluate"]),
+    "halpha.diffusion.epochs": (2, ["halpha_train", "halpha_diffusion_evaluate"], ["halpha_evaluate"]),
     "classify.rf": ({"n_estimators": 30}, ["classify_rf"], ["classify_cnn", "domain_dann", "classify_targets"]),
     "vae.latent_scan": ([2, 4, 6], ["vae_train"], ["preprocess", "classify_cnn", "outliers"]),
     "domain.batch_size": (4, ["domain_predict"], ["domain_dann", "domain_distill", "classify_cnn", "vae_train"]),
@@ -126,6 +126,9 @@ def test_a_changed_setting_reruns_only_what_reads_it(setting, local_run: Path, t
     if setting == "superres.loss_weight_power":  # both models' loss: both retrain
         assert "output: results/superres/diffusion/model.pt" in out
         assert "output: results/superres/regression/model.pt" in out
+    if setting == "halpha.diffusion.epochs":  # the diffusion model's epochs do not retrain the U-Net
+        assert "output: results/halpha/diffusion/model.pt" in out
+        assert "output: results/halpha/regression/model.pt" not in out
     if setting.startswith("preprocess.surveys.euclid"):  # one survey's setting: only its shards
         assert "output: results/images/euclid/shard-0000.h5" in out
         assert "output: results/images/decals/shard-0000.h5" not in out

@@ -78,13 +78,14 @@ def test_outputs_exist_and_hold_what_they_should(workdir: Path, test_config):
 @pytest.mark.slow
 def test_latent_space_and_outliers(workdir: Path, test_config):
     """One model and a latents row per galaxy for every latent size; the scan; outliers with truth."""
-    from galmap.latent.vae import load_vae
+    from galmap.latent.vae import ConvVAE
+    from galmap.nn.training import load_model
 
     vae = test_config["vae"]
     truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
     sizes = sorted(set(vae["latent_scan"]) | {vae["latent_dim"]})
     for k in sizes:
-        model, meta = load_vae(workdir / f"results/vae/z{k}/model.pt")
+        model, meta = load_model(workdir / f"results/vae/z{k}/model.pt", ConvVAE)
         assert model.latent_dim == k and meta["bands"] == ["g", "r", "z"]
         lat = pd.read_parquet(workdir / f"results/vae/z{k}/latents.parquet")
         assert list(lat["id"]) == list(truth["id"])
@@ -147,7 +148,7 @@ def test_classification_and_flow_outputs(workdir: Path, test_config):
 @pytest.mark.slow
 def test_domain_outputs(workdir: Path, test_config):
     """Target stamps on the source grid for every galaxy; metrics for every method, domain and question."""
-    from galmap.classify.cnn import load_cnn
+    from galmap.classify.cnn import MorphologyCNN
     from galmap.domain.adaptation import CNNEnsemble
     from galmap.nn.training import load_model
 
@@ -173,7 +174,7 @@ def test_domain_outputs(workdir: Path, test_config):
     assert (per_q.loc[per_q["method"] == "source_only", "change"] == 0).all()
     hist = pd.read_csv(workdir / "results/domain/dann/history.csv")
     assert len(hist) == test_config["domain"]["dann"]["max_epochs"]
-    model, meta = load_cnn(workdir / "results/domain/dann/model.pt")
+    model, meta = load_model(workdir / "results/domain/dann/model.pt", MorphologyCNN)
     assert meta["adapted"] == "dann" and sorted(meta["questions"]) == sorted(questions)
     ensemble, meta = load_model(workdir / "results/domain/distill/model.pt", CNNEnsemble)
     assert meta["adapted"] == "distill" and len(ensemble.members) == test_config["domain"]["distill"]["members"]

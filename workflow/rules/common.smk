@@ -1,13 +1,13 @@
 # Shared names and input functions. No computation here: the library does that.
 from snakemake.logging import logger
 
+from galmap.preprocess.settings import survey_params
 from galmap.data.plan import (
     manga_surveys,
     shard_names,
     skipped_messages,
     source_surveys,
     stage_plan,
-    survey_params,
     survey_shards,
     usable_questions,
 )
@@ -112,6 +112,11 @@ def superres_train_params(wildcards):
     """The superres settings one model's training reads: not the evaluation's, nor the other model's epochs."""
     other = {"diffusion": "regression", "regression": "diffusion"}[wildcards.model]
     return {k: v for k, v in config["superres"].items() if k not in (*SUPERRES_EVAL_ONLY, f"{other}_epochs")}
+
+
+def halpha_train_params(wildcards):
+    """The halpha settings one model's training reads: the U-Net's, or the diffusion model's."""
+    return {"regression": HALPHA_TRAIN_PARAMS, "diffusion": HALPHA_DIFFUSION_TRAIN_PARAMS}[wildcards.model]
 
 
 def data_failure_tables():

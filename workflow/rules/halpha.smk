@@ -1,4 +1,5 @@
-# u,g,r,i,z -> Hα: a U-Net trained with a noise-aware loss predicts the Hα map from the broad bands.
+# u,g,r,i,z -> Hα: a U-Net trained with a noise-aware loss predicts the Hα map from the broad bands (model
+# regression); with halpha.diffusion.enabled, a conditional diffusion model draws it too (model diffusion).
 
 
 rule halpha_train:
@@ -6,21 +7,22 @@ rule halpha_train:
         inputs=HALPHA_INPUT,
         target=HALPHA_TARGET,
     output:
-        model="results/halpha/model.pt",
-        history="results/halpha/history.csv",
+        model="results/halpha/{model}/model.pt",
+        history="results/halpha/{model}/history.csv",
     params:
-        halpha=HALPHA_TRAIN_PARAMS,
+        halpha=halpha_train_params,
         seed=config["seed"],
-        kind="mean",
+    wildcard_constraints:
+        model="regression|diffusion",
     log:
-        "logs/halpha/train.log",
+        "logs/halpha/train-{model}.log",
     benchmark:
-        "logs/benchmarks/halpha/train.tsv"
+        "logs/benchmarks/halpha/train-{model}.tsv"
     priority: 5  # the longest one-core job: started early, it no longer leaves a core idle at the end
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=30,
+        runtime=lambda wildcards: 60 if wildcards.model == "diffusion" else 30,
         gpu=1 if HALPHA_GPU else 0,
     conda:
         ENV_ML
@@ -32,7 +34,7 @@ rule halpha_evaluate:
     input:
         inputs=HALPHA_INPUT,
         target=HALPHA_TARGET,
-        model="results/halpha/model.pt",
+        model="results/halpha/regression/model.pt",
         truth=mock_truth,
     output:
         metrics="results/halpha/metrics.csv",
@@ -54,32 +56,6 @@ rule halpha_evaluate:
         ENV_ML
     script:
         "../../scripts/halpha_evaluate.py"
-
-
-rule halpha_diffusion_train:
-    input:
-        inputs=HALPHA_INPUT,
-        target=HALPHA_TARGET,
-    output:
-        model="results/halpha/diffusion/model.pt",
-        history="results/halpha/diffusion/history.csv",
-    params:
-        halpha=HALPHA_DIFFUSION_TRAIN_PARAMS,
-        seed=config["seed"],
-        kind="diffusion",
-    log:
-        "logs/halpha/diffusion_train.log",
-    benchmark:
-        "logs/benchmarks/halpha/diffusion_train.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
-        gpu=1 if HALPHA_GPU else 0,
-    conda:
-        ENV_ML
-    script:
-        "../../scripts/halpha_train.py"
 
 
 rule halpha_diffusion_evaluate:

@@ -32,7 +32,7 @@ from galmap.core.device import pick_device
 from galmap.core.io import read_shard
 from galmap.nn.augment import random_dihedral
 from galmap.nn.inputs import ShardInputs, ShardStream, shard_inputs
-from galmap.nn.training import TrainSettings, data_digest, derived_seed, load_model, save_model, train
+from galmap.nn.training import TrainSettings, data_digest, derived_seed, train
 
 log = logging.getLogger("galmap")
 
@@ -209,16 +209,6 @@ def train_cnn(
         "seed": seed,
     }
     return model, history, meta
-
-
-def save_cnn(path: str | Path, model: MorphologyCNN, meta: Mapping[str, Any]) -> None:
-    """Write the model's weights and metadata (:func:`galmap.nn.training.save_model`)."""
-    save_model(path, model, meta)
-
-
-def load_cnn(path: str | Path, device: torch.device | str = "cpu") -> tuple[MorphologyCNN, dict[str, Any]]:
-    """Read a file written by :func:`save_cnn` (``weights_only=True``)."""
-    return load_model(path, MorphologyCNN, device)
 
 
 @torch.no_grad()

@@ -1,8 +1,6 @@
 """The classification jobs: targets, the latent-space random forest, the image CNN, the metrics.
 
-Each function reads its inputs, computes with the library, and writes its outputs atomically,
-so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
-imported inside the functions that need them: a job pays only for its own imports.
+Files in, files out (the package's conventions: :mod:`galmap`).
 """
 
 from __future__ import annotations
@@ -66,8 +64,9 @@ def classify_cnn_file(
     """Train the multi-head CNN on the images; predictions of every used galaxy."""
     import torch
 
-    from galmap.classify.cnn import predict, save_cnn, train_cnn
+    from galmap.classify.cnn import predict, train_cnn
     from galmap.classify.targets import class_names
+    from galmap.nn.training import save_model
 
     torch.set_num_threads(max(1, threads))
     targets = read_table(targets_path)
@@ -77,7 +76,7 @@ def classify_cnn_file(
         model, history, meta = train_cnn(
             image_paths, targets, questions, [len(names[q]) for q in questions], params["cnn"], seed, checkpoint
         )
-        save_cnn(model_path, model, meta)
+        save_model(model_path, model, meta)
         write_table(history_path, history)
     preds = predict(model, image_paths, targets, questions)
     failures = FailureLog("classify")

@@ -1,8 +1,6 @@
 """Jobs shared by every stage: shard rows, gathering per-shard tables and failures.
 
-Each function reads its inputs, computes with the library, and writes its outputs atomically,
-so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
-imported inside the functions that need them: a job pays only for its own imports.
+Files in, files out (the package's conventions: :mod:`galmap`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from galmap.data.cutouts import CutoutError, read_cutout
 from galmap.core.failures import FailureLog
 from galmap.core.ids import sanitize_id
 from galmap.core.io import Shard
+from galmap.core.stats import robust_std
 from galmap.core.resample import resample_stamps
 
 log = logging.getLogger("galmap")
@@ -105,7 +106,7 @@ def _mad_sigma(values: np.ndarray) -> float:
     v = values[np.isfinite(values)]
     if v.size < 10:
         return np.nan
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+    return robust_std(v)
 
 
 def noise_sigma(image: np.ndarray, good: np.ndarray) -> float:

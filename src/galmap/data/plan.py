@@ -23,8 +23,7 @@ truth figures on real data. The workflow builds only
 the stages that can run and logs the reasons for the others, so a real-data run
 does not fail on what the data cannot give.
 
-:func:`survey_params` gives the preprocessing settings of one survey's images (the
-shared ``preprocess`` settings with that survey's ``preprocess.surveys`` entry on top).
+The preprocessing settings of one survey's images are :func:`galmap.preprocess.settings.survey_params`.
 """
 
 from __future__ import annotations
@@ -246,12 +245,3 @@ def relative_to(path: str | Path, base: str | Path) -> str:
         return str(p.relative_to(Path(base).resolve()))
     except ValueError:
         return str(p)
-
-
-def survey_params(params: Mapping[str, Any], survey: str) -> dict[str, Any]:
-    """The ``preprocess`` settings for ``survey``'s images: the shared ones, ``params["surveys"][survey]`` on top.
-
-    The result has no ``surveys`` key, so applying this twice changes nothing.
-    """
-    shared = {k: v for k, v in params.items() if k != "surveys"}
-    return shared | dict((params.get("surveys") or {}).get(survey, {}))

@@ -292,6 +292,63 @@ def _endless_images(stream: ShardStream, first_epoch: int) -> Iterator[torch.Ten
         epoch += 1
 
 
+def _fingerprint(
+    params: Mapping[str, Any],
+    what: list[str],
+    source_paths: Sequence[str | Path],
+    target_paths: Sequence[str | Path],
+    classifier: MorphologyCNN,
+) -> str:
+    """What a fine-tuning's checkpoint must match to be resumed: settings, data files and the source classifier."""
+    return repr(
+        (sorted(params.items()), what, [str(p) for p in source_paths], [str(p) for p in target_paths])
+    ) + data_digest(list(source_paths), list(target_paths), list(classifier.state_dict().values()))
+
+
+def _fine_tune(
+    build,
+    step,
+    batches,
+    val: ShardStream,
+    params: Mapping[str, Any],
+    init_seed: int,
+    train_seed: int,
+    epochs: int,
+    fingerprint: str,
+    desc: str,
+    checkpoint: str | Path | None,
+    progress: bool,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Fine-tune the model ``build()`` makes (after seeding torch with ``init_seed``) for a fixed schedule.
+
+    ``epochs`` epochs of ``step`` over ``batches(epoch)``, validated on ``val``, with the
+    config section's ``learning_rate`` and ``weight_decay``; the last epoch is kept.
+    """
+    torch.manual_seed(init_seed)
+    model = build()
+    settings = TrainSettings(
+        max_epochs=epochs,
+        patience=epochs,
+        learning_rate=float(params["learning_rate"]),
+        seed=train_seed,
+        weight_decay=float(params["weight_decay"]),
+        keep="last",
+    )
+    state, history = train(
+        model,
+        step,
+        batches,
+        lambda: val.epoch(0),
+        settings,
+        checkpoint=checkpoint,
+        fingerprint=fingerprint,
+        desc=desc,
+        progress=progress,
+    )
+    model.load_state_dict(state)
+    return model, history
+
+
 def train_dann(
     classifier: MorphologyCNN,
     source_paths: Sequence[str | Path],
@@ -326,31 +383,21 @@ def train_dann(
         for i, (xs, ws, ys) in enumerate(src):
             yield xs, ws, ys, next(tgt), reversal_strength((epoch + i / len(src)) / epochs)
 
-    torch.manual_seed(derived_seed(seed, 0xDA, 0))
-    model = DomainAdversarial(copy.deepcopy(classifier), int(params["hidden"])).to(device)
-    settings = TrainSettings(
-        max_epochs=epochs,
-        patience=epochs,
-        learning_rate=float(params["learning_rate"]),
-        seed=derived_seed(seed, 0xDA, 1),
-        weight_decay=float(params["weight_decay"]),
-        keep="last",
-    )
-    fingerprint = repr(
-        (sorted(params.items()), list(questions), [str(p) for p in source_paths], [str(p) for p in target_paths])
-    ) + data_digest(list(source_paths), list(target_paths), list(classifier.state_dict().values()))
-    state, history = train(
-        model,
+    model, history = _fine_tune(
+        lambda: DomainAdversarial(copy.deepcopy(classifier), int(params["hidden"])).to(device),
         _dann_step(float(params["domain_weight"]), bool(params["augment"])),
         batches,
-        lambda: val.epoch(0),
-        settings,
-        checkpoint=checkpoint,
-        fingerprint=fingerprint + repr(pd.util.hash_pandas_object(targets, index=False).sum()),
-        desc="DANN",
-        progress=progress,
+        val,
+        params,
+        derived_seed(seed, 0xDA, 0),
+        derived_seed(seed, 0xDA, 1),
+        epochs,
+        _fingerprint(params, list(questions), source_paths, target_paths, classifier)
+        + repr(pd.util.hash_pandas_object(targets, index=False).sum()),
+        "DANN",
+        checkpoint,
+        progress,
     )
-    model.load_state_dict(state)
     return model.classifier.eval(), history
 
 
@@ -526,31 +573,20 @@ def train_distill(
     if not stream.size():
         raise ValueError("distillation: no galaxy with both a source and a target image outside the test split")
     epochs = int(params["epochs"])
-    torch.manual_seed(derived_seed(seed, 0xD157, 0))  # the students' dropout
-    model = CNNEnsemble.of(classifier, int(params["members"])).to(device)
-    settings = TrainSettings(
-        max_epochs=epochs,
-        patience=epochs,
-        learning_rate=float(params["learning_rate"]),
-        seed=derived_seed(seed, 0xD157, 1),
-        weight_decay=float(params["weight_decay"]),
-        keep="last",
-    )
-    fingerprint = repr(
-        (sorted(params.items()), sorted(exclude), [str(p) for p in source_paths], [str(p) for p in target_paths])
-    ) + data_digest(list(source_paths), list(target_paths), list(classifier.state_dict().values()))
-    state, history = train(
-        model,
+    model, history = _fine_tune(
+        lambda: CNNEnsemble.of(classifier, int(params["members"])).to(device),
         _distill_step(int(classifier.channels[-1]), classifier.n_classes, params),
         stream.epoch,
-        lambda: val.epoch(0),
-        settings,
-        checkpoint=checkpoint,
-        fingerprint=fingerprint,
-        desc="distillation",
-        progress=progress,
+        val,
+        params,
+        derived_seed(seed, 0xD157, 0),  # the students' dropout
+        derived_seed(seed, 0xD157, 1),
+        epochs,
+        _fingerprint(params, sorted(exclude), source_paths, target_paths, classifier),
+        "distillation",
+        checkpoint,
+        progress,
     )
-    model.load_state_dict(state)
     return model.eval(), history
 
 

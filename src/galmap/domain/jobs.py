@@ -1,8 +1,6 @@
 """The domain-adaptation jobs: target shards, DANN, distillation, predictions, metrics.
 
-Each function reads its inputs, computes with the library, and writes its outputs atomically,
-so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
-imported inside the functions that need them: a job pays only for its own imports.
+Files in, files out (the package's conventions: :mod:`galmap`).
 """
 
 from __future__ import annotations
@@ -54,22 +52,23 @@ def domain_dann_file(
     """Fine-tune the source CNN domain-adversarially on source labels and unlabelled target images."""
     import torch
 
-    from galmap.classify.cnn import load_cnn, save_cnn
+    from galmap.classify.cnn import MorphologyCNN
     from galmap.classify.targets import class_names
     from galmap.core.device import pick_device
     from galmap.domain.adaptation import train_dann
+    from galmap.nn.training import load_model, save_model
 
     torch.set_num_threads(max(1, threads))
     targets = read_table(targets_path)
     questions = list(class_names(read_table(classes_path)))
-    classifier, meta = load_cnn(classifier_path, pick_device(params.get("device", "auto")))
+    classifier, meta = load_model(classifier_path, MorphologyCNN, pick_device(params.get("device", "auto")))
     if list(meta["questions"]) != questions:
         raise ValueError(f"{classifier_path} answers {meta['questions']}, {classes_path} lists {questions}")
     with training_checkpoint(model_path) as checkpoint:
         model, history = train_dann(
             classifier, source_paths, target_paths, targets, questions, params, seed, checkpoint
         )
-        save_cnn(model_path, model, meta | {"adapted": "dann", "seed": seed})
+        save_model(model_path, model, meta | {"adapted": "dann", "seed": seed})
         write_table(history_path, history)
     last = history.iloc[-1]
     log.info(
@@ -96,14 +95,14 @@ def domain_distill_file(
     """
     import torch
 
-    from galmap.classify.cnn import load_cnn
+    from galmap.classify.cnn import MorphologyCNN
     from galmap.core.device import pick_device
     from galmap.domain.adaptation import held_out_galaxies, train_distill
-    from galmap.nn.training import save_model
+    from galmap.nn.training import load_model, save_model
 
     torch.set_num_threads(max(1, threads))
     exclude = held_out_galaxies(read_table(targets_path)[["id", "split"]])
-    classifier, meta = load_cnn(classifier_path, pick_device(params.get("device", "auto")))
+    classifier, meta = load_model(classifier_path, MorphologyCNN, pick_device(params.get("device", "auto")))
     with training_checkpoint(model_path) as checkpoint:
         model, history = train_distill(classifier, source_paths, target_paths, exclude, params, seed, checkpoint)
         save_model(model_path, model, meta | {"model": model.config(), "adapted": "distill", "seed": seed})
@@ -140,7 +139,7 @@ def domain_predict_file(
     """
     import torch
 
-    from galmap.classify.cnn import load_cnn, predict
+    from galmap.classify.cnn import MorphologyCNN, predict
     from galmap.classify.targets import class_names
     from galmap.domain.adaptation import (
         METHODS,
@@ -155,15 +154,15 @@ def domain_predict_file(
     torch.set_num_threads(max(1, threads))
     targets = read_table(targets_path)
     questions = list(class_names(read_table(classes_path)))
-    base, _ = load_cnn(classifier_path)
+    base, _ = load_model(classifier_path, MorphologyCNN)
     models = {
         "source_only": base,
         "adabn": adapt_batchnorm(base, target_batches(target_paths, held_out_galaxies(targets), batch_size)),
-        "dann": load_cnn(dann_path)[0],
+        "dann": load_model(dann_path, MorphologyCNN)[0],
         "distill": load_model(distill_path, CNNEnsemble)[0],
     }
     if reference_path:
-        models[REFERENCE] = load_cnn(reference_path)[0]
+        models[REFERENCE] = load_model(reference_path, MorphologyCNN)[0]
     parts = []
     for method in [*METHODS, REFERENCE]:
         if method not in models:

@@ -21,6 +21,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from galmap.core.io import atomic_path, read_shard, read_table  # noqa: E402
+from galmap.core.stats import robust_std  # noqa: E402
 from galmap.structure.parameters import LOG_PARAMETERS  # noqa: E402
 
 STYLE = Path(__file__).with_name("galmap.mplstyle")
@@ -49,7 +50,7 @@ def stretch(image: np.ndarray, bands: Sequence[str], sigma: Sequence[float] | No
     """
     img = np.nan_to_num(np.asarray(image, dtype=float))
     if sigma is None:
-        sigma = [1.4826 * np.median(np.abs(b - np.median(b))) or 1.0 for b in img]
+        sigma = [robust_std(b) or 1.0 for b in img]
     scaled = np.arcsinh(img / (2.0 * np.asarray(sigma, float)[:, None, None]))
     order = sorted(range(len(bands)), key=lambda j: _BAND_ORDER.index(bands[j]) if bands[j] in _BAND_ORDER else 99)
     if len(bands) >= 3:
@@ -222,12 +223,13 @@ def vae_figure(scan_path: str, model_path: str, images_path: str, latents_path: 
     """SSIM, MSE and MAE against the number of latents, and held-out reconstructions."""
     import torch
 
-    from galmap.latent.vae import load_vae
+    from galmap.latent.vae import ConvVAE
     from galmap.nn.inputs import network_inputs
+    from galmap.nn.training import load_model
     from galmap.preprocess.stamps import denormalise
 
     scan = read_table(scan_path)
-    model, meta = load_vae(model_path)
+    model, meta = load_model(model_path, ConvVAE)
     shard = read_shard(images_path, datasets=())
     lat = read_table(latents_path).set_index("id")
     test = [i for i, g in enumerate(shard.ids) if g in lat.index and lat.loc[g, "split"] == "test"][:n_show]
@@ -472,7 +474,7 @@ def _re_scatter(ax: plt.Axes, table: Any, column: str, label: str, colour: str) 
     x, y = table["re_euclid_arcsec"].to_numpy(), table[column].to_numpy()
     ok = np.isfinite(x) & np.isfinite(y)
     ratio = np.log10(y[ok] / x[ok])
-    scatter = 1.4826 * np.median(np.abs(ratio - np.median(ratio))) if ok.any() else np.nan
+    scatter = robust_std(ratio)
     ax.scatter(x[ok], y[ok], s=5, alpha=0.6, color=colour, label=f"{label}: {scatter:.3f} dex (n={ok.sum()})")
 
 

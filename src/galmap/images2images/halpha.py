@@ -48,11 +48,12 @@ import torch
 
 from galmap.core.failures import FailureLog
 from galmap.core.resample import resample_stamps
-from galmap.nn.augment import random_dihedral
-from galmap.nn.diffusion import diffusion_loss, sample_draws
+from galmap.core.stats import from_asinh_scale, robust_std
+from galmap.nn.diffusion import sample_draws
+from galmap.nn.image2image import fit_unet, pixel_step, predict_unet, seeded_unet
 from galmap.nn.inputs import assign_split, network_inputs, pair_surveys
-from galmap.nn.losses import loss_weights, weighted_mse
-from galmap.nn.training import TrainSettings, data_digest, split_batches, train
+from galmap.nn.losses import loss_weights
+from galmap.nn.training import TrainSettings, data_digest
 from galmap.nn.unet import UNet
 
 log = logging.getLogger("galmap")
@@ -124,81 +125,27 @@ def load_pairs(
     )
 
 
-def augment_pairs(
-    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The broad bands ``x``, Hα maps ``y`` and weights ``w`` of each galaxy under one random rotation/flip."""
-    nx, ny = x.shape[1], y.shape[1]
-    both = random_dihedral(torch.cat([x, y, w], 1), generator)
-    return both[:, :nx], both[:, nx : nx + ny], both[:, nx + ny :]
-
-
-def _fit(
-    model: UNet,
-    step,
-    data: HalphaData,
-    params: Mapping[str, Any],
-    settings: TrainSettings,
-    checkpoint,
-    name: str,
-    extra_meta: Mapping[str, Any],
-    weights: torch.Tensor | None = None,
-) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
-    """Train ``model`` with ``step`` on the train split (validated on val); return it, its history, its metadata.
-
-    ``step`` receives batches of ``(x, y, weights)``; ``weights`` defaults to the data's ``w``.
-    """
-    bs = int(params["batch_size"])
-    tensors = (data.x, data.y, data.w if weights is None else weights)
-    state, history = train(
-        model,
-        step,
-        split_batches(data.split, "train", bs, settings.seed, True, *tensors),
-        lambda: split_batches(data.split, "val", bs, settings.seed, False, *tensors)(0),
-        settings,
-        checkpoint=checkpoint,
-        fingerprint=f"{name}:{dict(params)}:{settings.seed}:" + data_digest(data.x, data.y, data.w, data.split),
-        desc=name,
-    )
-    model.load_state_dict(state)
-    model.eval()
-    return (
-        model,
-        history,
-        {
-            "model": model.config,
-            **extra_meta,
-            "seed": settings.seed,
-            "n_train": int((data.split == "train").sum()),
-            "bands": data.bands,
-            "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
-        },
-    )
+def _fingerprint(name: str, params: Mapping[str, Any], seed: int, data: HalphaData) -> str:
+    return f"{name}:{dict(params)}:{seed}:" + data_digest(data.x, data.y, data.w, data.split)
 
 
 def train_model(
     data: HalphaData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
     """Train the ugriz -> Hα U-Net; return it (best validation epoch), its history and its metadata."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights come from the seed too
-        model = UNet(data.x.shape[1], 1, params["channels"]).to(device)
-
-    augment = bool(params.get("augment", True))
-
-    def step(m, batch, epoch, gen, training):
-        x, y, w = (b.to(device) for b in batch)
-        if training and augment:
-            x, y, w = augment_pairs(x, y, w, gen)
-        return {"loss": weighted_mse(m(x), y, w)}
-
+    model = seeded_unet(seed, device, data.x.shape[1], params["channels"])
+    step = pixel_step("regression", device, augment=bool(params.get("augment", True)))
     settings = TrainSettings(
         max_epochs=int(params["epochs"]),
         patience=int(params["patience"]),
         learning_rate=float(params["learning_rate"]),
         seed=seed,
     )
-    return _fit(model, step, data, params, settings, checkpoint, "halpha", {})
+    model, history, meta = fit_unet(
+        model, step, data.split, (data.x, data.y, data.w), int(params["batch_size"]), settings, checkpoint,
+        _fingerprint("halpha", params, seed, data), "halpha",
+    )  # fmt: skip
+    return model, history, meta | {"bands": data.bands}
 
 
 def diffusion_scale(data: HalphaData) -> float:
@@ -226,22 +173,18 @@ def train_diffusion(
     """
     spec = params["diffusion"]
     scale = diffusion_scale(data)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = UNet(1 + data.x.shape[1], 1, spec["channels"], time_embedding=True).to(device)
-
+    model = seeded_unet(seed, device, data.x.shape[1], spec["channels"], "diffusion")
     weights = loss_weights(data.w, data.split, float(spec["loss_weight_power"]))
-
-    def step(m, batch, epoch, gen, training):
-        x, y, w = (b.to(device) for b in batch)
-        return {"loss": diffusion_loss(m, y / scale, x, w, gen)}
-
     epochs = int(spec["epochs"])
     settings = TrainSettings(
         max_epochs=epochs, patience=epochs, learning_rate=float(params["learning_rate"]), seed=seed, keep="last"
     )
-    meta = {"kind": "diffusion", "data_scale": scale}
-    return _fit(model, step, data, params, settings, checkpoint, "halpha diffusion", meta, weights)
+    model, history, meta = fit_unet(
+        model, pixel_step("diffusion", device, target_scale=scale), data.split, (data.x, data.y, weights),
+        int(params["batch_size"]), settings, checkpoint, _fingerprint("halpha diffusion", params, seed, data),
+        "halpha diffusion",
+    )  # fmt: skip
+    return model, history, meta | {"kind": "diffusion", "data_scale": scale, "bands": data.bands}
 
 
 def sample_maps(model: UNet, x: torch.Tensor, data_scale: float, softening: float, spec: Mapping[str, Any], seed: int):
@@ -252,15 +195,12 @@ def sample_maps(model: UNet, x: torch.Tensor, data_scale: float, softening: floa
     draws = sample_draws(model, x, 1, int(spec["n_draws"]), int(spec["sample_steps"]), float(spec["eta"]), seed)[
         :, :, 0
     ].astype(np.float64)
-    return (softening * np.sinh(draws * data_scale)).astype(np.float32)
+    return from_asinh_scale(draws * data_scale, softening)
 
 
 def predict(model: UNet, x: torch.Tensor, softening: float, batch_size: int = 64) -> np.ndarray:
     """Predicted Hα maps (N, 1, H, W) in the map's flux unit per pixel."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        out = torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    return (softening * np.sinh(out.numpy().astype(np.float64))).astype(np.float32)
+    return from_asinh_scale(predict_unet(model, x, batch_size).astype(np.float64), softening)
 
 
 def radial_profiles(maps: np.ndarray, n_bins: int, valid: np.ndarray | None = None) -> np.ndarray:
@@ -306,11 +246,6 @@ def half_light_radius(maps: np.ndarray, aperture_px: float) -> np.ndarray:
         frac = (half - cum[k - 1]) / step if step > 0 else 1.0
         out[i] = radii[k - 1] + np.clip(frac, 0.0, 1.0) * (radii[k] - radii[k - 1])
     return out
-
-
-def _robust_std(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else float("nan")
 
 
 def evaluate(
@@ -401,10 +336,10 @@ def evaluate_maps(
                 "n_galaxies": int(sel.sum()),
                 "pixel_corr_median": float(np.nanmedian(corr[sel])) if np.isfinite(corr[sel]).any() else float("nan"),
                 "flux_log_ratio_median_dex": float(np.median(ratio[ok])) if ok.any() else float("nan"),
-                "flux_log_scatter_dex": _robust_std(ratio[ok]),
+                "flux_log_scatter_dex": robust_std(ratio[ok]),
                 "n_flux": int(ok.sum()),
                 "r50_log_ratio_median_dex": float(np.nanmedian(r50)) if np.isfinite(r50).any() else float("nan"),
-                "r50_log_scatter_dex": _robust_std(r50),
+                "r50_log_scatter_dex": robust_std(r50),
                 "train_images_per_s": train_rate,
                 "predict_images_per_s": rate,
             }

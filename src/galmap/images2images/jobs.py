@@ -1,8 +1,6 @@
 """The image-to-image jobs: super-resolution and Hα training and evaluation.
 
-Each function reads its inputs, computes with the library, and writes its outputs atomically,
-so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
-imported inside the functions that need them: a job pays only for its own imports.
+Files in, files out (the package's conventions: :mod:`galmap`).
 """
 
 from __future__ import annotations
@@ -69,13 +67,12 @@ def superres_evaluate_file(
     threads: int = 1,
 ) -> None:
     """Evaluate the diffusion model and its baselines on the held-out galaxies (metrics, Re table, examples)."""
-    import h5py
     import numpy as np
     import torch
 
     from galmap.core.device import pick_device
-    from galmap.core.io import atomic_path
     from galmap.images2images.superres import evaluate, load_pairs
+    from galmap.nn.image2image import write_examples
     from galmap.nn.training import derived_seed, load_model
     from galmap.nn.unet import UNet
 
@@ -94,12 +91,11 @@ def superres_evaluate_file(
     metrics, table, examples = evaluate(data, diffusion, regression, params, derived_seed(seed, 70, 3), failures, rates)
     write_table(metrics_path, metrics)
     write_table(re_path, table)
-    with atomic_path(examples_path, ".h5") as tmp, h5py.File(tmp, "w") as fh:
-        for name, value in examples.items():
-            arr = np.asarray(value)
-            fh.create_dataset(name, data=arr.astype(h5py.string_dtype()) if arr.dtype.kind in "OU" else arr)
-        fh.attrs["target_pixscale_arcsec"] = data.target_pixscale
-        fh.attrs["source_pixscale_arcsec"] = data.source_pixscale
+    write_examples(
+        examples_path,
+        examples,
+        {"target_pixscale_arcsec": data.target_pixscale, "source_pixscale_arcsec": data.source_pixscale},
+    )
     failures.write(failures_path)
     log.info("superres metrics:\n%s", metrics.to_string(index=False))
 
@@ -112,16 +108,16 @@ def halpha_train_file(
     model_path: str,
     history_path: str,
     threads: int = 1,
-    kind: str = "mean",
+    kind: str = "regression",
 ) -> None:
-    """Train the u,g,r,i,z -> Hα U-Net (``kind="mean"``) or the diffusion model (``"diffusion"``) on paired shards."""
+    """Train the u,g,r,i,z -> Hα U-Net (``kind="regression"``) or the diffusion model (``"diffusion"``)."""
     import torch
 
     from galmap.core.device import pick_device
     from galmap.images2images.halpha import load_pairs, train_diffusion, train_model
     from galmap.nn.training import derived_seed, save_model
 
-    trainers = {"mean": (train_model, 80), "diffusion": (train_diffusion, 81)}
+    trainers = {"regression": (train_model, 80), "diffusion": (train_diffusion, 81)}
     if kind not in trainers:
         raise ValueError(f"unknown Hα model {kind!r} ({', '.join(trainers)})")
     trainer, stream = trainers[kind]
@@ -154,13 +150,11 @@ def halpha_evaluate_file(
     A diffusion model (its metadata's ``kind``) is scored on its draws
     (:func:`galmap.images2images.halpha.evaluate_draws`) and writes no examples (``examples_path`` None).
     """
-    import h5py
-    import numpy as np
     import torch
 
     from galmap.core.device import pick_device
-    from galmap.core.io import atomic_path
     from galmap.images2images.halpha import evaluate, evaluate_draws, load_pairs
+    from galmap.nn.image2image import write_examples
     from galmap.nn.training import derived_seed, load_model
     from galmap.nn.unet import UNet
 
@@ -179,11 +173,8 @@ def halpha_evaluate_file(
     metrics, table, examples = evaluate(data, model, params, truth, failures, float(meta["train_images_per_s"]))
     write_table(metrics_path, metrics)
     write_table(predictions_path, table)
-    with atomic_path(examples_path, ".h5") as tmp, h5py.File(tmp, "w") as fh:
-        for name, value in examples.items():
-            arr = np.asarray(value)
-            fh.create_dataset(name, data=arr.astype(h5py.string_dtype()) if arr.dtype.kind in "OU" else arr)
-        fh.attrs["pixscale_arcsec"] = data.pixscale
-        fh.attrs["aperture_arcsec"] = float(params["aperture_arcsec"])
+    write_examples(
+        examples_path, examples, {"pixscale_arcsec": data.pixscale, "aperture_arcsec": float(params["aperture_arcsec"])}
+    )
     failures.write(failures_path)
     log.info("halpha metrics:\n%s", metrics.to_string(index=False))

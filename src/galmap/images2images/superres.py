@@ -75,12 +75,14 @@ import torch.nn.functional as F
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
-from galmap.nn.diffusion import diffusion_loss, sample_draws
+from galmap.core.stats import asinh_scale, from_asinh_scale, robust_std
+from galmap.nn.diffusion import sample_draws
+from galmap.nn.image2image import fit_unet, pixel_step, predict_unet, seeded_unet
 from galmap.nn.inputs import assign_split, network_inputs, pair_surveys
-from galmap.nn.losses import loss_weights, weighted_mse
-from galmap.nn.training import TrainSettings, data_digest, split_batches, train
+from galmap.nn.losses import loss_weights
+from galmap.nn.training import TrainSettings, data_digest
 from galmap.nn.unet import UNet
-from galmap.structure.sersic import FLAGS as SERSIC_FLAGS
+from galmap.structure.flags import SERSIC_FLAGS, SERSIC_UNUSABLE
 from galmap.structure.sersic import SersicFitter
 
 log = logging.getLogger("galmap")
@@ -216,10 +218,8 @@ def sersic_base_images(
     (N, 1, size, size), the fit's flux per band (N, B; nanomaggies) and, for the galaxies
     without a usable fit (zero image, zero fluxes), the reason.
     """
-    from galmap.structure.measure import SKIPPED
     from galmap.structure.sersic import SersicModel
 
-    unusable = SERSIC_FLAGS["no_data"] | SKIPPED  # nothing fitted: no base
     n, nb = len(ids), len(bands)
     unit = np.zeros((n, 1, size, size), np.float32)
     shape_cols = ["x0_px", "y0_px", "n", "re_arcsec", "q", "pa_deg"]
@@ -229,7 +229,7 @@ def sersic_base_images(
     flag = np.bitwise_or.reduce(rows["flag"].fillna(0).to_numpy(np.int64).reshape(n, nb), axis=1)
     shape = rows[shape_cols].to_numpy(np.float64).reshape(n, nb, -1)[:, 0]
     flux = rows["flux"].to_numpy(np.float64).reshape(n, nb).copy()
-    ok = ~missing & ((flag & unusable) == 0) & np.isfinite(shape).all(1) & np.isfinite(flux).all(1)
+    ok = ~missing & ((flag & SERSIC_UNUSABLE) == 0) & np.isfinite(shape).all(1) & np.isfinite(flux).all(1)
     ok &= np.nan_to_num(shape[:, 3]) > 0
     why = {
         str(g): "no Sérsic fit of the source in the structure table"
@@ -302,7 +302,7 @@ def load_pairs(
     r_img = bicubic_images(np.where(good, s_img, 0), s_scale, size, t_scale)
     area = (t_scale / s_scale) ** 2
     s_soft = np.asarray(s_attrs["norm_softening"], np.float32)[None, :, None, None] * np.float32(area)
-    x_s = np.arcsinh(r_img / s_soft).astype(np.float32)
+    x_s = asinh_scale(r_img, s_soft)
     psf = tgt[0].extra.get("psf_profile", tgt[0].extra.get("psf"))
     t_psf = bin_psf(np.asarray(psf, np.float64), bin_)
     native = Shard(
@@ -371,34 +371,15 @@ def load_pairs(
 def to_flux(x: torch.Tensor | np.ndarray, softening: float, data_scale: float) -> np.ndarray:
     """Network-scale target images back to flux per pixel (the target's unit)."""
     x = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, np.float64)
-    return (softening * np.sinh(x * data_scale)).astype(np.float32)
-
-
-def build_model(kind: str, n_cond: int, channels: Sequence[int]) -> UNet:
-    """The U-Net of ``kind`` ``"diffusion"`` (noisy target + condition, time input) or ``"regression"``."""
-    if kind == "diffusion":
-        return UNet(1 + n_cond, 1, channels, time_embedding=True)
-    if kind == "regression":
-        return UNet(n_cond, 1, channels, time_embedding=False)
-    raise ValueError(f"unknown superres model {kind!r} (diffusion, regression)")
+    return from_asinh_scale(x * data_scale, softening)
 
 
 def train_model(
     kind: str, data: SuperresData, params: Mapping[str, Any], seed: int, device: torch.device, checkpoint=None
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
     """Train the diffusion model or the regression baseline; return it, its history and its metadata."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights come from the seed too
-        model = build_model(kind, data.cond.shape[1], params["channels"]).to(device)
-
+    model = seeded_unet(seed, device, data.cond.shape[1], params["channels"], kind)
     weights = loss_weights(data.weight, data.split, float(params["loss_weight_power"]))
-
-    def step(m, batch, epoch, gen, training):
-        cond, target, weight = (b.to(device) for b in batch)
-        if kind == "diffusion":
-            return {"loss": diffusion_loss(m, target, cond, weight, gen)}
-        return {"loss": weighted_mse(m(cond), target, weight)}
-
     epochs = int(params[f"{kind}_epochs"])
     settings = TrainSettings(
         max_epochs=epochs,
@@ -407,38 +388,13 @@ def train_model(
         seed=seed,
         keep="last" if kind == "diffusion" else "best",
     )
-    bs = int(params["batch_size"])
-    state, history = train(
-        model,
-        step,
-        split_batches(data.split, "train", bs, seed, True, data.cond, data.target, weights),
-        lambda: split_batches(data.split, "val", bs, seed, False, data.cond, data.target, weights)(0),
-        settings,
-        checkpoint=checkpoint,
-        fingerprint=f"{kind}:{dict(params)}:{seed}:" + data_digest(data.cond, data.target, weights, data.split),
-        desc=f"superres {kind}",
-    )
-    model.load_state_dict(state)
-    model.eval()
-    meta = {
-        "model": model.config,
-        "kind": kind,
-        **data.scales,
-        "sersic_base": data.base_band_weights is not None,
-        "seed": seed,
-        "n_train": int((data.split == "train").sum()),
-        "train_images_per_s": float(history["images_per_s"].median()) if len(history) else float("nan"),
-    }
-    return model, history, meta
-
-
-def predict_regression(model: UNet, cond: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """The regression U-Net's output (N, 1, H, W), network scale."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return torch.cat(
-            [model(cond[i : i + batch_size].to(device)).cpu() for i in range(0, len(cond), batch_size)]
-        ).numpy()
+    model, history, meta = fit_unet(
+        model, pixel_step(kind, device), data.split, (data.cond, data.target, weights), int(params["batch_size"]),
+        settings, checkpoint,
+        f"{kind}:{dict(params)}:{seed}:" + data_digest(data.cond, data.target, weights, data.split),
+        f"superres {kind}",
+    )  # fmt: skip
+    return model, history, meta | {"kind": kind, **data.scales, "sersic_base": data.base_band_weights is not None}
 
 
 def bicubic_images(native: np.ndarray, scale_in: float, size: int, scale_out: float) -> np.ndarray:
@@ -511,11 +467,6 @@ def _bad_fit(re: np.ndarray, flag: np.ndarray) -> np.ndarray:
     return ~np.isfinite(re) | (re <= 0) | ((flag & (SERSIC_FLAGS["no_data"] | SERSIC_FLAGS["at_bound"])) > 0)
 
 
-def _robust_std(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else float("nan")
-
-
 def evaluate(
     data: SuperresData,
     diffusion: UNet,
@@ -539,7 +490,7 @@ def evaluate(
     draws = sample_draws(diffusion, cond, 1, n_draws, steps, float(params["eta"]), seed)
     sample_rate = n_draws * len(test) / max(time.perf_counter() - t0, 1e-9)
     t0 = time.perf_counter()
-    reg = predict_regression(regression, cond)
+    reg = predict_unet(regression, cond)
     reg_rate = len(test) / max(time.perf_counter() - t0, 1e-9)
     draws_flux = np.stack([data.to_flux(d, test) for d in draws])
     reg_flux = data.to_flux(reg, test)
@@ -630,7 +581,7 @@ def evaluate(
             "n_galaxies": int(ok.sum()),
             "re_log_ratio_median": med_ratio,
             "re_bias_percent": 100 * (10**med_ratio - 1),
-            "re_log_scatter_dex": _robust_std(ratio[ok]),
+            "re_log_scatter_dex": robust_std(ratio[ok]),
             "psnr_db": float(np.nanmedian(p[m])) if m in p else float("nan"),
             "ssim": float(np.nanmedian(s[m])) if m in s else float("nan"),
             "pixel_coverage_1sigma": float(np.nanmean(coverage)) if m == "diffusion" else float("nan"),

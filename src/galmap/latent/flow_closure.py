@@ -24,6 +24,7 @@ from scipy import stats
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
+from galmap.core.stats import robust_std
 from galmap.latent.flow import ConditionalFlow, sample_latents
 from galmap.latent.vae import ConvVAE
 from galmap.preprocess.stamps import denormalise, preprocess_shard, sky_sigma
@@ -143,7 +144,7 @@ def closure_summary(closure: pd.DataFrame) -> pd.DataFrame:
             r, p = np.nan, np.nan
         diff = mea - req
         med = float(np.median(diff)) if len(diff) else np.nan
-        nmad = float(1.4826 * np.median(np.abs(diff - med))) if len(diff) else np.nan
+        nmad = robust_std(diff)
         rows.append(
             {
                 "latent": latent,

@@ -1,8 +1,6 @@
 """The latent-space jobs: VAE training, encoding and scan; outliers; the flow and its closure test.
 
-Each function reads its inputs, computes with the library, and writes its outputs atomically,
-so the Snakemake scripts stay one call long. Heavy libraries (torch, GalSim, photutils, statmorph) are
-imported inside the functions that need them: a job pays only for its own imports.
+Files in, files out (the package's conventions: :mod:`galmap`).
 """
 
 from __future__ import annotations
@@ -36,13 +34,14 @@ def train_vae_file(
     """
     import torch
 
-    from galmap.latent.vae import save_vae, train_vae
+    from galmap.latent.vae import train_vae
+    from galmap.nn.training import save_model
 
     torch.set_num_threads(max(1, threads))
     with training_checkpoint(model_path) as checkpoint:
         model, history, meta = train_vae(image_paths, params, latent_dim, seed, checkpoint=checkpoint)
         meta["images_per_s"] = float(history["images_per_s"].median()) if len(history) else float("nan")
-        save_vae(model_path, model, meta)
+        save_model(model_path, model, meta)
         write_table(history_path, history)
     log.info("VAE z=%d: %d epochs; model written to %s", latent_dim, len(history), model_path)
 
@@ -62,10 +61,11 @@ def encode_file(
 
     from galmap.core.device import pick_device
     from galmap.latent.outliers import latent_columns
-    from galmap.latent.vae import encode, load_vae, loader
+    from galmap.latent.vae import ConvVAE, encode, loader
+    from galmap.nn.training import load_model
 
     torch.set_num_threads(max(1, threads))
-    model, meta = load_vae(model_path, pick_device(params.get("device", "auto")))
+    model, meta = load_model(model_path, ConvVAE, pick_device(params.get("device", "auto")))
     data = loader(params, seed)(Path(images_path))
     if list(data.attrs["bands"]) != list(meta["bands"]):
         raise ValueError(f"{images_path} has bands {list(data.attrs['bands'])}, the model {model_path} {meta['bands']}")
@@ -216,14 +216,15 @@ def flow_closure_file(
         generate_images,
         measure_parameters,
     )
-    from galmap.latent.vae import load_vae
+    from galmap.latent.vae import ConvVAE
+    from galmap.nn.training import load_model
 
     torch.set_num_threads(max(1, threads))
     p = config["flow"]
     seed = int(config["seed"])
     device = pick_device(p.get("device", "auto"))
     flow, _ = load_flow(flow_path, device)
-    vae, vmeta = load_vae(vae_path, device)
+    vae, vmeta = load_model(vae_path, ConvVAE, device)
     template = read_shard(template_path, datasets=())
     if list(template.bands) != list(vmeta["bands"]):
         raise ValueError(f"{template_path} has bands {template.bands}, the VAE {vae_path} {vmeta['bands']}")

@@ -39,11 +39,13 @@ import numpy as np
 import pandas as pd
 from sklearn.covariance import MinCovDet
 
+from galmap.core.stats import MAD_TO_SIGMA, robust_std
+
 
 def robust_z(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``(v - median) / (1.4826 MAD)`` with median and MAD over ``ok``; NaN elsewhere."""
     med = np.median(values[ok])
-    mad = 1.4826 * np.median(np.abs(values[ok] - med))
+    mad = robust_std(values[ok])
     return np.where(ok, (values - med) / max(mad, 1e-12), np.nan)
 
 
@@ -57,7 +59,7 @@ def upper_z(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     v = values[ok]
     med = np.median(v)
     above = v[v > med] - med
-    s = 1.4826 * float(np.median(above)) if above.size else 0.0
+    s = MAD_TO_SIGMA * float(np.median(above)) if above.size else 0.0
     return np.where(ok, (values - med) / max(s, 1e-12), np.nan)
 
 

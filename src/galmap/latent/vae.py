@@ -32,7 +32,7 @@ from galmap.core.device import pick_device
 from galmap.core.io import read_shard
 from galmap.nn.imagemetrics import masked_errors, ssim
 from galmap.nn.inputs import ShardInputs, ShardStream, denormalise, shard_inputs
-from galmap.nn.training import TrainSettings, data_digest, derived_seed, load_model, save_model, train
+from galmap.nn.training import TrainSettings, data_digest, derived_seed, train
 
 log = logging.getLogger("galmap")
 
@@ -208,16 +208,6 @@ def train_vae(
         "seed": seed,
     }
     return model, history, meta
-
-
-def save_vae(path: str | Path, model: ConvVAE, meta: Mapping[str, Any]) -> None:
-    """Write the model's weights and metadata (:func:`galmap.nn.training.save_model`)."""
-    save_model(path, model, meta)
-
-
-def load_vae(path: str | Path, device: torch.device | str = "cpu") -> tuple[ConvVAE, dict[str, Any]]:
-    """Read a file written by :func:`save_vae` (``weights_only=True``)."""
-    return load_model(path, ConvVAE, device)
 
 
 @torch.no_grad()

@@ -36,8 +36,9 @@ from scipy import ndimage
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
+from galmap.core.stats import asinh_scale, from_asinh_scale
 from galmap.core.surveys import moffat_psf
-from galmap.data.plan import survey_params
+from galmap.preprocess.settings import survey_params
 
 #: Bits of the ``flags`` dataset.
 FLAGS = {
@@ -89,13 +90,13 @@ def normalise(images: np.ndarray, softening: np.ndarray | list[float]) -> np.nda
     ``images`` is (..., bands, H, W) in image units; ``softening`` has one value per band.
     """
     s = np.asarray(softening, dtype=np.float32).reshape(-1, 1, 1)
-    return np.arcsinh(images / s).astype(np.float32)
+    return asinh_scale(images, s)
 
 
 def denormalise(normed: np.ndarray, softening: np.ndarray | list[float]) -> np.ndarray:
     """Inverse of :func:`normalise`: ``softening * sinh(x)``, back in image units."""
     s = np.asarray(softening, dtype=np.float32).reshape(-1, 1, 1)
-    return (s * np.sinh(normed)).astype(np.float32)
+    return from_asinh_scale(normed, s)
 
 
 def _segment(image: np.ndarray, ivar: np.ndarray, params: Mapping[str, Any]) -> tuple[np.ndarray | None, np.ndarray]:
@@ -206,7 +207,7 @@ def preprocess_shard(
     Galaxies that cannot be processed (no valid pixels, no source at the centre of a
     broad-band image) are recorded in ``failures`` with the reason and kept in the
     output (with ``flags`` set), so no galaxy disappears. ``params`` may hold
-    per-survey settings under ``surveys`` (:func:`galmap.data.plan.survey_params`).
+    per-survey settings under ``surveys`` (:func:`galmap.preprocess.settings.survey_params`).
     """
     p = DEFAULTS | survey_params(params or {}, str(shard.attrs.get("survey", "")))
     images = np.array(shard.images, dtype=np.float32, copy=True)

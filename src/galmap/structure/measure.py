@@ -31,14 +31,11 @@ from tqdm import tqdm
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.preprocess.stamps import FLAGS as PRE_FLAGS
+from galmap.structure.flags import SERSIC_FLAGS
 from galmap.structure.parameters import MORPH_PARAMETERS
-from galmap.structure.sersic import FLAGS as SERSIC_FLAGS
 from galmap.structure.sersic import SersicFitter
 
 log = logging.getLogger("galmap")
-
-#: Extra bit of the Sérsic ``flag`` column set by this stage.
-SKIPPED = 32  # not fitted: the preprocessing found no data or no source at the centre
 
 SERSIC_COLUMNS = [
     "id", "band", "n", "n_err", "re_arcsec", "re_err", "q", "q_err", "pa_deg", "pa_err_deg",
@@ -89,7 +86,7 @@ def fit_sersic_shard(
     out |= {k: np.full(n_gal, np.nan) for k in ("n", "n_err", "re", "re_err", "q", "q_err", "pa", "pa_err")}
     out |= {k: np.full(n_gal, np.nan) for k in ("x0", "y0", "chi2_nu")}
     n_iter = np.zeros(n_gal, np.int64)
-    flag = np.where(skip, SKIPPED, 0).astype(np.int64)
+    flag = np.where(skip, SERSIC_FLAGS["skipped"], 0).astype(np.int64)
     todo = np.nonzero(~skip)[0]
     batch = max(1, int(p["batch_size"]))
     for start in tqdm(range(0, len(todo), batch), desc="sersic", unit="batch", mininterval=2):

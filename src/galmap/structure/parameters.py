@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from galmap.structure.flags import MORPH_UNUSABLE, SERSIC_UNUSABLE
+
 SERSIC_PARAMETERS = {"sersic_n": "n", "re_arcsec": "re_arcsec", "q": "q"}
 #: The statmorph quantities the structure stage measures (columns of ``morphometry.parquet``).
 MORPH_PARAMETERS = [
@@ -29,8 +31,6 @@ MORPH_PARAMETERS = [
 ]  # fmt: skip
 #: Parameters that are positive scales, modelled as log10 by the flow.
 LOG_PARAMETERS = frozenset({"sersic_n", "re_arcsec"})
-#: statmorph flags at or above this are not used.
-MORPH_UNUSABLE = 2
 
 
 def colour_bands(name: str) -> tuple[str, str] | None:
@@ -62,10 +62,6 @@ def parameter_table(
     Returns ``(table, reasons)``: ``reasons`` is indexed by id and holds an empty
     string for usable galaxies.
     """
-    from galmap.structure.measure import SKIPPED
-    from galmap.structure.sersic import FLAGS as SERSIC_FLAGS
-
-    unusable = SERSIC_FLAGS["no_data"] | SKIPPED  # Sérsic flag bits that make the fit unusable
     ids = pd.Index(pd.unique(pd.concat([sersic["id"], morphometry["id"]]).astype(str)), name="id")
     table = pd.DataFrame(index=ids)
     reasons = pd.Series("", index=ids, dtype=object)
@@ -73,7 +69,7 @@ def parameter_table(
     mags = sersic.pivot_table(index="id", columns="band", values="mag", aggfunc="first", dropna=False)
     morph = morphometry.drop_duplicates("id").set_index("id")
     flag = shape["flag"].reindex(ids)
-    bad = flag.isna() | ((flag.fillna(0).astype(np.int64) & unusable) > 0)
+    bad = flag.isna() | ((flag.fillna(0).astype(np.int64) & SERSIC_UNUSABLE) > 0)
     reasons[bad] = "no usable Sérsic fit"
     uses_morph = any(n in MORPH_PARAMETERS for n in names)
     if uses_morph:

@@ -32,19 +32,11 @@ import numpy as np
 import torch
 
 from galmap.core.device import pick_device
+from galmap.structure.flags import SERSIC_FLAGS
 
 #: Bounds of the fitted parameters (a fit that ends within 1% of a bound is flagged).
 N_RANGE = (0.3, 8.0)
 Q_RANGE = (0.05, 1.0)
-
-#: Bits of the ``flag`` column.
-FLAGS = {
-    "not_converged": 1,  # hit the iteration limit before chi2 settled
-    "at_bound": 2,  # n or q within 1% of a bound, or Re beyond the stamp
-    "few_pixels": 4,  # fewer usable pixels than 10x the number of parameters
-    "bad_covariance": 8,  # J^T W J singular: some uncertainties are undefined
-    "no_data": 16,  # nothing to fit (no valid pixel or no positive flux)
-}
 
 
 def sersic_b(n: torch.Tensor) -> torch.Tensor:
@@ -448,7 +440,7 @@ class SersicFitter:
         dof = np.maximum(n_pix - self.n_par, 1)
         to = lambda x: x.detach().cpu().numpy()  # noqa: E731
         flag = np.zeros(b, np.int64)
-        flag[to(active)] |= FLAGS["not_converged"]
+        flag[to(active)] |= SERSIC_FLAGS["not_converged"]
         n_np, q_np, re_np = to(n), to(q), to(re)
         at_bound = (
             (n_np < N_RANGE[0] * 1.01)
@@ -456,11 +448,11 @@ class SersicFitter:
             | (q_np < Q_RANGE[0] * 1.01)
             | (re_np > max(self.model.h, self.model.w))
         )
-        flag[at_bound] |= FLAGS["at_bound"]
-        flag[n_pix < 10 * self.n_par] |= FLAGS["few_pixels"]
-        flag[to(sing)] |= FLAGS["bad_covariance"]
+        flag[at_bound] |= SERSIC_FLAGS["at_bound"]
+        flag[n_pix < 10 * self.n_par] |= SERSIC_FLAGS["few_pixels"]
+        flag[to(sing)] |= SERSIC_FLAGS["bad_covariance"]
         no_data = (n_pix == 0) | (guess["flux"].max(axis=1) <= 1e-6)
-        flag[no_data] |= FLAGS["no_data"]
+        flag[no_data] |= SERSIC_FLAGS["no_data"]
         model = None
         if return_model:
             with torch.no_grad():
