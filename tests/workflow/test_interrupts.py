@@ -80,6 +80,7 @@ RERUNS = {
     # setting: (new value, rules that must rerun, rules that must not)
     "outliers.threshold_sigma": (3.0, ["outliers", "figure_outliers"], ["vae_train", "vae_encode", "classify_rf"]),
     "structure.morph_band": ("g", ["morphometry"], ["sersic", "vae_train", "preprocess"]),
+    "structure.morphometry": ("statmorph", ["morphometry", "flow_closure"], ["sersic", "vae_train", "preprocess"]),
     "structure.max_iter": (20, ["sersic", "superres_train"], ["morphometry", "vae_train"]),  # the Sérsic base
     "superres.n_draws": (3, ["superres_evaluate"], ["superres_train"]),
     "superres.regression_epochs": (2, ["superres_train"], ["vae_train"]),

@@ -57,8 +57,8 @@ DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
 # What each rule reads of a shared config section, so that a setting reruns only the rules that use it
 # (tests/workflow/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.
-SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k != "morph_band"}
-MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band")}
+SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k not in ("morph_band", "morphometry")}
+MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band", "morphometry")}
 SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples")
 HALPHA_TRAIN_PARAMS = {
     k: v

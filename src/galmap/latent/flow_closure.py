@@ -103,7 +103,9 @@ def measure_parameters(
     )
     pre = preprocess_shard(shard, preprocess_params, failures)
     sersic = fit_sersic_shard(pre, structure_params, failures)
-    morph = morphometry_shard(pre, structure_params["morph_band"], failures, processes=processes)
+    morph = morphometry_shard(
+        pre, structure_params["morph_band"], failures, processes, structure_params.get("morphometry", "batched")
+    )
     return parameter_table(sersic, morph, names)
 
 

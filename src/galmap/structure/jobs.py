@@ -29,7 +29,7 @@ def structure_file(
         torch.set_num_threads(max(1, threads))
         table = fit_sersic_shard(shard, params, failures)
     elif kind == "morphometry":
-        table = morphometry_shard(shard, params["morph_band"], failures, processes=threads)
+        table = morphometry_shard(shard, params["morph_band"], failures, threads, params.get("morphometry", "batched"))
     else:
         raise ValueError(f"unknown structure measurement {kind!r}")
     write_table(out_path, table)

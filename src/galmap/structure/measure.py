@@ -195,20 +195,40 @@ def _measure_one(args: tuple) -> tuple[dict[str, float], str | None]:
     return values, None
 
 
-def morphometry_shard(shard: Shard, band: str, failures: FailureLog | None = None, processes: int = 1) -> pd.DataFrame:
-    """statmorph morphometry of every galaxy of a preprocessed shard in ``band``.
+#: The morphometry implementations (``structure.morphometry``): the batched PyTorch one
+#: (:func:`galmap.structure.morphometry.measure_batched`) and statmorph itself, the reference.
+MORPHOMETRY_METHODS = ("batched", "statmorph")
 
-    Uses the effective PSF (``psf``), the galaxy's segment (``segmap``), the neighbour
-    mask and the weight map ``1 / sqrt(ivar)``; ``processes`` > 1 spreads the galaxies
-    over worker processes. Returns one row per galaxy (columns :data:`MORPH_COLUMNS`);
-    statmorph's ``flag`` is kept (0 good, 1 suspect, 2 bad, 4 catastrophic), and
-    galaxies that raise or are catastrophic are logged in ``failures``.
+
+def morphometry_shard(
+    shard: Shard, band: str, failures: FailureLog | None = None, processes: int = 1, method: str = "batched"
+) -> pd.DataFrame:
+    """statmorph's morphometry of every galaxy of a preprocessed shard in ``band``.
+
+    Uses the galaxy's segment (``segmap``), the neighbour mask and the weight map
+    ``1 / sqrt(ivar)``; ``processes`` > 1 spreads the galaxies over worker processes.
+    ``method``: ``"batched"`` (:func:`galmap.structure.morphometry.measure_batched`, the same
+    definitions, all galaxies at once in PyTorch) or ``"statmorph"`` (one galaxy at a time,
+    with the effective PSF ``psf``). Returns one row per galaxy (columns :data:`MORPH_COLUMNS`);
+    statmorph's ``flag`` is kept (0 good, 1 suspect, 2 bad, 4 catastrophic), and galaxies
+    that raise or are catastrophic are logged in ``failures``.
     """
     if band not in shard.bands:
         raise ValueError(f"band {band!r} is not in survey {shard.attrs.get('survey')} ({', '.join(shard.bands)})")
+    if method not in MORPHOMETRY_METHODS:
+        raise ValueError(f"unknown morphometry method {method!r} ({', '.join(MORPHOMETRY_METHODS)})")
     j = shard.bands.index(band)
-    psf = shard.extra["psf"][j].astype(np.float64)
     mask = shard.extra.get("mask", np.zeros(shard.images.shape[:1] + shard.images.shape[2:], bool))
+    if method == "batched":
+        from galmap.structure.morphometry import measure_batched
+
+        table, errors = measure_batched(
+            shard.images[:, j], shard.ivar[:, j], shard.extra["segmap"], mask, processes=processes
+        )
+        ids = np.asarray(shard.ids, dtype=str)
+        results = [(dict(row), err) for row, err in zip(table.to_dict("records"), errors, strict=True)]
+        return _morphometry_table(shard, band, ids, results, failures)
+    psf = shard.extra["psf"][j].astype(np.float64)
     work = [
         (shard.ids[i], shard.images[i, j], shard.ivar[i, j], shard.extra["segmap"][i], mask[i], psf)
         for i in range(len(shard.ids))
@@ -218,8 +238,15 @@ def morphometry_shard(shard: Shard, band: str, failures: FailureLog | None = Non
             results = list(tqdm(pool.map(_measure_one, work, chunksize=16), total=len(work), desc="statmorph"))
     else:
         results = [_measure_one(w) for w in tqdm(work, desc="statmorph", mininterval=2)]
+    return _morphometry_table(shard, band, [w[0] for w in work], results, failures)
+
+
+def _morphometry_table(
+    shard: Shard, band: str, ids, results: list[tuple[dict, str | None]], failures: FailureLog | None
+) -> pd.DataFrame:
+    """The morphometry table of ``ids`` from per-galaxy ``(values, error)``; errors go to ``failures``."""
     rows = []
-    for (gid, *_), (values, error) in zip(work, results, strict=True):
+    for gid, (values, error) in zip(ids, results, strict=True):
         rows.append({"id": str(gid), "band": band} | values)
         if error and failures is not None:
             failures.add(gid, f"morphometry ({shard.attrs.get('survey')} {band}): {error}")
