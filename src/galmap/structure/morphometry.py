@@ -1178,9 +1178,10 @@ def measure_batched(
         1e-6; the default 1e-2 stops the same Nelder-Mead path earlier (about 40 % of the
         evaluations) and changes the results by ~1e-3 of their population spread (median;
         p95 ~4e-3 for the asymmetry on the default mock).
-    exact_search : the centre search with exact aperture overlaps (statmorph's); by
-        default the boundary pixels' overlaps are approximated during the search (about
-        twice as fast; the reported asymmetry is computed exactly at the centre found).
+    exact_search : the centre search with exact aperture overlaps in float64 (statmorph's);
+        by default the search runs in float32 with the boundary pixels' overlaps
+        approximated by a linear ramp in distance (several times cheaper per evaluation;
+        the reported asymmetry is computed exactly, in float64, at the centre found).
 
     processes : on the CPU, split the galaxies over this many worker processes with one
         torch thread each (faster than threads on a shared machine: small tensor
