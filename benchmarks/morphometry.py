@@ -105,7 +105,7 @@ def run(shard: Shard, label: str) -> dict:
     n = len(shard.ids)
     j = shard.bands.index(BAND)
     t0 = time.perf_counter()
-    ref = morphometry_shard(shard, BAND, processes=2)
+    ref = morphometry_shard(shard, BAND, processes=2, method="statmorph")
     t_sm = time.perf_counter() - t0
     args = (shard.images[:, j], shard.ivar[:, j], shard.extra["segmap"], shard.extra["mask"])
     torch.set_num_threads(2)

@@ -22,7 +22,8 @@ of a batch together:
   method); sums at many radii about a fixed centre come from pixels sorted by distance
   (cumulative sums inside, exact overlaps only on the ring of boundary pixels), so the
   Petrosian radii and the radii at a fraction of the light cost little; the root
-  finders are a batched grid scan (statmorph's 100-point grid) and bisection to 1e-7 px;
+  finders are a batched grid scan (statmorph's 100-point grid; a linear-ramp overlap for
+  circles, the bracket then checked exactly) and the Illinois method to 1e-7 px;
 * elliptical apertures (the elliptical Petrosian radius and the Gini-segmap threshold
   only) use a per-pixel half-plane approximation of the overlap (not exact: the
   boundary's curvature inside a pixel is neglected);
@@ -67,7 +68,7 @@ BOXCAR_MID = 3
 BOXCAR_SHAPE = 3
 OVERLAP_RATIO = 0.25
 INVALID = -99.0
-NM_XTOL = 1e-3  # pixels; statmorph calls scipy.optimize.fmin with 1e-6 (see measure_batched)
+NM_XTOL = 1e-2  # pixels; statmorph calls scipy.optimize.fmin with 1e-6 (see measure_batched)
 NM_FTOL = 1e-4
 NM_MAXITER = 400
 
@@ -174,7 +175,8 @@ class _RadialSums:
     def __call__(self, r: torch.Tensor, chunk: int = 2_000_000, approx: bool = False) -> torch.Tensor:
         """Sums (B, Q, C) within radii ``r`` (B, Q); semi-major axes for an elliptical centre.
 
-        ``approx``: circles use the cheaper half-plane overlap (for grid scans).
+        ``approx``: circles use a linear ramp in the pixel centre's distance,
+        ``clamp(r + 1/2 - d, 0, 1)``, for the overlap (grid scans; brackets are checked exactly).
         """
         nb, q = r.shape
         nc = self.vals.shape[1]
@@ -195,19 +197,19 @@ class _RadialSums:
             idx = idx.clamp(max=npix - 1)
             flat = idx.reshape(nb, -1)
             rr = r[:, sl, None]
-            if self.elliptical:
-                g = self.g.gather(1, flat).view(idx.shape)
-                s_ = (rr - self.rad.gather(1, flat).view(idx.shape)) / g
-                cov = _halfplane_cover(
-                    s_, self.na.gather(1, flat).view(idx.shape), self.nb.gather(1, flat).view(idx.shape)
-                )
-            else:
-                dxg, dyg = self.dx.gather(1, flat).view(idx.shape), self.dy.gather(1, flat).view(idx.shape)
-                if approx:
-                    d = torch.clamp(torch.sqrt(dxg * dxg + dyg * dyg), min=1e-12)
-                    cov = _halfplane_cover(rr - d, dxg.abs() / d, dyg.abs() / d)
-                else:
-                    cov = circle_pixel_overlap(dxg, dyg, rr)
+            if self.elliptical:  # only for the real ring pixels (not the padding to the longest ring)
+                sel = ok.nonzero(as_tuple=True)
+                i0, fi = sel[0], idx[sel]
+                cov = torch.zeros(idx.shape, dtype=r.dtype, device=r.device)
+                s_ = (rr.expand(idx.shape)[sel] - self.rad[i0, fi]) / self.g[i0, fi]
+                cov[sel] = _halfplane_cover(s_, self.na[i0, fi], self.nb[i0, fi])
+            elif approx:  # a linear ramp in the pixel centre's distance
+                cov = torch.clamp(rr + 0.5 - self.rad.gather(1, flat).view(idx.shape), 0.0, 1.0)
+            else:  # exact overlaps, only for the real ring pixels (not the padding to the longest ring)
+                sel = ok.nonzero(as_tuple=True)
+                fi = idx[sel]
+                cov = torch.zeros(idx.shape, dtype=r.dtype, device=r.device)
+                cov[sel] = circle_pixel_overlap(self.dx[sel[0], fi], self.dy[sel[0], fi], rr.expand(idx.shape)[sel])
             cov = torch.where(ok, cov, 0.0)
             v = self.vals.gather(2, flat[:, None, :].expand(nb, nc, flat.shape[1])).view(nb, nc, *idx.shape[1:])
             out[:, sl] += (v * cov[:, None]).sum(-1).transpose(1, 2)
@@ -220,7 +222,8 @@ def _first_crossing_root(
     positive_first: bool,
     chunk: int = 12,
     iters: int = 40,
-    xtol: float = 1e-9,
+    xtol: float = 1e-7,
+    step_tol: float = 1e-7,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """statmorph's root search: scan ``grid`` (B, 100) for the first sign change, then refine.
 
@@ -229,7 +232,8 @@ def _first_crossing_root(
     function and scanned again exactly where the check fails). With ``positive_first``
     the function starts positive (Petrosian: the first grid value <= 0 ends the scan);
     otherwise it starts <= 0 and the first value > 0 ends it. The bracket is refined by
-    the Illinois method to ``xtol`` pixels (statmorph: brentq to 1e-6). Returns the root
+    the Illinois method to ``xtol`` pixels (statmorph: brentq to 1e-6), or until a secant
+    step is below ``step_tol`` pixels (superlinear convergence of the smooth exact function). Returns the root
     and a status per galaxy: 0 bracketed, 1 exact hit, 2 crossing at the first grid
     point, 3 no crossing.
     """
@@ -279,24 +283,36 @@ def _first_crossing_root(
         a, b = pts[br, 0], pts[br, 1]
         fa, fb = fa[br], fb[br]
         side = torch.zeros_like(a)
+        est = 0.5 * (a + b)
+        act = (b - a).abs() > xtol
         for _ in range(iters):
-            act = (b - a).abs() > xtol
-            if not act.any():
+            ai = torch.nonzero(act)[:, 0]
+            if ai.numel() == 0:
                 break
-            c = (a * fb - b * fa) / (fb - fa)
-            c = torch.where(torch.isfinite(c) & (c > torch.minimum(a, b)) & (c < torch.maximum(a, b)), c, 0.5 * (a + b))
-            fc = func(br, c[:, None], False)[:, 0]
-            same_b = past(fc) == past(fb)  # c replaces b
+            a_, b_, fa_, fb_ = a[ai], b[ai], fa[ai], fb[ai]
+            c = (a_ * fb_ - b_ * fa_) / (fb_ - fa_)
+            ok = torch.isfinite(c) & (c > torch.minimum(a_, b_)) & (c < torch.maximum(a_, b_))
+            c = torch.where(ok, c, 0.5 * (a_ + b_))
+            fc = func(br[ai], c[:, None], False)[:, 0]
+            same_b = past(fc) == past(fb_)  # c replaces b
             zero = fc == 0
-            na, nbb = torch.where(same_b, a, c), torch.where(same_b, c, b)
-            nfa = torch.where(same_b, torch.where(side == -1, fa / 2, fa), fc)
-            nfb = torch.where(same_b, fc, torch.where(side == 1, fb / 2, fb))
-            side = torch.where(same_b, -1.0, 1.0)
-            a = torch.where(act & ~zero, na, torch.where(zero, c, a))
-            b = torch.where(act & ~zero, nbb, torch.where(zero, c, b))
-            fa = torch.where(act, nfa, fa)
-            fb = torch.where(act, nfb, fb)
-        root[br] = 0.5 * (a + b)
+            sd = side[ai]
+            na, nbb = torch.where(same_b, a_, c), torch.where(same_b, c, b_)
+            nfa = torch.where(same_b, torch.where(sd == -1, fa_ / 2, fa_), fc)
+            nfb = torch.where(same_b, fc, torch.where(sd == 1, fb_ / 2, fb_))
+            side[ai] = torch.where(same_b, -1.0, 1.0).to(side.dtype)
+            a[ai] = torch.where(zero, c, na)
+            b[ai] = torch.where(zero, c, nbb)
+            fa[ai], fb[ai] = nfa, nfb
+            # converged: the bracket is narrow, or the secant steps have become tiny (the
+            # function is smooth; the last point is then the root to ~step_tol)
+            step = (c - est[ai]).abs()
+            est[ai] = c
+            done = zero | ((b[ai] - a[ai]).abs() <= xtol) | (step <= step_tol)
+            narrow = (b[ai] - a[ai]).abs() <= xtol
+            est[ai] = torch.where(narrow, 0.5 * (a[ai] + b[ai]), c)
+            act[ai] = ~done
+        root[br] = est
     return root, status
 
 
@@ -390,41 +406,61 @@ def _bottleneck(values: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
             return cur
 
 
-def _masked_median(x, keep):
-    big = torch.where(keep, x, torch.inf)
-    s, _ = torch.sort(big, 1)
-    n = keep.sum(1)
-    a = s.gather(1, ((n - 1).clamp(min=0) // 2)[:, None])[:, 0]
-    b = s.gather(1, (n // 2).clamp(max=x.shape[1] - 1)[:, None])[:, 0]
-    return torch.where(n > 0, 0.5 * (a + b), torch.nan)
+class _SortedSample:
+    """The selected values of each row, sorted once; sigma clipping keeps a contiguous range of them.
 
+    (astropy's clipping keeps the values inside an interval, so the kept set is always a
+    run ``[lo, hi)`` of the sorted selection; medians are two look-ups and means and
+    variances differences of cumulative sums, about a per-row shift for precision.)
+    """
 
-def _masked_mean_std(x, keep):
-    n = keep.sum(1).clamp(min=1)
-    m = torch.where(keep, x, 0).sum(1) / n
-    v = torch.where(keep, (x - m[:, None]) ** 2, 0).sum(1) / n
-    return m, torch.sqrt(v)
+    def __init__(self, x, keep):
+        self.s, _ = torch.sort(torch.where(keep, x, torch.inf), 1)
+        self.n0 = keep.sum(1)
+        n = x.shape[1]
+        first = self.s[:, :1]
+        mid = self.s.gather(1, (self.n0 // 2).clamp(max=n - 1)[:, None])
+        self.shift = torch.where(torch.isfinite(mid), mid, torch.where(torch.isfinite(first), first, 0.0))
+        d = torch.where(torch.isfinite(self.s), self.s - self.shift, 0.0)
+        z = d.new_zeros(d.shape[0], 1)
+        self.c1 = torch.cat([z, torch.cumsum(d, 1)], 1)
+        self.c2 = torch.cat([z, torch.cumsum(d * d, 1)], 1)
 
+    def median(self, lo, hi):
+        n = hi - lo
+        last = self.s.shape[1] - 1
+        a = self.s.gather(1, (lo + (n - 1).clamp(min=0) // 2).clamp(max=last)[:, None])[:, 0]
+        b = self.s.gather(1, (lo + n // 2).clamp(max=last)[:, None])[:, 0]
+        return torch.where(n > 0, 0.5 * (a + b), torch.nan)
 
-def _sigma_clip(x, keep, cenfunc, maxiters):
-    """astropy's sigma_clip (3 sigma, std of the kept values) with a batched centre function."""
-    it = 0
-    while maxiters is None or it < maxiters:
-        cen = cenfunc(x, keep)
-        _, std = _masked_mean_std(x, keep)
-        new = keep & (x >= (cen - 3 * std)[:, None]) & (x <= (cen + 3 * std)[:, None])
-        it += 1
-        if torch.equal(new, keep):
-            break
-        keep = new
-    return keep
+    def mean_std(self, lo, hi):
+        n = (hi - lo).clamp(min=1).to(self.s.dtype)
+        s1 = (self.c1.gather(1, hi[:, None]) - self.c1.gather(1, lo[:, None]))[:, 0] / n
+        s2 = (self.c2.gather(1, hi[:, None]) - self.c2.gather(1, lo[:, None]))[:, 0] / n
+        return self.shift[:, 0] + s1, torch.sqrt(torch.clamp(s2 - s1 * s1, min=0))
 
+    def clip(self, lo, hi, cenfunc, maxiters):
+        """astropy's sigma_clip (3 sigma about ``cenfunc(lo, hi)``, std of the kept values)."""
+        it = 0
+        while maxiters is None or it < maxiters:
+            cen = cenfunc(lo, hi)
+            _, std = self.mean_std(lo, hi)
+            ok = (hi > lo) & torch.isfinite(cen)
+            a = torch.searchsorted(self.s, torch.where(ok, cen - 3 * std, 0.0)[:, None].contiguous())[:, 0]
+            b = torch.searchsorted(self.s, torch.where(ok, cen + 3 * std, 0.0)[:, None].contiguous(), right=True)[:, 0]
+            nlo = torch.where(ok, torch.maximum(lo, a), lo)
+            nhi = torch.where(ok, torch.maximum(torch.minimum(hi, b), nlo), hi)
+            it += 1
+            if torch.equal(nlo, lo) and torch.equal(nhi, hi):
+                break
+            lo, hi = nlo, nhi
+        return lo, hi
 
-def _mode_estimator(x, keep):
-    """photutils ModeEstimatorBackground(2.5, 1.5) with its default 3-sigma, 10-iteration median clip."""
-    k = _sigma_clip(x, keep, _masked_median, 10)
-    mean, _ = _masked_mean_std(x, k)
-    return 2.5 * _masked_median(x, k) - 1.5 * mean
+    def mode(self, lo, hi):
+        """photutils ModeEstimatorBackground(2.5, 1.5) with its default 3-sigma, 10-iteration median clip."""
+        lo2, hi2 = self.clip(lo, hi, self.median, 10)
+        mean, _ = self.mean_std(lo2, hi2)
+        return 2.5 * self.median(lo2, hi2) - 1.5 * mean
 
 
 # --------------------------------------------------------------------------- the measurement
@@ -498,12 +534,15 @@ class _Batch:
         self.nobg = torch.where(self.seg, self.img, 0.0)
         self.weight = torch.where(self.valid, weight, 0.0)
         self.user_mask = user_mask
-        # zero-padded copies for the windows of the asymmetry (pad: the largest aperture fits)
-        self.pad = int(max(h, w) * 1.5) + 8
+        # zero-bordered copies for the windows of the asymmetry (window indices are clamped onto
+        # the zero border); float32 copies for the centre search
+        self.pad = 2
+        self.half_cap = int(max(h, w) * 1.5) + 6
         pd_ = (self.pad,) * 4
         self.img_p = F.pad(self.img, pd_)
         self.keep_p = F.pad(self.valid.to(self.dtype), pd_)
         self.mask_p = F.pad(self.mask.to(self.dtype), pd_)
+        self.search_src = tuple(t.to(torch.float32) for t in (self.img_p, self.keep_p, self.mask_p))
         self.diag = torch.sqrt((self.nx**2 + self.ny**2).to(self.dtype))
 
     def _extend_matrix(self, lo, hi, n):
@@ -608,18 +647,22 @@ def _asym_function(b: _Batch, rows, cx, cy, rad, sky_asym, exact: bool = True):
 
     Works on a square window about the centre that holds the aperture (radius ``rad``)
     and, for every pixel in it, the pixels its rotation and interpolation read.
-    ``exact=False`` uses the half-plane approximation of the aperture's boundary pixels
-    (the centre search; the reported asymmetry is exact).
+    ``exact=False`` (the centre search) works in float32 and approximates a boundary
+    pixel's overlap with the aperture by a linear ramp in its centre's distance
+    (``clamp(r + 1/2 - d, 0, 1)``); the reported asymmetry is exact, in float64, at the
+    centre found.
     """
     nb = rows.shape[0]
     dev = cx.device
     pad = b.pad
-    hp, wp = b.img_p.shape[1:]
-    half = min(int(math.ceil(float(rad.max()))) + 3 if nb else 1, pad - 2)
+    src_img, src_keep, src_mask = (b.img_p, b.keep_p, b.mask_p) if exact else b.search_src
+    wdt = src_img.dtype
+    hp, wp = src_img.shape[1:]
+    half = min(int(math.ceil(float(rad.max()))) + 3 if nb else 1, b.half_cap)
     k = 2 * half + 1
     xs, ys = cx - b.x0[rows], cy - b.y0[rows]
     oob = (xs < 0) | (xs >= b.nx[rows]) | (ys < 0) | (ys >= b.ny[rows])
-    # keep the (ignored) windows of out-of-bounds centres inside the padded frame
+    # keep the (ignored) windows of out-of-bounds centres on the stamp
     cxs = torch.where(oob, (b.x0[rows] + b.nx[rows] // 2).to(cx.dtype), cx)
     cys = torch.where(oob, (b.y0[rows] + b.ny[rows] // 2).to(cy.dtype), cy)
     ar = torch.arange(k, device=dev)
@@ -628,45 +671,45 @@ def _asym_function(b: _Batch, rows, cx, cy, rad, sky_asym, exact: bool = True):
     ox = torch.floor(cxs).long() - half
     base = rows[:, None, None] * (hp * wp)
 
-    def take(src, ry, rx):
-        idx = base + (ry + pad).clamp(0, hp - 1)[:, :, None] * wp + (rx + pad).clamp(0, wp - 1)[:, None, :]
+    def index(ry, rx):
+        return base + (ry + pad).clamp(0, hp - 1)[:, :, None] * wp + (rx + pad).clamp(0, wp - 1)[:, None, :]
+
+    def take(src, idx):
         return src.reshape(-1)[idx.view(-1)].view(idx.shape)
 
     wy, wx = oy[:, None] + ar[None], ox[:, None] + ar[None]
-    img = take(b.img_p, wy, wx)
-    keep0 = take(b.keep_p, wy, wx)  # in the stamp and not masked
+    iw = index(wy, wx)
+    img = take(src_img, iw)
+    keep0 = take(src_keep, iw)  # in the stamp and not masked
     # 180-degree rotation about (cx, cy), bilinear, zero outside the stamp (skimage.transform.rotate)
     sy, sx = 2 * cys, 2 * cxs
     fy0, fx0 = torch.floor(sy), torch.floor(sx)
-    fy, fx = (sy - fy0)[:, None, None], (sx - fx0)[:, None, None]
+    fy, fx = (sy - fy0).to(wdt)[:, None, None], (sx - fx0).to(wdt)[:, None, None]
     by = fy0.long()[:, None] - oy[:, None] + 1 - ar1[None]
     bx = fx0.long()[:, None] - ox[:, None] + 1 - ar1[None]
-    blk = take(b.img_p, by, bx)
+    blk = take(src_img, index(by, bx))
     rot = (1 - fy) * ((1 - fx) * blk[:, 1:, 1:] + fx * blk[:, 1:, :-1]) + fy * (
         (1 - fx) * blk[:, :-1, 1:] + fx * blk[:, :-1, :-1]
     )
     # the mask rotated with nearest-neighbour interpolation (skimage order 0); outside the stamp: not masked
     my = torch.floor(sy + 0.5).long()[:, None] - wy
     mx = torch.floor(sx + 0.5).long()[:, None] - wx
-    keep = keep0 * (1 - take(b.mask_p, my, mx))
-    im = img * keep
-    dxp = (wx.to(cx.dtype) - cxs[:, None])[:, None, :]
-    dyp = (wy.to(cx.dtype) - cys[:, None])[:, :, None]
+    keep = keep0 * (1 - take(src_mask, index(my, mx)))
+    dxp = (wx.to(cx.dtype) - cxs[:, None]).to(wdt)[:, None, :]
+    dyp = (wy.to(cx.dtype) - cys[:, None]).to(wdt)[:, :, None]
     d = torch.sqrt(dxp * dxp + dyp * dyp)
-    rr = rad[:, None, None]
+    rr = rad.to(wdt)[:, None, None]
     if exact:
-        cov = (d < rr - _HALF_DIAG).to(cx.dtype)
+        cov = (d < rr - _HALF_DIAG).to(wdt)
         ri = torch.nonzero((d - rr).abs() <= _HALF_DIAG, as_tuple=True)
         if ri[0].numel():
             cov[ri] = circle_pixel_overlap(dxp[ri[0], 0, ri[2]], dyp[ri[0], ri[1], 0], rad[ri[0]])
     else:
-        dd = torch.clamp(d, min=1e-12)
-        cov = _halfplane_cover(rr - d, dxp.abs() / dd, dyp.abs() / dd)
+        cov = torch.clamp(rr + 0.5 - d, 0.0, 1.0)  # linear ramp across the boundary
     ck = cov * keep
-    area = ck.sum((1, 2))
-    abs_sum = (ck * img.abs()).sum((1, 2))
-    abs_diff = (ck * (rot - img).abs()).sum((1, 2))
-    del im
+    area = ck.sum((1, 2)).to(cx.dtype)
+    abs_sum = (ck * img.abs()).sum((1, 2)).to(cx.dtype)
+    abs_diff = (ck * (rot - img).abs()).sum((1, 2)).to(cx.dtype)
     has_sky = sky_asym != INVALID
     num = torch.where(has_sky, abs_diff - area * sky_asym, abs_diff)
     zero = abs_sum == 0
@@ -1014,9 +1057,10 @@ def _measure(b: _Batch, xtol: float, exact_search: bool) -> dict[str, torch.Tens
     undefined = sky_sel.sum((1, 2)) == 0
     b.raise_flag(undefined, 2)
     xv = b.img.view(nb, -1)
-    keep = _sigma_clip(xv, sky_sel.view(nb, -1), _mode_estimator, None)
-    mean_c, std_c = _masked_mean_std(xv, keep)
-    thr_s = 2.5 * _masked_median(xv, keep) - 1.5 * mean_c + std_c
+    sky = _SortedSample(xv, sky_sel.view(nb, -1))
+    lo_c, hi_c = sky.clip(torch.zeros_like(sky.n0), sky.n0, sky.mode, None)
+    mean_c, std_c = sky.mean_std(lo_c, hi_c)
+    thr_s = 2.5 * sky.median(lo_c, hi_c) - 1.5 * mean_c + std_c
     m3y = _box_matrix(b.y0, b.y1, torch.full_like(b.y0, BOXCAR_SHAPE), h, dt)
     m3x = _box_matrix(b.x0, b.x1, torch.full_like(b.x0, BOXCAR_SHAPE), w, dt)
     sm3 = _filter(b.img, m3y, m3x)
@@ -1131,11 +1175,13 @@ def measure_batched(
     batch_size : galaxies measured together (memory grows ~ batch_size x H x W x 100 bytes).
     dtype : float64 (default, for agreement with statmorph) or float32.
     xtol : the asymmetry-centre search's tolerance on the centre (pixels). statmorph uses
-        1e-6; the default 1e-3 stops the same Nelder-Mead path earlier (about half the
-        evaluations) and changes the results by ~1e-5 of their population spread.
-    exact_search : the centre search with exact aperture overlaps (statmorph's); by
-        default the boundary pixels' overlaps are approximated during the search (about
-        twice as fast; the reported asymmetry is computed exactly at the centre found).
+        1e-6; the default 1e-2 stops the same Nelder-Mead path earlier (about 40 % of the
+        evaluations) and changes the results by ~1e-3 of their population spread (median;
+        p95 ~4e-3 for the asymmetry on the default mock).
+    exact_search : the centre search with exact aperture overlaps in float64 (statmorph's);
+        by default the search runs in float32 with the boundary pixels' overlaps
+        approximated by a linear ramp in distance (several times cheaper per evaluation;
+        the reported asymmetry is computed exactly, in float64, at the centre found).
 
     processes : on the CPU, split the galaxies over this many worker processes with one
         torch thread each (faster than threads on a shared machine: small tensor
