@@ -387,6 +387,7 @@ def train_model(
         learning_rate=float(params["learning_rate"]),
         seed=seed,
         keep="last" if kind == "diffusion" else "best",
+        bf16=bool(params.get("bf16", False)),
     )
     model, history, meta = fit_unet(
         model, pixel_step(kind, device), data.split, (data.cond, data.target, weights), int(params["batch_size"]),
