@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from galmap.data.download import RESULT_COLUMNS, DownloadSettings, Item, download, item_path
 from galmap.core.failures import FailureLog
-from galmap.core.ids import sanitize_id
 from galmap.core.galaxyzoo import ALL_QUESTIONS, classes_from_votes, vote_columns
+from galmap.core.ids import sanitize_id
+from galmap.data.download import RESULT_COLUMNS, DownloadSettings, Item, download, item_path
 
 log = logging.getLogger("galmap")
 

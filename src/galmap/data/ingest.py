@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from galmap.data.cutouts import CutoutError, read_cutout
 from galmap.core.failures import FailureLog
 from galmap.core.ids import sanitize_id
 from galmap.core.io import Shard
-from galmap.core.stats import robust_std
 from galmap.core.resample import resample_stamps
+from galmap.core.stats import robust_std
+from galmap.data.cutouts import CutoutError, read_cutout
 
 log = logging.getLogger("galmap")
 

@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from galmap.data.cutouts import CutoutError
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.resample import resample_window
+from galmap.data.cutouts import CutoutError
 
 log = logging.getLogger("galmap")
 
