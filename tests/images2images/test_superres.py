@@ -14,7 +14,7 @@ from galmap.images2images.superres import bin_psf, bin_stamps, fit_re, load_pair
 from galmap.nn.diffusion import alpha_sigma, ddim_sample, diffusion_loss, q_sample
 from galmap.nn.losses import loss_weights
 from galmap.nn.unet import UNet
-from tests.conftest import REPO
+from tests.conftest import REPO, merged_test_config
 
 
 def test_cosine_schedule_is_variance_preserving_and_monotonic():
@@ -329,7 +329,7 @@ def test_config_references_and_the_stage_plan():
     from galmap.data.plan import stage_plan
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    cfg = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    cfg = merged_test_config()
     with pytest.raises(ConfigError, match=r"'superres\.target_survey' names survey 'hsc'"):
         validate_config(cfg | {"superres": {"target_survey": "hsc"}}, schema)
     with pytest.raises(ConfigError, match=r"'superres\.sersic_base'.*structure\.survey 'decals'.*'sdss'"):
