@@ -1,21 +1,29 @@
 # galmap: one Snakemake DAG from raw data to the paper's figures.
 # Run: snakemake --cores all            (default config: the embedded mock survey)
-#      snakemake --cores all --configfile config/test.yaml
+#      snakemake --cores all --configfile config/test.yaml   (an overlay: merged on top of the default)
 from pathlib import Path
 
-from galmap.core.config import load_yaml, validate_config
+from snakemake.utils import min_version
 
-# The embedded default, unless the user names a config with --configfile.
-if not workflow.config_settings.configfiles:
+from galmap.core.config import load_yaml, resolve_config
 
-    configfile: Path(workflow.basedir) / "config" / "config.yaml"
+min_version("9.0")  # as pyproject.toml's snakemake>=9,<10
 
 
-# A misspelled key, a wrong type or an impossible value stops the run here with a
+# The embedded default is always loaded first; Snakemake merges every --configfile (in order) and --config on
+# top of it. A key set to null removes what the default has (docs/configuration.md).
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+# Nulls removed, then a misspelled key, a wrong type or an impossible value stops the run here with a
 # message naming the key (galmap.core.config.ConfigError).
-config.update(
-    validate_config(config, load_yaml(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+_resolved = resolve_config(
+    config,
+    load_yaml(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"),
+    default=load_yaml(Path(workflow.basedir) / "config" / "config.yaml"),
 )
+config.clear()
+config.update(_resolved)
 
 
 include: "workflow/rules/common.smk"

@@ -21,6 +21,13 @@ os.environ.setdefault("SLURM_CONF", "/dev/null")
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
+def merged_test_config() -> dict:
+    """config/test.yaml merged on the embedded default, as the workflow merges them, before validation."""
+    from galmap.core.config import load_yaml, merge
+
+    return merge(load_yaml(REPO / "config" / "config.yaml"), load_yaml(REPO / "config" / "test.yaml"))
+
+
 def run_snakemake(args, cwd, check: bool = True) -> subprocess.CompletedProcess:
     """``snakemake ARGS`` in ``cwd`` as a user runs it locally (SLURM_CONF=/dev/null: no SLURM plugin stall)."""
     env = dict(os.environ, SLURM_CONF="/dev/null")

@@ -134,3 +134,95 @@ def test_schema_defaults_are_the_default_config(schema):
         f"superres.sample_steps: schema {changed['superres']['sample_steps'] - 1}, "
         f"config.yaml {changed['superres']['sample_steps']}"
     ]
+
+
+# ------------------------------------------------------------------------------------------------- overlays
+
+
+def test_merge_is_snakemakes_merge_of_config_files():
+    """Mappings merge key by key, anything else (a list, a null) replaces: as Snakemake merges --configfile files."""
+    from snakemake.utils import update_config
+
+    from galmap.core.config import merge
+
+    base = {"a": 1, "b": {"c": [1, 2], "d": {"e": 1, "f": 2}}, "g": {"h": 1}}
+    over1 = {"b": {"c": [3], "d": {"e": None}}, "g": 5, "new": {"x": 1}}
+    over2 = {"b": {"d": {"f": 7}}, "a": None}
+    expected = copy.deepcopy(base)
+    update_config(expected, over1)
+    update_config(expected, over2)
+    assert merge(base, over1, over2) == expected
+    assert expected == {"a": None, "b": {"c": [3], "d": {"e": None, "f": 7}}, "g": 5, "new": {"x": 1}}
+    assert base["b"]["c"] == [1, 2]  # the inputs are not changed
+
+
+def test_a_null_removes_a_key_and_the_schema_default_returns(schema):
+    from galmap.core.config import merge, remove_nulls, resolve_config
+
+    default = load_yaml(REPO / "config" / "config.yaml")
+    assert remove_nulls({"a": None, "b": {"c": None, "d": [None]}}) == {"b": {"d": [None]}}
+    overlay = {"surveys": {"sdss": None, "halpha": None}, "vae": {"batch_size": None, "learning_rate": 0.01}}
+    cfg = resolve_config(merge(default, overlay), schema, default)
+    assert sorted(cfg["surveys"]) == ["bass", "decals", "euclid", "mzls"]
+    assert cfg["vae"]["batch_size"] == 32 and cfg["vae"]["learning_rate"] == 0.01  # the schema's default; the overlay's
+    assert cfg["seed"] == default["seed"] and cfg["mock"] == default["mock"]  # the rest is the default's
+    # halpha's surveys are the default's, not the user's: the stage is skipped rather than the run stopped
+    from galmap.data.plan import stage_plan
+
+    assert "halpha.input_survey 'sdss'" in stage_plan(cfg)["halpha"]
+    # a survey named by a key the user changes is checked (a typo stops the run)
+    with pytest.raises(ConfigError, match=r"'halpha\.input_survey' names survey 'sdsss'"):
+        resolve_config(merge(default, overlay, {"halpha": {"input_survey": "sdsss"}}), schema, default)
+    # removing a survey that a per-survey setting names: the message says how to remove that too
+    with pytest.raises(ConfigError, match=r"preprocess: \{surveys: \{euclid: null\}\}"):
+        resolve_config(merge(default, {"surveys": {"euclid": None}}), schema, default)
+    both = {"surveys": {"euclid": None}, "preprocess": {"surveys": {"euclid": None}}}
+    assert "euclid" not in resolve_config(merge(default, both), schema, default)["surveys"]
+
+
+def test_a_one_key_overlay_is_the_default_with_that_key(tmp_path):
+    one = tmp_path / "one_key.yaml"
+    one.write_text("vae: {latent_dim: 16}\n")
+    cfg = load_config(one, SCHEMA)
+    default = load_config(REPO / "config" / "config.yaml", SCHEMA)
+    assert cfg["vae"]["latent_dim"] == 16
+    assert cfg == default | {"vae": default["vae"] | {"latent_dim": 16}}
+    # files merge in order; without the default a one-key file is incomplete, as Snakemake's --replace-workflow-config
+    two = tmp_path / "two.yaml"
+    two.write_text("vae: {latent_dim: 8, batch_size: 4}\nseed: 3\n")
+    cfg = load_config([one, two], SCHEMA)
+    assert (cfg["vae"]["latent_dim"], cfg["vae"]["batch_size"], cfg["seed"]) == (8, 4, 3)
+    with pytest.raises(ConfigError, match="'seed' is a required property"):
+        load_config(one, SCHEMA, default=None)
+
+
+def test_shipped_overlays_hold_only_what_differs_from_the_default():
+    """config/test.yaml and config/paper.yaml are trimmed: no value in them is the default's already."""
+    default = load_yaml(REPO / "config" / "config.yaml")
+
+    def same(values, base, path=""):
+        out = []
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                out += same(value, base[key], f"{path}{key}.")
+            elif key in base and base[key] == value:
+                out.append(path + key)
+        return out
+
+    for name in ("test.yaml", "paper.yaml"):
+        assert same(load_yaml(REPO / "config" / name), default) == [], name
+    paper = load_config(REPO / "config" / "paper.yaml", SCHEMA)
+    assert paper["data"]["source"] == "legacysurvey" and "mock" not in paper  # the mock's settings: mock only
+    assert paper["surveys"]["decals"]["stamp_px"] == 128 and paper["surveys"]["decals"]["psf_beta"] == 3.5
+
+
+def test_mock_settings_are_not_checked_for_real_data(schema):
+    """The mock section applies to data.source: mock only: for real data it is neither checked nor kept."""
+    from galmap.core.config import merge, resolve_config
+
+    default = load_yaml(REPO / "config" / "config.yaml")
+    odd = {"mock": {"volunteers": {"label_survey": "hsc"}}}
+    with pytest.raises(ConfigError, match=r"'mock\.volunteers\.label_survey' names survey 'hsc'"):
+        resolve_config(merge(default, odd), schema, default)
+    local = {"data": {"source": "local", "local": {"path": "cutouts"}}}
+    assert "mock" not in resolve_config(merge(default, odd, local), schema, default)

@@ -14,7 +14,7 @@ from galmap.images2images.superres import bin_psf, bin_stamps, fit_re, load_pair
 from galmap.nn.diffusion import alpha_sigma, ddim_sample, diffusion_loss, q_sample
 from galmap.nn.losses import loss_weights
 from galmap.nn.unet import UNet
-from tests.conftest import REPO
+from tests.conftest import REPO, merged_test_config
 
 
 def test_cosine_schedule_is_variance_preserving_and_monotonic():
@@ -329,7 +329,7 @@ def test_config_references_and_the_stage_plan():
     from galmap.data.plan import stage_plan
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    cfg = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    cfg = merged_test_config()
     with pytest.raises(ConfigError, match=r"'superres\.target_survey' names survey 'hsc'"):
         validate_config(cfg | {"superres": {"target_survey": "hsc"}}, schema)
     with pytest.raises(ConfigError, match=r"'superres\.sersic_base'.*structure\.survey 'decals'.*'sdss'"):
@@ -344,3 +344,29 @@ def test_config_references_and_the_stage_plan():
     no_sdss.pop("halpha")
     plan = stage_plan(validate_config(no_sdss, schema))
     assert "halpha.input_survey 'sdss'" in plan["halpha"] and plan["superres"] is None
+
+
+def test_psnr_of_all_galaxies_at_once_is_the_per_galaxy_psnr():
+    """The vectorised PSNR equals the per-galaxy definition (float64 rounding), with NaN where it has none."""
+    from galmap.images2images.superres import psnr
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(9, 1, 20, 20)) * 5
+    img = ref + rng.normal(size=ref.shape)
+    valid = rng.random(ref.shape) < 0.8
+    valid[1] = False  # no valid pixel
+    img[2] = ref[2]  # a perfect image: infinite PSNR, reported as NaN
+    ref[3] = 1.0  # a flat reference: no peak
+
+    def one(r, m, v):
+        if not v.any() or r[v].max() == r[v].min() or np.array_equal(r[v], m[v]):
+            return np.nan
+        return 10 * np.log10((r[v].max() - r[v].min()) ** 2 / np.mean((r[v] - m[v]) ** 2))
+
+    expected = np.array([one(ref[i], img[i], valid[i]) for i in range(len(ref))])
+    got = psnr(ref, img, valid)
+    assert list(np.flatnonzero(np.isnan(got))) == [1, 2, 3]
+    np.testing.assert_allclose(got, expected, rtol=1e-13, equal_nan=True)
+    # float32 images: the sums are float64; the old per-galaxy float32 arithmetic agreed to ~1e-5 dB
+    got32 = psnr(ref.astype(np.float32), img.astype(np.float32), valid)
+    np.testing.assert_allclose(got32, expected, atol=1e-4, equal_nan=True)

@@ -14,7 +14,7 @@ from galmap.latent.flow_closure import closure_summary, closure_table, gallery_v
 from galmap.preprocess.stamps import preprocess_shard
 from galmap.structure.measure import fit_sersic_shard, morphometry_shard
 from galmap.structure.parameters import check_names, parameter_table
-from tests.conftest import SCHEMA
+from tests.conftest import SCHEMA, merged_test_config
 
 NAMES = ["g-r", "sersic_n", "re_arcsec", "gini"]
 FLOW = {"hidden_features": 32, "num_layers": 3, "num_blocks": 2, "batch_size": 64, "max_epochs": 40,
@@ -78,7 +78,7 @@ def test_parameter_names_are_checked():
         check_names(["g-i"], ["g", "r", "z"])
     with pytest.raises(ValueError, match="unknown parameter 'bulginess'"):
         check_names(["bulginess"], ["g", "r", "z"])
-    raw = _load_yaml(SCHEMA.parents[2] / "config" / "test.yaml")
+    raw = merged_test_config()
     schema = _load_yaml(SCHEMA)
     with pytest.raises(ConfigError, match="flow.parameters.*g-i"):
         validate_config(raw | {"flow": {"parameters": ["g-i"]}}, schema)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -126,6 +128,15 @@ def test_roc_curve():
     curve = roc(np.array([5.0, 4.0, 3.0, 2.0, 1.0]), np.array([True, False, True, False, False]))
     assert curve["fpr"].iloc[0] == 0 and curve["tpr"].iloc[-1] == 1 and curve["fpr"].iloc[-1] == 1
     assert curve["tpr"].is_monotonic_increasing and curve["fpr"].is_monotonic_increasing
+    # every distinct score is a cut (ties are one), from inf down; unscored galaxies (NaN) rank last, as one cut
+    curve = roc(np.array([3.0, np.nan, 2.0, 3.0, np.nan, 1.0]), np.array([True, True, False, False, False, True]))
+    assert list(curve["threshold"]) == [np.inf, 3.0, 2.0, 1.0, -np.inf]
+    assert list(curve["tpr"]) == [0, 1 / 3, 1 / 3, 2 / 3, 1] and list(curve["fpr"]) == [0, 1 / 3, 2 / 3, 2 / 3, 1]
+    # one class only: the rate without a denominator is 0 (no warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        only_normal = roc(np.array([2.0, 1.0]), np.array([False, False]))
+    assert list(only_normal["tpr"]) == [0, 0, 0] and list(only_normal["fpr"]) == [0, 0.5, 1]
 
 
 def test_mock_injects_every_kind_without_changing_other_galaxies(default_config):

@@ -264,6 +264,29 @@ def test_changing_the_vae_reruns_only_the_latent_space(workdir: Path):
         assert f"rule {rule}:" not in out and f"\n{rule} " not in out, rule
 
 
+def _job_counts(out: str) -> dict[str, int]:
+    """The dry run's job stats table: rule -> number of jobs."""
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in table.splitlines()[3:]]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
+
+def test_a_one_key_overlay_runs_the_pipeline(tmp_path):
+    """``--configfile`` with one key: the embedded default's DAG, with that key changed (not "'seed' is a
+    required property"); a second file merges on top and a null removes what the default has."""
+    (tmp_path / "one_key.yaml").write_text("vae: {latent_scan: [4, 40]}\n")
+    proc = _run(["-n", "--configfile", "one_key.yaml"], tmp_path)
+    jobs = _job_counts(proc.stdout)
+    assert jobs["vae_train"] == 2  # the overlay's scan (4, 40; latent_dim 40 is the default's)
+    assert jobs["mock_render"] == 4 and jobs["preprocess"] == 4 * 6  # the default's 2400 galaxies, 600 a shard
+    (tmp_path / "no_manga.yaml").write_text("surveys: {sdss: null, halpha: null}\n")
+    proc = _run(["-n", "--configfile", "one_key.yaml", "no_manga.yaml"], tmp_path)
+    jobs = _job_counts(proc.stdout)
+    assert jobs["vae_train"] == 2 and jobs["preprocess"] == 4 * 4
+    assert not [rule for rule in jobs if rule.startswith("halpha")]
+    assert "stage 'halpha' skipped" in proc.stdout + proc.stderr
+
+
 def test_bad_config_stops_with_the_key_named(tmp_path):
     proc = _run(["-n", "--config", "shard_size=-3"], tmp_path, check=False)
     assert proc.returncode != 0

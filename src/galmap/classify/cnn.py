@@ -186,6 +186,7 @@ def train_cnn(
         learning_rate=float(params["learning_rate"]),
         seed=derived_seed(seed, 0xC22, 1),
         weight_decay=float(params["weight_decay"]),
+        bf16=bool(params.get("bf16", False)),
     )
     fingerprint = repr((sorted(params.items()), list(questions), list(n_classes), [str(p) for p in paths]))
     fingerprint += data_digest(list(paths))

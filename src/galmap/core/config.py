@@ -1,14 +1,24 @@
-"""Loading and validating the workflow configuration.
+"""Loading, merging and validating the workflow configuration.
 
 The configuration is YAML read with ``yaml.safe_load`` and checked against the
 JSON schema in ``workflow/schemas/config.schema.yaml``. A misspelled key, a
 wrong type or an impossible value stops the run with a :class:`ConfigError`
 whose message names the offending key as a dotted path (``mock.n_galaxies``).
+
+Overlays, as Snakemake merges config files: the embedded default
+``config/config.yaml`` comes first and every further file is merged on top, in
+order (:func:`merge`): a mapping is merged key by key, any other value (a number,
+a string, a list) replaces the one before. A key set to ``null`` removes what the
+files before gave it (:func:`remove_nulls`): a survey, a per-survey setting, one
+band of a mapping; a removed key then takes the schema's default, if it has one.
+:func:`resolve_config` does the removal and the validation of a merged config;
+:func:`load_config` reads files the way the workflow does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +27,8 @@ import yaml
 
 #: The schema shipped with the workflow, relative to the repository root.
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
+#: The embedded default configuration, relative to the repository root: always loaded first.
+DEFAULT_RELPATH = Path("config") / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -53,8 +65,68 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{path}': {error.message}"
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: Mapping[str, Any], *overlays: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with each overlay merged on top, in order, as Snakemake merges config files.
+
+    Mappings merge key by key (recursively); any other value replaces the one before, a
+    ``None`` included (it marks a removal: :func:`remove_nulls`). The inputs are not changed.
+    """
+    out = copy.deepcopy(dict(base))
+    for overlay in overlays:
+        for key, value in overlay.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def remove_nulls(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` without the keys whose value is ``None``, at every depth of mappings.
+
+    This is how an overlay removes what the default (or an earlier overlay) has:
+    ``surveys: {sdss: null}`` drops the survey ``sdss``. Values inside lists are kept.
+    """
+    return {k: remove_nulls(v) if isinstance(v, Mapping) else v for k, v in config.items() if v is not None}
+
+
+def _changed(config: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``config`` that differs from ``default`` (keys absent from it, or other values)."""
+    out = {}
+    for key, value in config.items():
+        if key not in default:
+            out[key] = value
+        elif isinstance(value, Mapping) and isinstance(default[key], Mapping):
+            if sub := _changed(value, default[key]):
+                out[key] = sub
+        elif value != default[key]:
+            out[key] = value
+    return out
+
+
+def resolve_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any], default: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The configuration the workflow runs: ``config`` (merged files) without its ``null`` keys, validated.
+
+    ``default`` is the embedded default the files were merged onto: the keys an overlay
+    sets, not those it inherits, are the ones checked strictly where a default may name
+    a survey the data lack (:func:`check_references`). The ``mock`` section applies to
+    ``data.source: mock`` only and is dropped for the other sources.
+    """
+    given = remove_nulls(config)
+    out = validate_config(given, schema, explicit=_changed(given, default) if default is not None else None)
+    if out["data"]["source"] != "mock":
+        out.pop("mock", None)
+    return out
+
+
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any], explicit: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Validate ``config`` against ``schema`` and return a copy with defaults filled in.
+
+    ``explicit``: the keys the user set (for :func:`check_references`; default ``config`` itself).
 
     Raises
     ------
@@ -68,7 +140,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         messages = [_describe(e) for e in errors]
         raise ConfigError("invalid configuration: " + "; ".join(dict.fromkeys(messages)))
     out = _fill_defaults(dict(config), schema)
-    check_references(out, explicit=config)
+    check_references(out, explicit=config if explicit is None else explicit)
     return out
 
 
@@ -82,9 +154,10 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
     """
     surveys = config.get("surveys", {})
     refs = []
-    if "volunteers" in config.get("mock", {}):
+    mock = config.get("mock", {}) if config.get("data", {}).get("source", "mock") == "mock" else {}
+    if "volunteers" in mock:
         refs.append(("mock.volunteers.label_survey", config["mock"]["volunteers"].get("label_survey")))
-    if "anomalies" in config.get("mock", {}):
+    if "anomalies" in mock:
         refs.append(("mock.anomalies.artefact_survey", config["mock"]["anomalies"].get("artefact_survey")))
     for stage in ("structure", "vae"):
         if stage in config:
@@ -189,7 +262,8 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
     if unknown := sorted(set((config.get("preprocess") or {}).get("surveys") or {}) - set(surveys)):
         raise ConfigError(
             f"invalid configuration: config key 'preprocess.surveys' names {', '.join(unknown)}, not a survey of "
-            f"'surveys' ({', '.join(surveys)})"
+            f"'surveys' ({', '.join(surveys)}); a removed survey's settings go too, e.g. "
+            f"preprocess: {{surveys: {{{unknown[0]}: null}}}}"
         )
     cl = config.get("classify")
     if cl and "questions" in cl:
@@ -219,9 +293,28 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
     return out
 
 
-def load_config(path: str | Path, schema_path: str | Path) -> dict[str, Any]:
-    """Load a YAML config file and validate it against the YAML schema at ``schema_path``."""
+def _mapping(path: str | Path) -> dict[str, Any]:
     config = load_yaml(path)
+    if config is None:
+        return {}
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(config).__name__}")
-    return validate_config(config, load_yaml(schema_path))
+    return config
+
+
+def load_config(
+    path: str | Path | Sequence[str | Path], schema_path: str | Path, default: str | Path | None = "embedded"
+) -> dict[str, Any]:
+    """Load config files as the workflow does: the default first, each file of ``path`` merged on top.
+
+    ``default``: ``"embedded"`` is the repository's ``config/config.yaml`` (found from
+    ``schema_path``, which is ``workflow/schemas/config.schema.yaml`` of the same checkout);
+    ``None`` reads the files alone. Returns :func:`resolve_config` of the merge.
+    """
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    schema_path = Path(schema_path)
+    if default == "embedded":
+        default = schema_path.resolve().parents[len(SCHEMA_RELPATH.parts) - 1] / DEFAULT_RELPATH
+    base = _mapping(default) if default is not None else {}
+    config = merge(base, *(_mapping(p) for p in paths))
+    return resolve_config(config, load_yaml(schema_path), base if default is not None else None)

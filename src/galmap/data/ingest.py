@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.ids import sanitize_id
@@ -137,11 +138,12 @@ def ingest_cutouts(
     pixscale_arcsec: float,
     psf_fwhm_arcsec: Sequence[float],
     failures: FailureLog | None = None,
+    progress: bool = True,
 ) -> Shard:
     """One raw shard of the galaxies ``rows`` (``id, file``) on the survey's grid (see the module docstring).
 
     A row whose ``file`` is empty keeps its place with ``ivar = 0`` and no failure
-    (the caller knows why there is no file and records it).
+    (the caller knows why there is no file and records it). ``progress``: a progress bar over the files.
     """
     n, nb = len(rows), len(bands)
     images = np.zeros((n, nb, stamp_px, stamp_px), np.float32)
@@ -149,7 +151,9 @@ def ingest_cutouts(
     estimated = np.zeros(n, bool)
     bad = np.ones(n, np.float32)
     native = np.full(n, np.nan)
-    for i, (gid, path) in enumerate(zip(rows["id"], rows["file"], strict=True)):
+    files = zip(rows["id"], rows["file"], strict=True)
+    bar = tqdm(files, total=n, desc=f"ingest {survey}", unit="file", disable=not progress, mininterval=2)
+    for i, (gid, path) in enumerate(bar):
         if not path:  # no file for this galaxy (the caller recorded why): the row stays, without data
             continue
         try:
@@ -227,6 +231,7 @@ def ingest_colour_images(
     pixscale_arcsec: float,
     psf_fwhm_arcsec: Sequence[float],
     failures: FailureLog | None = None,
+    progress: bool = True,
 ) -> Shard:
     """One raw shard of colour composites (``rows``: ``id, file``): the whole image resized to the stamp.
 
@@ -235,7 +240,7 @@ def ingest_colour_images(
     Values stay relative intensities (0-1, no calibration: ``attrs['calibrated']``
     is false, units ``relative``); the image is centre-cropped to a square and
     resampled by area (values are intensities, not fluxes); the noise is estimated
-    per channel (:func:`noise_sigma`), at least the 8-bit quantisation noise.
+    per channel (:func:`noise_sigma`), at least the 8-bit quantisation noise. ``progress``: a progress bar.
     """
     if len(bands) != 3:
         raise ValueError(f"colour images have 3 channels; survey {survey!r} has {len(bands)} bands ({bands})")
@@ -243,7 +248,9 @@ def ingest_colour_images(
     images = np.zeros((n, 3, stamp_px, stamp_px), np.float32)
     ivar = np.zeros_like(images)
     quantum = 1.0 / 255.0 / np.sqrt(12.0)
-    for i, (gid, path) in enumerate(zip(rows["id"], rows["file"], strict=True)):
+    files = zip(rows["id"], rows["file"], strict=True)
+    bar = tqdm(files, total=n, desc=f"ingest {survey}", unit="file", disable=not progress, mininterval=2)
+    for i, (gid, path) in enumerate(bar):
         if not path:
             continue
         try:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
@@ -236,11 +237,13 @@ def ingest_manga(
     pixscale_arcsec: float,
     psf_fwhm_arcsec: Sequence[float],
     failures: FailureLog | None = None,
+    progress: bool = True,
 ) -> Shard:
     """One raw shard of MaNGA galaxies (``rows``: ``id, file, ra, dec``) of ``kind`` ``halpha`` or ``ugriz``.
 
     A row without a file keeps its place with ``ivar = 0`` (the caller recorded why);
     a file that cannot be read, or has no data at the galaxy, is a failure naming it.
+    ``progress``: a progress bar over the files.
     """
     from galmap.data.ingest import raw_shard
 
@@ -250,7 +253,9 @@ def ingest_manga(
     images = np.zeros((n, nb, stamp_px, stamp_px), np.float32)
     ivar = np.zeros_like(images)
     native = np.full(n, np.nan)
-    for i, (gid, path, ra, dec) in enumerate(zip(rows["id"], rows["file"], rows["ra"], rows["dec"], strict=True)):
+    files = zip(rows["id"], rows["file"], rows["ra"], rows["dec"], strict=True)
+    bar = tqdm(files, total=n, desc=f"ingest {survey}", unit="file", disable=not progress, mininterval=2)
+    for i, (gid, path, ra, dec) in enumerate(bar):
         if not path:
             continue
         try:

@@ -333,6 +333,7 @@ def _fine_tune(
         seed=train_seed,
         weight_decay=float(params["weight_decay"]),
         keep="last",
+        bf16=bool(params.get("bf16", False)),
     )
     state, history = train(
         model,

@@ -140,6 +140,7 @@ def train_model(
         patience=int(params["patience"]),
         learning_rate=float(params["learning_rate"]),
         seed=seed,
+        bf16=bool(params.get("bf16", False)),
     )
     model, history, meta = fit_unet(
         model, step, data.split, (data.x, data.y, data.w), int(params["batch_size"]), settings, checkpoint,
@@ -177,7 +178,12 @@ def train_diffusion(
     weights = loss_weights(data.w, data.split, float(spec["loss_weight_power"]))
     epochs = int(spec["epochs"])
     settings = TrainSettings(
-        max_epochs=epochs, patience=epochs, learning_rate=float(params["learning_rate"]), seed=seed, keep="last"
+        max_epochs=epochs,
+        patience=epochs,
+        learning_rate=float(params["learning_rate"]),
+        seed=seed,
+        keep="last",
+        bf16=bool(params.get("bf16", False)),
     )
     model, history, meta = fit_unet(
         model, pixel_step("diffusion", device, target_scale=scale), data.split, (data.x, data.y, weights),

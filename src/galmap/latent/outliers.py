@@ -18,10 +18,11 @@ Two scores per galaxy, both in sigmas of the population's own spread:
   column) is otherwise diluted by the bands without it, by a factor of the number
   of bands in ``chi2/nu``. Without per-band columns the all-band ``chi2_nu`` is used.
 
-The calibration (:func:`upper_z`) is ``(log v - median) / s`` with ``s`` 1.4826
-times the median of ``log v - median`` over the galaxies above the median (the
-upper semi-MAD): anomalies lie in the upper tail, and ``log chi2/nu`` of normal
-galaxies is skewed towards it (bright, structured galaxies the decoder smooths),
+The calibration (:func:`upper_z`) is ``(log v - median) / s`` with ``s`` the median
+of ``log v - median`` over the galaxies above the median (the upper semi-MAD)
+divided by Φ⁻¹(3/4) ≈ 0.67449 (:data:`galmap.core.stats.NORMAL_MAD`, scipy's "normal"
+scale): anomalies lie in the upper tail, and ``log chi2/nu`` of normal galaxies is
+skewed towards it (bright, structured galaxies the decoder smooths),
 so the symmetric MAD, dominated by the narrow lower half, made "4 sigma" flag ~6%
 of the normal mock galaxies. Both scales equal the standard deviation for a
 Gaussian population. The fraction of normal galaxies above ``threshold_sigma`` is
@@ -30,27 +31,31 @@ measured, not assumed: :func:`evaluate` reports it.
 ``is_outlier`` when either exceeds ``threshold_sigma``. With injected anomalies
 (the mock's ``anomaly`` truth column) :func:`evaluate` gives the recall per kind and
 the false-positive rate on normal galaxies, and :func:`roc` the ROC curve of the
-combined score ``max(mahalanobis_sigma, recon_sigma)``.
+combined score ``max(mahalanobis_sigma, recon_sigma)`` (scikit-learn's :func:`~sklearn.metrics.roc_curve`).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.covariance import MinCovDet
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import roc_curve
 
-from galmap.core.stats import MAD_TO_SIGMA, robust_std
+from galmap.core.stats import NORMAL_MAD, robust_std
 
 
 def robust_z(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """``(v - median) / (1.4826 MAD)`` with median and MAD over ``ok``; NaN elsewhere."""
+    """``(v - median) / (MAD / Φ⁻¹(3/4))`` with median and MAD over ``ok`` (:func:`robust_std`); NaN elsewhere."""
     med = np.median(values[ok])
     mad = robust_std(values[ok])
     return np.where(ok, (values - med) / max(mad, 1e-12), np.nan)
 
 
 def upper_z(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """``(v - median) / s`` with ``s = 1.4826 median(v - median | v > median)`` over ``ok``; NaN elsewhere.
+    """``(v - median) / s`` with ``s = median(v - median | v > median) / Φ⁻¹(3/4)`` over ``ok``; NaN elsewhere.
 
     The upper semi-MAD: the spread of the side where outliers lie, insensitive to
     the few outliers themselves (they move the median of the upper half by at most
@@ -59,7 +64,7 @@ def upper_z(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     v = values[ok]
     med = np.median(v)
     above = v[v > med] - med
-    s = MAD_TO_SIGMA * float(np.median(above)) if above.size else 0.0
+    s = float(np.median(above)) / NORMAL_MAD if above.size else 0.0
     return np.where(ok, (values - med) / max(s, 1e-12), np.nan)
 
 
@@ -123,17 +128,27 @@ def score(latents: pd.DataFrame, threshold_sigma: float = 4.0, seed: int = 0, pe
 
 
 def roc(scores: np.ndarray, is_anomaly: np.ndarray) -> pd.DataFrame:
-    """ROC curve of ``scores`` (higher = more anomalous): ``threshold, fpr, tpr`` for every cut."""
-    s = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
+    """ROC curve of ``scores`` (higher = more anomalous): ``threshold, fpr, tpr`` for every cut.
+
+    ``sklearn.metrics.roc_curve(drop_intermediate=False)``: one row per distinct score, from
+    ``threshold = inf`` (nothing flagged) down. A galaxy without a score (NaN) ranks below every
+    score (threshold ``-inf``); without anomalies (or without normal galaxies) the rate that has
+    no denominator is 0.
+    """
+    s = np.asarray(scores, float)
     y = np.asarray(is_anomaly, bool)
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp = np.cumsum(y)[distinct]
-    fp = np.cumsum(~y)[distinct]
-    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    missing = np.isnan(s) | (s == -np.inf)
+    low = s[~missing].min() if (~missing).any() else 0.0
+    floor = low - max(1.0, abs(low))  # below every score: ranked last
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # one class only: its rate is NaN, set to 0
+        fpr, tpr, thresholds = roc_curve(y, np.where(missing, floor, s), drop_intermediate=False)
     return pd.DataFrame(
-        {"threshold": np.r_[np.inf, s[distinct]], "fpr": np.r_[0.0, fp / n_neg], "tpr": np.r_[0.0, tp / n_pos]}
+        {
+            "threshold": np.where(thresholds == floor, -np.inf, thresholds) if missing.any() else thresholds,
+            "fpr": np.nan_to_num(fpr),
+            "tpr": np.nan_to_num(tpr),
+        }
     )
 
 

@@ -186,6 +186,7 @@ def train_vae(
         patience=int(params["patience"]),
         learning_rate=float(params["learning_rate"]),
         seed=derived_seed(seed, latent_dim),
+        bf16=bool(params.get("bf16", False)),
     )
     step = make_step(float(params["kl_weight"]), int(params["kl_warmup_epochs"]))
     best, history = train(

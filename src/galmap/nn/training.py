@@ -8,6 +8,14 @@ and writes a checkpoint after every epoch. A killed job that is rerun with the
 same settings (the ``fingerprint``) resumes from its last checkpoint and ends
 with the same weights as an uninterrupted run: every random draw of epoch ``e``
 comes from a generator seeded with ``(seed, e)``.
+
+The losses stay on the device: each batch's metrics are added, weighted by the
+batch size, to float64 sums on the device, and the sums are read once per epoch
+(one host-device synchronisation per epoch instead of one per batch, which would
+idle a GPU between steps). ``TrainSettings.sync_every_batch`` reads every batch's
+metrics instead (the old behaviour, kept for ``benchmarks/training.py``); the per-epoch
+numbers are the same either way (the same float64 operations in the same order).
+``TrainSettings.bf16`` runs the steps under bfloat16 autocast on CUDA (ignored on the CPU).
 """
 
 from __future__ import annotations
@@ -140,13 +148,43 @@ class TrainSettings:
     #: ``"best"``: the weights of the epoch with the lowest validation loss; ``"last"``: those of
     #: the last epoch (a fixed schedule, when the validation loss cannot choose, as in domain adaptation)
     keep: str = "best"
+    #: run the steps under bfloat16 autocast when the model is on CUDA (on the CPU it stays off: CPU
+    #: autocast is slower than float32 for these networks and changes the numbers)
+    bf16: bool = False
+    #: read every batch's metrics on the host as it ends (one synchronisation per batch: the old loop,
+    #: for benchmarks); the default reads the sums once per epoch. The per-epoch numbers are the same
+    sync_every_batch: bool = False
 
 
-def _mean_metrics(rows: list[dict[str, float]], weights: list[int]) -> dict[str, float]:
-    if not rows:
-        return {}
-    wsum = max(sum(weights), 1)
-    return {k: float(sum(r[k] * n for r, n in zip(rows, weights, strict=True)) / wsum) for k in rows[0]}
+class _EpochMeans:
+    """Batch-size-weighted means of a step's metrics over an epoch.
+
+    Each metric is added as ``float64(value) * batch_size`` to a running sum, in batch
+    order: on the device (read once, in :meth:`means`), or, with ``sync``, read on the
+    host after every batch (Python floats). Both do the same IEEE float64 operations in
+    the same order, so they give the same numbers bit for bit.
+    """
+
+    def __init__(self, sync: bool) -> None:
+        self.sync = sync
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, out: Mapping[str, torch.Tensor], size: int) -> None:
+        for key, value in out.items():
+            term = value.detach().to(torch.float64) * size
+            if self.sync:
+                term = term.item()
+            self.sums[key] = self.sums[key] + term if key in self.sums else term
+        self.count += size
+
+    def means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        values = [self.sums[k] for k in keys] if self.sync else torch.stack([self.sums[k] for k in keys]).tolist()
+        wsum = max(self.count, 1)
+        return {k: float(v / wsum) for k, v in zip(keys, values, strict=True)}
 
 
 def _batch_size(batch: Any) -> int:
@@ -176,6 +214,11 @@ def train(
     if settings.keep not in ("best", "last"):
         raise ValueError(f"{desc}: keep must be 'best' or 'last', not {settings.keep!r}")
     device = next(model.parameters()).device
+    bf16 = settings.bf16 and device.type == "cuda"
+    if settings.bf16 and not bf16:
+        log.info("%s: bf16 autocast is for CUDA; on %s the networks train in float32", desc, device.type)
+    if bf16:
+        fingerprint += ":bf16"  # a float32 checkpoint is not resumed in bf16, nor the other way round
     opt = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, T_max=settings.max_epochs, eta_min=settings.learning_rate * settings.min_lr_fraction
@@ -216,32 +259,33 @@ def train(
         t0 = time.perf_counter()
         gen = seeded_generator(settings.seed, epoch, device=device)
         model.train()
-        rows, sizes = [], []
+        sums = _EpochMeans(settings.sync_every_batch)
         for batch in train_batches(epoch):
-            out = step(model, batch, epoch, gen, True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                out = step(model, batch, epoch, gen, True)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
-            rows.append({k: float(v.detach()) for k, v in out.items()})
-            sizes.append(_batch_size(batch))
-        train_m = _mean_metrics(rows, sizes)
+            sums.add(out, _batch_size(batch))
+        train_m = sums.means()  # the epoch's one synchronisation (the device has finished its steps)
+        n_train = sums.count
         seconds = time.perf_counter() - t0
         model.eval()
-        vrows, vsizes = [], []
+        vsums = _EpochMeans(settings.sync_every_batch)
         vgen = seeded_generator(settings.seed, epoch, 1, device=device)
         with torch.no_grad():
             for batch in val_batches():
-                out = step(model, batch, epoch, vgen, False)
-                vrows.append({k: float(v) for k, v in out.items()})
-                vsizes.append(_batch_size(batch))
-        val_m = _mean_metrics(vrows, vsizes)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                    out = step(model, batch, epoch, vgen, False)
+                vsums.add(out, _batch_size(batch))
+        val_m = vsums.means()
         if not math.isfinite(train_m.get("loss", math.nan)):
             raise FloatingPointError(f"{desc}: the training loss is not finite at epoch {epoch} ({train_m})")
         row = {
             "epoch": epoch,
             "lr": opt.param_groups[0]["lr"],
             "seconds": seconds,
-            "images_per_s": sum(sizes) / max(seconds, 1e-9),
+            "images_per_s": n_train / max(seconds, 1e-9),
         }
         row |= {f"train_{k}": v for k, v in train_m.items()} | {f"val_{k}": v for k, v in val_m.items()}
         history.append(row)

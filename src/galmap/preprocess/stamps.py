@@ -33,6 +33,7 @@ import numpy as np
 from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
+from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
@@ -200,7 +201,7 @@ def sky_sigma(attrs: Mapping[str, Any], ivar: np.ndarray) -> list[float]:
 
 
 def preprocess_shard(
-    shard: Shard, params: Mapping[str, Any] | None = None, failures: FailureLog | None = None
+    shard: Shard, params: Mapping[str, Any] | None = None, failures: FailureLog | None = None, progress: bool = True
 ) -> Shard:
     """Background-subtract, segment, mask and attach PSFs to every galaxy of ``shard``.
 
@@ -208,6 +209,7 @@ def preprocess_shard(
     broad-band image) are recorded in ``failures`` with the reason and kept in the
     output (with ``flags`` set), so no galaxy disappears. ``params`` may hold
     per-survey settings under ``surveys`` (:func:`galmap.preprocess.settings.survey_params`).
+    ``progress``: a progress bar over the galaxies (stderr: the job's log).
     """
     p = DEFAULTS | survey_params(params or {}, str(shard.attrs.get("survey", "")))
     images = np.array(shard.images, dtype=np.float32, copy=True)
@@ -221,7 +223,8 @@ def preprocess_shard(
     flags = np.zeros(n, np.int32)
     struct = ndimage.generate_binary_structure(2, 1)
 
-    for i in range(n):
+    survey = str(shard.attrs.get("survey", ""))
+    for i in tqdm(range(n), desc=f"preprocess {survey}", unit="gal", disable=not progress, mininterval=2):
         gid = str(shard.ids[i])
         bad = ~np.isfinite(images[i]) | ~np.isfinite(ivar[i]) | (ivar[i] < 0)
         if bad.any():
