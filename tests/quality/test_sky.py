@@ -52,13 +52,17 @@ def sky(test_config, tmp_path_factory):
 def latents(sky):
     """Latents of every galaxy from the trained VAE, and from the same architecture untrained (the broken stage)."""
     cfg, _, path = sky
-    torch.set_num_threads(1)
-    params = cfg["vae"] | {"max_epochs": VAE_EPOCHS, "latent_dim": LATENT_DIM}
-    model, _, meta = train_vae([path], params, LATENT_DIM, cfg["seed"], progress=False)
-    data = loader(params, cfg["seed"])(path)
-    torch.manual_seed(0)
-    untrained = ConvVAE(**meta["model"]).eval()
-    return encode(model, data), encode(untrained, data)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the measured values below are for one thread (sums in another order differ a little)
+    try:
+        params = cfg["vae"] | {"max_epochs": VAE_EPOCHS, "latent_dim": LATENT_DIM, "device": "cpu"}
+        model, _, meta = train_vae([path], params, LATENT_DIM, cfg["seed"], progress=False)
+        data = loader(params, cfg["seed"])(path)
+        torch.manual_seed(0)
+        untrained = ConvVAE(**meta["model"]).eval()
+        return encode(model, data), encode(untrained, data)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _probe_r2(latents: pd.DataFrame, truth: pd.DataFrame, column: str, shuffle: bool = False) -> float:
