@@ -82,7 +82,10 @@ def flow(res: Path) -> pd.DataFrame | None:
     summary = _read(res / "flow/closure_spearman.csv")
     if summary is None:
         return None
-    table = summary.pivot_table(index="parameter", columns="latent", values="spearman_r", sort=False)
+    table = summary.pivot(index="parameter", columns="latent", values="spearman_r")  # NaN kept: unmeasured
+    table = table.reindex(
+        index=list(dict.fromkeys(summary["parameter"])), columns=list(dict.fromkeys(summary["latent"]))
+    )
     table.columns = [f"Spearman r ({c})" for c in table.columns]
     return table
 
