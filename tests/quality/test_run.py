@@ -98,7 +98,7 @@ def test_classifiers_beat_chance(results, model, floor, measured):
 
 def test_outlier_roc_area(results, truth):
     """ROC area of the outlier score against the truth's injected anomalies (scikit-learn's, from
-    ``outliers.parquet``): default sky 0.92; floor 0.85. Broken: shuffled scores, about 0.5."""
+    ``outliers.parquet``): default sky 0.927; floor 0.85. Broken: shuffled scores, about 0.5."""
     from sklearn.metrics import roc_auc_score
 
     out = pd.read_parquet(_need(results / "outliers/outliers.parquet"))
@@ -106,7 +106,7 @@ def test_outlier_roc_area(results, truth):
     scores = out["outlier_score"].fillna(out["outlier_score"].min() - 1).to_numpy()
     floor = 0.85
     auc = roc_auc_score(is_anomaly, scores)
-    assert auc > floor, f"outlier ROC area {auc:.3f} <= {floor} (measured 0.92)"
+    assert auc > floor, f"outlier ROC area {auc:.3f} <= {floor} (measured 0.927)"
     assert roc_auc_score(is_anomaly, _shuffled(scores)) < floor
 
 
