@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import galsim
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,7 +191,6 @@ def test_binning_conserves_flux_and_propagates_masks():
 
 
 def test_re_of_a_known_galsim_sersic_image():
-    galsim = pytest.importorskip("galsim")
     scale, size, re_true = 0.2, 48, 1.0
     psf = galsim.Moffat(beta=2.5, fwhm=0.2)
     gal = galsim.Sersic(n=1.5, half_light_radius=re_true * np.sqrt(0.7), flux=100.0).shear(
@@ -267,7 +267,6 @@ def _fits(ids, bands=("g", "r", "z"), **shape):
 
 
 def test_sersic_base_is_the_source_fit_seen_at_the_target_resolution():
-    galsim = pytest.importorskip("galsim")
     src_scale, src_px, scale, size = 0.262, 24, 0.2, 32
     n, hlr, q, pa, dx, dy, flux = 1.5, 0.6, 0.6, 30.0, 0.3, -0.2, 50.0
     psf = galsim.Moffat(beta=3.0, fwhm=0.3)
@@ -314,7 +313,14 @@ def test_the_networks_learn_the_residual_over_the_sersic_base(paired_shards):
     every = np.arange(len(data.ids))
     assert np.allclose(data.to_flux(data.target, every)[valid], data.target_flux[valid], rtol=1e-4, atol=1e-5)
     model, _, meta = train_model("regression", data, params, seed=1, device=torch.device("cpu"))
-    assert meta["sersic_base"] and meta["residual_scale"] == data.residual_scale
+    # the residual's scale recomputed from the flux images: the training galaxies' Euclid pixels and their
+    # Sérsic base, both on the asinh scale, their difference's standard deviation (the networks' unit)
+    train = (data.split == "train")[:, None, None, None] & valid
+    on_scale = [np.arcsinh(f / data.target_softening) / data.data_scale for f in (data.target_flux, data.base_flux)]
+    expected = np.std((on_scale[0] - on_scale[1])[train])
+    assert data.residual_scale == pytest.approx(expected, rel=1e-3)
+    assert data.residual_scale < 0.5 * np.std(on_scale[0][train])  # the base carries most of the target
+    assert meta["sersic_base"] and meta["residual_scale"] == pytest.approx(expected, rel=1e-3)
     # evaluation reads the model's scales: the same network targets
     again = load_pairs([src], [tgt], params, seed=3, sersic=fits, scales=meta)
     assert torch.equal(again.target, data.target) and torch.equal(again.cond, data.cond)

@@ -40,7 +40,12 @@ def test_an_injected_artefact_is_flagged():
     assert metrics.loc["all", "flagged_fraction"] == 1.0
     assert metrics.loc["none", "flagged_fraction"] < 0.02
     assert metrics.loc["all", "roc_auc"] == pytest.approx(1.0)
-    assert curve["tpr"].iloc[-1] == 1.0
+    # the curve and its area against scikit-learn's, on the same scores and truth
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(table["id"].isin(["g3", "g7"]), out["outlier_score"], drop_intermediate=False)
+    np.testing.assert_allclose(curve[["fpr", "tpr"]].to_numpy(), np.c_[fpr, tpr])
+    assert roc_auc_score(table["id"].isin(["g3", "g7"]), out["outlier_score"]) == pytest.approx(1.0)
 
 
 def _band_latents(n: int = 2000, k: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -125,9 +130,13 @@ def test_too_few_galaxies_is_a_clear_error():
 
 
 def test_roc_curve():
+    """Every cut of five scores (two anomalies, ranked 1st and 3rd), worked out by hand; ties are one cut."""
     curve = roc(np.array([5.0, 4.0, 3.0, 2.0, 1.0]), np.array([True, False, True, False, False]))
-    assert curve["fpr"].iloc[0] == 0 and curve["tpr"].iloc[-1] == 1 and curve["fpr"].iloc[-1] == 1
-    assert curve["tpr"].is_monotonic_increasing and curve["fpr"].is_monotonic_increasing
+    np.testing.assert_allclose(curve["tpr"], [0, 1 / 2, 1 / 2, 1, 1, 1])
+    np.testing.assert_allclose(curve["fpr"], [0, 0, 1 / 3, 1 / 3, 2 / 3, 1])
+    assert np.trapezoid(curve["tpr"], curve["fpr"]) == pytest.approx(5 / 6)  # 5 of the 6 (anomaly, normal) pairs
+    tied = roc(np.array([2.0, 1.0, 1.0, 0.0]), np.array([False, True, False, True]))
+    np.testing.assert_allclose(tied[["fpr", "tpr"]].to_numpy(), [[0, 0], [1 / 2, 0], [1, 1 / 2], [1, 1]])
     # every distinct score is a cut (ties are one), from inf down; unscored galaxies (NaN) rank last, as one cut
     curve = roc(np.array([3.0, np.nan, 2.0, 3.0, np.nan, 1.0]), np.array([True, True, False, False, False, True]))
     assert list(curve["threshold"]) == [np.inf, 3.0, 2.0, 1.0, -np.inf]

@@ -149,6 +149,38 @@ def test_galaxy_renders_the_same_in_any_shard(truth, surveys, test_config, rende
     np.testing.assert_array_equal(one["bass"].images[0], rendered["bass"].images[5])
 
 
+@pytest.mark.parametrize("logged", [True, False], ids=["with-failure-log", "without-failure-log"])
+def test_a_failed_galsim_draw_is_never_silent(truth, surveys, test_config, monkeypatch, caplog, logged):
+    """A draw that raises for one galaxy and band: a warning naming the galaxy, the survey, the band and
+    the cause, with or without a FailureLog (and its row when there is one); the other galaxies render."""
+    import galmap.mock.render as render
+    from galmap.core.failures import FailureLog
+
+    subset = truth.iloc[:3]
+    bad = subset["id"].iloc[1]
+    real = render.draw
+
+    def flaky(model, survey, band, **kw):
+        if model.row["id"] == bad and band == "r":
+            raise RuntimeError("GalSim ran out of FFT size")
+        return real(model, survey, band, **kw)
+
+    monkeypatch.setattr(render, "draw", flaky)
+    failures = FailureLog("data") if logged else None
+    with caplog.at_level("WARNING", logger="galmap"):
+        shard = render_shard(subset, [surveys["decals"]], test_config["seed"], failures, progress=False)["decals"]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1, warned
+    assert bad in warned[0] and "decals r" in warned[0] and "GalSim ran out of FFT size" in warned[0]
+    if logged:
+        rows = failures.frame()
+        assert list(rows["id"]) == [bad] and "rendering decals r failed" in rows["reason"].iloc[0]
+        assert "GalSim ran out of FFT size" in rows["reason"].iloc[0]
+    # the failed band is empty and carries no weight; the galaxy's other bands and the other galaxies are drawn
+    assert not shard.images[1, 1].any() and not shard.ivar[1, 1].any()
+    assert (shard.ivar[1, [0, 2]] > 0).all() and (shard.ivar[[0, 2]] > 0).all()
+
+
 def test_population_is_deterministic(test_config):
     a = draw_population(test_config)
     b = draw_population(test_config)

@@ -104,8 +104,15 @@ def test_latent_space_and_outliers(workdir: Path, test_config):
     metrics = pd.read_csv(workdir / "results/outliers/metrics.csv").set_index("kind")
     assert metrics.loc["all", "n"] == (truth["anomaly"] != "none").sum() == 3
     assert metrics.loc["none", "n"] == len(truth) - 3
+    # the ROC curve and its area against scikit-learn's, from the scores and the mock's truth
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     roc = pd.read_csv(workdir / "results/outliers/roc.csv")
-    assert roc["tpr"].iloc[-1] == 1.0
+    is_anomaly = out["id"].map(truth.set_index("id")["anomaly"]) != "none"
+    scores = out["outlier_score"].fillna(out["outlier_score"].min() - 1)  # unscored galaxies rank last
+    fpr, tpr, _ = roc_curve(is_anomaly, scores, drop_intermediate=False)
+    np.testing.assert_allclose(roc[["fpr", "tpr"]].to_numpy(), np.c_[fpr, tpr])
+    assert metrics.loc["all", "roc_auc"] == pytest.approx(roc_auc_score(is_anomaly, scores))
 
 
 @pytest.mark.slow
@@ -210,7 +217,16 @@ def test_superres_and_halpha_outputs(workdir: Path, test_config):
     assert list(draws.columns) == HA_COLUMNS + DRAW_METRIC_COLUMNS
     assert (draws["n_draws"] == test_config["halpha"]["diffusion"]["n_draws"]).all()
     pred_d = pd.read_parquet(workdir / "results/halpha/diffusion/predictions.parquet")
-    assert list(pred_d["id"]) == list(pred["id"]) and np.allclose(pred_d["flux_true"], pred["flux_true"])
+    assert list(pred_d["id"]) == list(pred["id"])
+    # both metrics tables against their flux scatter recomputed from the predictions and the mock's truth
+    from scipy.stats import median_abs_deviation
+
+    for table, per_galaxy in ((ha, pred), (draws, pred_d)):
+        ratio = np.log10(per_galaxy["flux_pred"] / truth.set_index("id").loc[per_galaxy["id"], "flux_Ha"].to_numpy())
+        ratio = ratio[np.isfinite(ratio)]
+        row = table.set_index("subset").loc["all"]
+        assert row["n_flux"] == len(ratio)
+        assert row["flux_log_scatter_dex"] == pytest.approx(median_abs_deviation(ratio, scale="normal"), rel=1e-6)
     hist = pd.read_csv(workdir / "results/halpha/diffusion/history.csv")
     assert len(hist) == test_config["halpha"]["diffusion"]["epochs"]
     for stage in ("superres", "halpha", "halpha/diffusion"):

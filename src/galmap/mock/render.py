@@ -19,6 +19,7 @@ the survey depth plus the galaxy's Poisson noise, and ``ivar`` is its inverse.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from galmap.mock.population import (
     seed_for,
     sersic_trunc_re,
 )
+
+log = logging.getLogger("galmap")
 
 #: Pixel scale (arcsec) of the face-on spiral-arm pattern before projection.
 ARM_PATTERN_SCALE = 0.1
@@ -289,6 +292,13 @@ def observe(
     return image.astype(np.float32), (1.0 / var).astype(np.float32)
 
 
+def _failed(failures: FailureLog | None, gid: str, reason: str) -> None:
+    """A galaxy (or one of its bands) GalSim could not render: always a warning, a failures row when logged."""
+    log.warning("mock: galaxy %s: %s; its stamp is left empty (zero pixels, zero ivar)", gid, reason)
+    if failures is not None:
+        failures.add(gid, reason)
+
+
 def render_shard(
     truth: pd.DataFrame,
     surveys: Sequence[Survey],
@@ -301,7 +311,9 @@ def render_shard(
 
     Instrumental anomalies (:mod:`galmap.mock.anomalies`) appear only in the images
     of ``artefact_survey``. A galaxy that GalSim cannot render in a survey is
-    recorded in ``failures`` and kept in the shard with zero pixels and zero ``ivar``.
+    kept in the shard with zero pixels and zero ``ivar``, and never silently: a warning on
+    the ``galmap`` logger names the galaxy and the cause, and a row goes to ``failures``
+    when one is given.
     """
     field = max(s.fov_arcsec for s in surveys)
     psfs = {(s.name, b): s.psf(b) for s in surveys for b in s.bands}
@@ -316,9 +328,8 @@ def render_shard(
     for i, row in enumerate(tqdm(rows, desc="rendering", unit="gal", disable=not progress, mininterval=2)):
         try:
             model = GalaxyModel(row, seed, field)
-        except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
-            if failures is not None:
-                failures.add(row["id"], f"building the GalSim model failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - recorded and logged, the batch goes on
+            _failed(failures, row["id"], f"building the GalSim model failed: {exc!r}")
             continue
         for s in surveys:
             rng = seed_for(seed, int(row["index"]), 3, _survey_stream(s.name))
@@ -326,9 +337,8 @@ def render_shard(
             for j, band in enumerate(s.bands):
                 try:
                     clean = draw(model, s, band, psf=psfs[(s.name, band)])
-                except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
-                    if failures is not None:
-                        failures.add(row["id"], f"rendering {s.name} {band} failed: {exc}")
+                except Exception as exc:  # noqa: BLE001 - recorded and logged, the batch goes on
+                    _failed(failures, row["id"], f"rendering {s.name} {band} failed: {exc!r}")
                     continue
                 if s.name == artefact_survey and (light := artefact_image(row, s, band, after_noise=False)) is not None:
                     clean = clean + light

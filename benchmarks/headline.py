@@ -1,0 +1,201 @@
+"""The headline tables of one or two runs, side by side, as Markdown: read from the runs' metrics files.
+
+Every number comes from a stage's own output table (``results/<stage>/metrics.csv`` and
+friends), so the documentation's numbers are regenerated, never typed. Give each run's
+working directory (the folder holding ``results/``) or its ``results/`` folder::
+
+    python benchmarks/headline.py .                                  # the default sky
+    python benchmarks/headline.py . runs/seed2027 --names "default sky" "seed 2027"
+    python benchmarks/headline.py . runs/seed2027 --write docs/results.md
+
+Tables (the held-out test split of each run; a table or column a run lacks is left blank):
+
+* classification: accuracy of ``rf_latent`` and ``cnn_image`` per question
+  (``classify/metrics.csv``), with ``chance_accuracy`` (always answering the training
+  set's majority class) beside them;
+* outliers: ROC area, recall at 1 % false positives, recall and false-positive rate of the
+  flags (``outliers/metrics.csv``, rows ``all`` and ``none``);
+* flow: closure Spearman r per parameter, sampled and central latents (``flow/closure_spearman.csv``);
+* domain adaptation: mean over questions on the target survey per method: accuracy,
+  change against ``source_only``, fraction of the drop recovered (``domain/metrics.csv``);
+* super-resolution: Re scatter (dex) and bias (%), PSNR (dB), SSIM per method (``superres/metrics.csv``);
+* Hα: median pixel correlation, flux scatter and bias (dex) per subset, for the regression
+  U-Net and, when run, the diffusion model (``halpha/metrics.csv``, ``halpha/diffusion/metrics.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+
+def results_dir(path: str | Path) -> Path:
+    """``path/results`` when it exists, else ``path`` itself."""
+    path = Path(path)
+    return path / "results" if (path / "results").is_dir() else path
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def classification(res: Path) -> pd.DataFrame | None:
+    metrics = _read(res / "classify/metrics.csv")
+    if metrics is None:
+        return None
+    table = metrics.pivot_table(index="question", columns="model", values="accuracy", sort=False)
+    table = table.reindex(columns=[c for c in ("rf_latent", "cnn_image") if c in table.columns])
+    table.columns = [f"{c} accuracy" for c in table.columns]
+    first = metrics.drop_duplicates("question").set_index("question")
+    if "chance_accuracy" in first.columns:  # always the training set's majority class, on the same test galaxies
+        table["chance"] = first["chance_accuracy"].reindex(table.index)
+    if "n_test" in first.columns:
+        table["n_test"] = first["n_test"].reindex(table.index)
+    return table
+
+
+def outliers(res: Path) -> pd.DataFrame | None:
+    metrics = _read(res / "outliers/metrics.csv")
+    if metrics is None:
+        return None
+    metrics = metrics.set_index("kind")
+    row = {}
+    if "all" in metrics.index:
+        row["anomalies"] = metrics.loc["all", "n"]
+        row["ROC area"] = metrics.loc["all"].get("roc_auc")
+        recall = [c for c in metrics.columns if c.startswith("recall_at_fpr_")]
+        for c in recall:
+            row[c.replace("recall_at_fpr_", "recall at FPR ")] = metrics.loc["all", c]
+        row["recall of the flags"] = metrics.loc["all", "flagged_fraction"]
+    if "none" in metrics.index:
+        row["FPR of the flags"] = metrics.loc["none", "flagged_fraction"]
+    return pd.DataFrame({"value": row}).rename_axis("outliers")
+
+
+def flow(res: Path) -> pd.DataFrame | None:
+    summary = _read(res / "flow/closure_spearman.csv")
+    if summary is None:
+        return None
+    table = summary.pivot(index="parameter", columns="latent", values="spearman_r")  # NaN kept: unmeasured
+    table = table.reindex(
+        index=list(dict.fromkeys(summary["parameter"])), columns=list(dict.fromkeys(summary["latent"]))
+    )
+    table.columns = [f"Spearman r ({c})" for c in table.columns]
+    return table
+
+
+def domain(res: Path) -> pd.DataFrame | None:
+    metrics = _read(res / "domain/metrics.csv")
+    if metrics is None:
+        return None
+    mean = metrics[metrics["question"] == "mean"]
+    src = mean[(mean["method"] == "source_only") & (mean["domain"] == "source")]["accuracy"]
+    tgt = mean[mean["domain"] == "target"].set_index("method")
+    table = tgt[["accuracy", "change", "recovered"]].rename(
+        columns={"accuracy": "target accuracy", "change": "change vs source_only"}
+    )
+    if len(src):
+        table.insert(0, "source accuracy (source_only)", float(src.iloc[0]))
+    return table
+
+
+def superres(res: Path) -> pd.DataFrame | None:
+    metrics = _read(res / "superres/metrics.csv")
+    if metrics is None:
+        return None
+    cols = ["re_log_scatter_dex", "re_bias_percent", "psnr_db", "ssim", "n_galaxies"]
+    return metrics.set_index("method")[[c for c in cols if c in metrics.columns]]
+
+
+def halpha(res: Path) -> pd.DataFrame | None:
+    tables = []
+    for model, path in (("regression", "halpha/metrics.csv"), ("diffusion", "halpha/diffusion/metrics.csv")):
+        metrics = _read(res / path)
+        if metrics is None:
+            continue
+        cols = ["pixel_corr_median", "flux_log_scatter_dex", "flux_log_ratio_median_dex", "n_galaxies"]
+        t = metrics.set_index("subset")[cols]
+        t.index = [f"{model}, {s}" for s in t.index]
+        tables.append(t)
+    return pd.concat(tables).rename_axis("model, subset") if tables else None
+
+
+TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
+    "Classification (test accuracy per question)": classification,
+    "Outliers (injected anomalies against the truth)": outliers,
+    "Flow closure (requested vs measured)": flow,
+    "Domain adaptation (mean over questions, target survey)": domain,
+    "Super-resolution (DESI to Euclid, held-out galaxies)": superres,
+    "Hα from u, g, r, i, z (held-out galaxies)": halpha,
+}
+
+
+def side_by_side(tables: Sequence[pd.DataFrame | None], names: Sequence[str]) -> pd.DataFrame | None:
+    """The runs' tables joined on their index, each column named ``<column> [<run>]`` when there are several."""
+    present = [(t, n) for t, n in zip(tables, names, strict=True) if t is not None]
+    if not present:
+        return None
+    if len(names) == 1:
+        return present[0][0]
+    parts = [t.rename(columns=lambda c, n=n: f"{c} [{n}]") for t, n in present]
+    return pd.concat(parts, axis=1, sort=False)
+
+
+def _cell(v) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.0f}" if v.is_integer() and abs(v) >= 10 else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A pipe table: the index as the first column."""
+    head = [table.index.name or "", *map(str, table.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join([str(idx), *(_cell(v) for v in row.tolist())]) + " |")
+    return "\n".join(lines)
+
+
+def headline(runs: Sequence[str | Path], names: Sequence[str]) -> str:
+    """The Markdown document of every headline table for ``runs`` (named ``names``)."""
+    dirs = [results_dir(r) for r in runs]
+    out = [
+        "# Results",
+        "",
+        "Generated by `benchmarks/headline.py` from the runs' metrics files; do not edit by hand.",
+        "",
+    ]
+    out += [f"- {n}: `{r}`" for n, r in zip(names, runs, strict=True)] + [""]
+    for title, read in TABLES.items():
+        table = side_by_side([read(d) for d in dirs], names)
+        out += [f"## {title}", "", markdown(table) if table is not None else "(not in these runs)", ""]
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run directories (holding results/) or results/ folders")
+    parser.add_argument("--names", nargs="+", help="a name per run (default: the paths)")
+    parser.add_argument("--write", type=Path, help="also write the Markdown to this file (e.g. docs/results.md)")
+    args = parser.parse_args(argv)
+    names = args.names or [str(r) for r in args.runs]
+    if len(names) != len(args.runs):
+        parser.error("give one name per run")
+    text = headline(args.runs, names)
+    print(text)
+    if args.write:
+        args.write.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Quality guards: tests that fail when a learned stage gets worse, checked against the mock's truth."""
