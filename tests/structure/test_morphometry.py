@@ -205,3 +205,9 @@ def test_circle_overlap_is_exact():
             torch.from_numpy(xx - cx), torch.from_numpy(yy - cy), torch.tensor(r, dtype=torch.float64)
         )
         np.testing.assert_allclose(ours.numpy(), ref, atol=1e-9)
+
+
+def test_an_empty_stack_gives_an_empty_table():
+    """A shard with no galaxy (the last shard of a catalog can be short): typed columns, no row, no error."""
+    table, errors = measure_batched(np.zeros((0, 48, 48)), np.zeros((0, 48, 48)), np.zeros((0, 48, 48), bool))
+    assert len(table) == 0 and errors == [] and list(table.columns) == [*MORPH_PARAMETERS, "flag"]

@@ -1221,8 +1221,8 @@ def measure_batched(
     values = {k: np.full(n, np.nan) for k in MORPH_PARAMETERS}
     flag = np.full(n, 4, dtype=np.int64)
     errors: list[str | None] = [None] * n
-    has_seg = label.reshape(n, -1).any(1)
-    has_pix = (ivar > 0).reshape(n, -1).any(1)
+    has_seg = label.reshape(n, -1).any(1) if n else np.zeros(0, bool)
+    has_pix = (ivar > 0).reshape(n, -1).any(1) if n else np.zeros(0, bool)
     for i in np.nonzero(~has_seg)[0]:
         errors[i] = "no source in the segmentation"
     for i in np.nonzero(has_seg & ~has_pix)[0]:
