@@ -10,9 +10,11 @@ working directory (the folder holding ``results/``) or its ``results/`` folder::
 
 Tables (the held-out test split of each run; a table or column a run lacks is left blank):
 
-* classification: accuracy of ``rf_latent`` and ``cnn_image`` per question
+* classification: accuracy and balanced accuracy of ``rf_latent`` and ``cnn_image`` per question
   (``classify/metrics.csv``), with ``chance_accuracy`` (always answering the training
-  set's majority class) beside them;
+  set's majority class) beside them, and CNN − forest in balanced accuracy with its paired
+  bootstrap 68 % interval (``classify/comparison.csv``); after the tables, CNN − forest per
+  run and its mean over the runs, with the number of questions within 3 and 5 points;
 * outliers: ROC area, recall at 1 % false positives, recall and false-positive rate of the
   flags (``outliers/metrics.csv``, rows ``all`` and ``none``);
 * flow: closure Spearman r per parameter, sampled and central latents (``flow/closure_spearman.csv``);
@@ -49,15 +51,52 @@ def classification(res: Path) -> pd.DataFrame | None:
     metrics = _read(res / "classify/metrics.csv")
     if metrics is None:
         return None
-    table = metrics.pivot_table(index="question", columns="model", values="accuracy", sort=False)
-    table = table.reindex(columns=[c for c in ("rf_latent", "cnn_image") if c in table.columns])
-    table.columns = [f"{c} accuracy" for c in table.columns]
+    values = ["accuracy"] + (["balanced_accuracy"] if "balanced_accuracy" in metrics.columns else [])
+    table = metrics.pivot_table(index="question", columns="model", values=values, sort=False)
+    cols = [(v, m) for v in values for m in ("rf_latent", "cnn_image") if (v, m) in table.columns]
+    table = table[cols]
+    table.columns = [f"{m} {v.replace('_', ' ')}" for v, m in cols]
     first = metrics.drop_duplicates("question").set_index("question")
     if "chance_accuracy" in first.columns:  # always the training set's majority class, on the same test galaxies
         table["chance"] = first["chance_accuracy"].reindex(table.index)
+    comparison = _read(res / "classify/comparison.csv")
+    if comparison is not None:  # cnn_image - rf_latent, balanced accuracy, paired bootstrap 68 %
+        c = comparison[comparison["metric"] == "balanced_accuracy"].set_index("question")
+        table["CNN − forest (balanced)"] = c["difference"].reindex(table.index)
+        table["68 % interval"] = [
+            f"[{lo:+.3f}, {hi:+.3f}]" if pd.notna(lo) else ""
+            for lo, hi in zip(
+                c["difference_lo68"].reindex(table.index), c["difference_hi68"].reindex(table.index), strict=True
+            )
+        ]
     if "n_test" in first.columns:
         table["n_test"] = first["n_test"].reindex(table.index)
     return table
+
+
+def forest_vs_cnn(dirs: Sequence[Path], names: Sequence[str]) -> pd.DataFrame | None:
+    """Issue 26's comparison: CNN − forest in balanced accuracy per question, each run and their mean.
+
+    The mean over the runs is the figure of merit (the default sky and the second sky);
+    the last rows count the questions within 3 and 5 points.
+    """
+    parts = {}
+    for d, n in zip(dirs, names, strict=True):
+        comparison = _read(d / "classify/comparison.csv")
+        if comparison is None:
+            continue
+        c = comparison[comparison["metric"] == "balanced_accuracy"].set_index("question")
+        parts[f"CNN − forest [{n}]"] = c["difference"]
+    if not parts:
+        return None
+    table = pd.DataFrame(parts)
+    table["mean over the runs"] = table.mean(axis=1)
+    diff = table["mean over the runs"]
+    counts = pd.DataFrame(
+        {"mean over the runs": [float((diff <= 0.03).sum()), float((diff <= 0.05).sum())]},
+        index=[f"questions within 3 points (of {len(diff)})", f"questions within 5 points (of {len(diff)})"],
+    )
+    return pd.concat([table, counts]).rename_axis("question")
 
 
 def outliers(res: Path) -> pd.DataFrame | None:
@@ -127,13 +166,16 @@ def halpha(res: Path) -> pd.DataFrame | None:
 
 
 TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
-    "Classification (test accuracy per question)": classification,
+    "Classification (test split per question; balanced accuracy: mean recall over classes)": classification,
     "Outliers (injected anomalies against the truth)": outliers,
     "Flow closure (requested vs measured)": flow,
     "Domain adaptation (mean over questions, target survey)": domain,
     "Super-resolution (DESI to Euclid, held-out galaxies)": superres,
     "Hα from u, g, r, i, z (held-out galaxies)": halpha,
 }
+
+
+FOREST_VS_CNN = "Forest on the latents against the CNN on the images (balanced accuracy, CNN − forest)"
 
 
 def side_by_side(tables: Sequence[pd.DataFrame | None], names: Sequence[str]) -> pd.DataFrame | None:
@@ -179,6 +221,9 @@ def headline(runs: Sequence[str | Path], names: Sequence[str]) -> str:
     for title, read in TABLES.items():
         table = side_by_side([read(d) for d in dirs], names)
         out += [f"## {title}", "", markdown(table) if table is not None else "(not in these runs)", ""]
+    summary = forest_vs_cnn(dirs, names)
+    if summary is not None:
+        out += [f"## {FOREST_VS_CNN}", "", markdown(summary), ""]
     return "\n".join(out)
 
 

@@ -1,4 +1,4 @@
-"""Snakemake script: accuracy, precision, recall, F1 and confusion matrices on the test split."""
+"""Snakemake script: the classification metrics, confusion matrices and CNN - forest comparison (test split)."""
 
 from galmap.classify.jobs import classify_metrics_file
 from galmap.core.joblog import job_log
@@ -12,4 +12,6 @@ with job_log(snakemake.log[0]):
         {"rf_latent": snakemake.input.rf_latent, "cnn_image": snakemake.input.cnn_image},
         metrics_path=snakemake.output.metrics,
         confusion_path=snakemake.output.confusion,
+        comparison_path=snakemake.output.comparison,
+        seed=snakemake.params.seed,
     )

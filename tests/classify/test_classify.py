@@ -8,6 +8,7 @@ import pytest
 
 from galmap.classify.targets import (
     TargetSpec,
+    compare_models,
     make_targets,
     question_classes,
     random_forest_predictions,
@@ -130,6 +131,41 @@ def test_metrics_match_a_hand_computed_confusion():
     assert row["f1_macro"] == pytest.approx((f1x + f1y) / 2) and row["f1_weighted"] == pytest.approx((f1x + f1y) / 2)
     cm = conf.set_index(["true_class", "pred_class"])["count"]
     assert cm[("x", "y")] == 1 and cm[("y", "y")] == 3 and cm[("y", "x")] == 0
+    assert row["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2) and row["chance_balanced_accuracy"] == 0.5
+
+
+def test_balanced_accuracy_does_not_reward_the_majority_answer():
+    # 90 galaxies of class 0, 10 of class 1: answering 0 always is 90 % accurate but balanced 50 %
+    n = 100
+    targets = pd.DataFrame({"id": [f"g{i}" for i in range(n)], "question": "q", "class": [0] * 90 + [1] * 10,
+                            "split": ["test"] * n})  # fmt: skip
+    majority = targets.rename(columns={"class": "true_class"}).assign(pred_class=0, confidence=1.0)
+    skilled = majority.assign(pred_class=[0] * 80 + [1] * 10 + [1] * 8 + [0] * 2)
+    metrics, _ = score_predictions({"majority": majority, "skilled": skilled}, targets, {"q": ["no", "yes"]})
+    m = metrics.set_index("model")
+    assert m.loc["majority", "accuracy"] == pytest.approx(0.9) and m.loc["majority", "balanced_accuracy"] == 0.5
+    assert m.loc["skilled", "accuracy"] < m.loc["majority", "accuracy"]
+    assert m.loc["skilled", "balanced_accuracy"] == pytest.approx((80 / 90 + 8 / 10) / 2)
+
+
+def test_paired_bootstrap_of_the_model_difference():
+    rng = np.random.default_rng(0)
+    n = 400
+    true = rng.integers(0, 2, n)
+    base = pd.DataFrame({"id": [f"g{i}" for i in range(n)], "question": "q", "split": "test", "true_class": true,
+                         "confidence": 1.0})  # fmt: skip
+    good = base.assign(pred_class=np.where(rng.random(n) < 0.9, true, 1 - true))  # ~90 % right
+    poor = base.assign(pred_class=np.where(rng.random(n) < 0.7, true, 1 - true))  # ~70 % right
+    comp = compare_models({"poor": poor, "good": good}, "poor", "good", seed=1).set_index("metric")
+    row = comp.loc["balanced_accuracy"]
+    assert row["value_b"] - row["value_a"] == pytest.approx(row["difference"])
+    assert 0.12 < row["difference"] < 0.28 and row["difference_lo68"] < row["difference"] < row["difference_hi68"]
+    # the 68 % interval of a difference of two ~n=400 proportions: about +-0.025 (binomial), not zero, not huge
+    assert 0.01 < (row["difference_hi68"] - row["difference_lo68"]) / 2 < 0.05
+    same = compare_models({"a": good, "b": good}, "a", "b", seed=1).set_index("metric")
+    assert same.loc["accuracy", "difference"] == 0 and same.loc["accuracy", "difference_hi68"] == 0
+    again = compare_models({"poor": poor, "good": good}, "poor", "good", seed=1)
+    pd.testing.assert_frame_equal(again.set_index("metric"), comp)
 
 
 def test_cnn_beats_chance_on_separable_images(tmp_path):

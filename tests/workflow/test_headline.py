@@ -33,6 +33,12 @@ def test_headline_tables_of_two_runs(local_run, tmp_path):
     for q in table.index:  # the numbers are the metrics table's, under each run's name
         assert table.loc[q, "rf_latent accuracy [one]"] == metrics.loc[(q, "rf_latent"), "accuracy"]
         assert table.loc[q, "cnn_image accuracy [two]"] == metrics.loc[(q, "cnn_image"), "accuracy"]
+        assert table.loc[q, "rf_latent balanced accuracy [one]"] == metrics.loc[(q, "rf_latent"), "balanced_accuracy"]
+    comp = pd.read_csv(local_run / "results/classify/comparison.csv").query("metric == 'balanced_accuracy'")
+    summary = headline.forest_vs_cnn([local_run / "results"] * 2, ["one", "two"])
+    for q, diff in zip(comp["question"], comp["difference"], strict=True):
+        assert summary.loc[q, "CNN − forest [one]"] == diff == summary.loc[q, "mean over the runs"]
+    assert f"## {headline.FOREST_VS_CNN}" in text
     sr = pd.read_csv(local_run / "results/superres/metrics.csv").set_index("method")
     line = next(row for row in text.splitlines() if row.startswith("| regression |"))
     assert f"{sr.loc['regression', 'psnr_db']:.3g}" in line

@@ -84,6 +84,9 @@ rule classify_metrics:
     output:
         metrics="results/classify/metrics.csv",
         confusion="results/classify/confusion.csv",
+        comparison="results/classify/comparison.csv",
+    params:
+        seed=config["seed"],
     log:
         "logs/classify/metrics.log",
     localrule: True

@@ -194,7 +194,7 @@ def all_outputs():
     stage_outputs = {
         "structure": ["sersic.parquet", "morphometry.parquet", "failures.csv"],
         "outliers": ["outliers.parquet", "metrics.csv", "roc.csv"],
-        "classify": ["metrics.csv", "confusion.csv", "failures.csv"],
+        "classify": ["metrics.csv", "confusion.csv", "comparison.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
         "domain": ["metrics.csv", "failures.csv"],
         "superres": ["metrics.csv", "re_compare.parquet", "failures.csv"],

@@ -95,14 +95,21 @@ def classify_metrics_file(
     prediction_paths: Mapping[str, str],
     metrics_path: str,
     confusion_path: str,
+    comparison_path: str | None = None,
+    seed: int = 0,
 ) -> None:
-    """``metrics.csv`` and ``confusion.csv`` on the test split, for every model."""
-    from galmap.classify.targets import class_names, score_predictions
+    """``metrics.csv`` and ``confusion.csv`` on the test split, for every model; ``comparison.csv``:
+    ``cnn_image − rf_latent`` per question with its paired bootstrap interval (:func:`compare_models`)."""
+    from galmap.classify.targets import class_names, compare_models, score_predictions
 
     targets = read_table(targets_path)
     preds = {model: read_table(p) for model, p in prediction_paths.items()}
     metrics, confusion = score_predictions(preds, targets, class_names(read_table(classes_path)))
     write_table(metrics_path, metrics)
     write_table(confusion_path, confusion)
-    cols = ["question", "model", "n_test", "accuracy", "chance_accuracy", "f1_macro"]
+    cols = ["question", "model", "n_test", "accuracy", "balanced_accuracy", "chance_accuracy", "f1_macro"]
     log.info("classification on the test split:\n%s", metrics[cols].to_string(index=False))
+    if comparison_path is not None:
+        comparison = compare_models(preds, "rf_latent", "cnn_image", seed)
+        write_table(comparison_path, comparison)
+        log.info("CNN - forest on the test split (paired bootstrap 68 %%):\n%s", comparison.to_string(index=False))

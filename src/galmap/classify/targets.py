@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from galmap.core.galaxyzoo import QUESTION_BY_NAME, QUESTIONS
+from galmap.core.stats import balanced_accuracy, bootstrap_interval
 
 log = logging.getLogger("galmap")
 
@@ -326,8 +327,9 @@ def random_forest_predictions(
 
 # --------------------------------------------------------------------------- metrics
 METRIC_COLUMNS = [
-    "question", "n_classes", "model", "n_train", "n_test", "accuracy", "chance_accuracy",
-    "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted",
+    "question", "n_classes", "model", "n_train", "n_test", "accuracy", "chance_accuracy", "balanced_accuracy",
+    "chance_balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+    "recall_weighted", "f1_weighted",
 ]  # fmt: skip
 
 
@@ -339,8 +341,10 @@ def score_predictions(
     ``predictions``: model name -> prediction table. Precision, recall and F1 are
     given macro-averaged (every class counts the same) and weighted by class support;
     ``chance_accuracy`` is the test accuracy of always answering the training set's
-    most common class. Returns ``(metrics, confusion)``; ``confusion`` is long:
-    ``question, model, true_class, pred_class, count``.
+    most common class. ``balanced_accuracy`` is the mean recall over the classes present in
+    the test split (:func:`galmap.core.stats.balanced_accuracy`), where answering one class
+    always scores ``chance_balanced_accuracy`` = 1 / (number of classes present). Returns
+    ``(metrics, confusion)``; ``confusion`` is long: ``question, model, true_class, pred_class, count``.
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
@@ -359,6 +363,8 @@ def score_predictions(
                 yt, yp = p["true_class"].to_numpy(), p["pred_class"].to_numpy()
                 labels = list(range(len(names)))
                 row["accuracy"] = float(accuracy_score(yt, yp))
+                row["balanced_accuracy"] = balanced_accuracy(yt, yp)
+                row["chance_balanced_accuracy"] = 1.0 / len(np.unique(yt))
                 for avg in ("macro", "weighted"):
                     pr, rc, f1, _ = precision_recall_fscore_support(yt, yp, labels=labels, average=avg, zero_division=0)
                     row |= {f"precision_{avg}": pr, f"recall_{avg}": rc, f"f1_{avg}": f1}
@@ -373,3 +379,43 @@ def score_predictions(
     metrics = pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
     confusion = pd.DataFrame(conf, columns=["question", "model", "true_class", "pred_class", "count"])
     return metrics, confusion
+
+
+COMPARISON_COLUMNS = [
+    "question", "model_a", "model_b", "n_test", "metric", "value_a", "value_b", "difference", "difference_lo68",
+    "difference_hi68",
+]  # fmt: skip
+
+
+def compare_models(
+    predictions: Mapping[str, pd.DataFrame], model_a: str, model_b: str, seed: int, n_resamples: int = 1000
+) -> pd.DataFrame:
+    """``model_b − model_a`` per question on their common test galaxies, with the paired bootstrap 68 % interval.
+
+    For balanced accuracy and accuracy (:data:`COMPARISON_COLUMNS`, one row per question and
+    metric): both models are scored on the same resampled galaxies
+    (:func:`galmap.core.stats.bootstrap_interval`, ``n_resamples``, seeded from ``seed`` and
+    the question), so the interval is that of the difference, not of either model.
+    """
+    metrics = {"balanced_accuracy": balanced_accuracy, "accuracy": lambda t, p: float(np.mean(t == p))}
+    a, b = predictions[model_a], predictions[model_b]
+    rows = []
+    for q in a["question"].drop_duplicates():
+        pa = a[(a["question"] == q) & (a["split"] == "test")].set_index("id")
+        pb = b[(b["question"] == q) & (b["split"] == "test")].set_index("id")
+        common = pa.index.intersection(pb.index)
+        true = pa.loc[common, "true_class"].to_numpy()
+        ya, yb = pa.loc[common, "pred_class"].to_numpy(), pb.loc[common, "pred_class"].to_numpy()
+        for name, score in metrics.items():
+            va, vb = (score(true, ya), score(true, yb)) if len(common) else (np.nan, np.nan)
+            lo, hi = bootstrap_interval(
+                lambda i, s=score, t=true, a=ya, b=yb: s(t[i], b[i]) - s(t[i], a[i]),
+                len(common),
+                _question_seed(seed, f"compare:{q}:{name}"),
+                n_resamples,
+            )
+            rows.append(
+                {"question": q, "model_a": model_a, "model_b": model_b, "n_test": len(common), "metric": name,
+                 "value_a": va, "value_b": vb, "difference": vb - va, "difference_lo68": lo, "difference_hi68": hi}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
