@@ -1,4 +1,5 @@
 # Shared names and input functions. No computation here: the library does that.
+import os
 from snakemake.logging import logger
 
 from galmap.preprocess.settings import survey_params
@@ -176,6 +177,17 @@ def mock_truth(wildcards):
     return ["results/catalog/truth.parquet"] if SOURCE == "mock" else []
 
 
+def anomaly_morphometry(wildcards):
+    """statmorph's table (M20, asymmetry scores of the anomaly search) when the structure stage runs, else nothing."""
+    return ["results/structure/morphometry.parquet"] if PLAN["structure"] is None else []
+
+
+def outlier_labels(wildcards):
+    """The expert's labels file (``outliers.labels``) when it exists, else nothing (no labels)."""
+    path = config["outliers"]["labels"]
+    return [path] if os.path.exists(path) else []
+
+
 def all_outputs():
     """Every final output of the stages that run on these data."""
     runs = {stage for stage, why in PLAN.items() if why is None}
@@ -193,7 +205,7 @@ def all_outputs():
         out.append("results/catalog/truth.parquet")
     stage_outputs = {
         "structure": ["sersic.parquet", "morphometry.parquet", "failures.csv"],
-        "outliers": ["outliers.parquet", "metrics.csv", "roc.csv"],
+        "outliers": ["outliers.parquet", "metrics.csv", "roc.csv", "ranking.parquet", "active.csv", "review.html"],
         "classify": ["metrics.csv", "confusion.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
         "domain": ["metrics.csv", "failures.csv"],
