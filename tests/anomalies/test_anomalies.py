@@ -103,3 +103,13 @@ def test_the_same_inputs_and_labels_give_the_same_ranking(tmp_path):
     pd.testing.assert_frame_equal(first, second)
     assert first["id"].head(3).tolist() == ["g3", "g10", "g11"]  # the labelled first, in file order
     assert first["rank"].tolist() == list(range(1, 401))
+
+
+def test_the_validation_half_depends_on_the_ids_not_their_order():
+    from galmap.anomalies.scores import validation_half
+
+    ids = np.array([f"g{i:04d}" for i in range(101)])
+    half = validation_half(ids, 42)
+    shuffled = np.random.default_rng(0).permutation(len(ids))
+    assert half.sum() == 50
+    assert set(ids[half]) == set(ids[shuffled][validation_half(ids[shuffled], 42)])

@@ -40,11 +40,13 @@ from galmap.mock.anomalies import ASTROPHYSICAL, INSTRUMENTAL  # noqa: F401 - re
 
 
 def validation_half(ids: Sequence[str], seed: int) -> np.ndarray:
-    """True for the galaxies of the validation half (a seeded permutation: half of them, rounded down)."""
+    """True for the galaxies of the validation half: a seeded permutation of the sorted ids, its first
+    half (rounded down). A function of the set of ids, not of their order."""
     ids = np.asarray(ids, dtype=str)
+    sorted_rows = np.argsort(ids, kind="stable")
     order = np.random.default_rng(seed).permutation(len(ids))
     out = np.zeros(len(ids), bool)
-    out[order[: len(ids) // 2]] = True
+    out[sorted_rows[order[: len(ids) // 2]]] = True
     return out
 
 
