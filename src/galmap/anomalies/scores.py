@@ -98,22 +98,24 @@ def unsupervised_scores(
     return out
 
 
-def mean_score(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """The mean, skipping NaN, of the named score columns (sigmas); NaN where all are NaN."""
+def _score_matrix(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The named score columns as an (N, len(columns)) array; a clear error for a name not in the table."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"unknown score(s) {missing}; known: {[c for c in table.columns if c.endswith('_sigma')]}")
-    v = table[list(columns)].to_numpy(np.float64)
+    return table[list(columns)].to_numpy(np.float64)
+
+
+def mean_score(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The mean, skipping NaN, of the named score columns (sigmas); NaN where all are NaN."""
+    v = _score_matrix(table, columns)
     n = np.isfinite(v).sum(axis=1)
     return np.where(n > 0, np.nansum(v, axis=1) / np.maximum(n, 1), np.nan)
 
 
 def max_score(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """The largest, skipping NaN, of the named score columns (sigmas); NaN where all are NaN."""
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"unknown score(s) {missing}; known: {[c for c in table.columns if c.endswith('_sigma')]}")
-    v = table[list(columns)].to_numpy(np.float64)
+    v = _score_matrix(table, columns)
     has = np.isfinite(v).any(axis=1)
     return np.where(has, np.nanmax(np.where(np.isfinite(v), v, -np.inf), axis=1), np.nan)
 
