@@ -75,6 +75,9 @@ HALPHA_DIFFUSION_TRAIN_PARAMS = {
 } | {
     "diffusion": {k: v for k, v in HALPHA_DIFFUSION.items() if k not in ("enabled", "sample_steps", "n_draws", "eta")}
 }
+# the outlier flags' settings, and the anomaly search's (galmap.anomalies): each rule reruns for its own keys only
+OUTLIER_PARAMS = {k: config["outliers"][k] for k in ("threshold_sigma", "per_band")}
+ANOMALY_PARAMS = {k: v for k, v in config["outliers"].items() if k not in OUTLIER_PARAMS}
 CLASSIFY_TARGETS = {k: v for k, v in CLASSIFY.items() if k not in ("rf", "cnn")}
 CLASSIFY_RF = {k: v for k, v in CLASSIFY.items() if k != "cnn"}
 CLASSIFY_CNN = {k: v for k, v in CLASSIFY.items() if k != "rf"}

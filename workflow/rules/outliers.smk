@@ -10,7 +10,7 @@ rule outliers:
         metrics="results/outliers/metrics.csv",
         roc="results/outliers/roc.csv",
     params:
-        outliers=config["outliers"],
+        outliers=OUTLIER_PARAMS,
         seed=config["seed"],
     log:
         "logs/outliers/outliers.log",
@@ -64,7 +64,7 @@ rule anomalies:
         review=report("results/outliers/review.html", caption="../report/anomalies.rst", category="Outliers"),
         failures="results/outliers/failures.csv",
     params:
-        outliers=config["outliers"],
+        outliers=ANOMALY_PARAMS,
         seed=config["seed"],
     log:
         "logs/outliers/anomalies.log",
