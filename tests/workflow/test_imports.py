@@ -10,7 +10,18 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("torch", "galsim", "photutils", "statmorph", "scipy.signal", "sklearn", "matplotlib")
-STAGES = ("core", "mock", "data", "preprocess", "structure", "latent", "classify", "domain", "images2images")
+STAGES = (
+    "core",
+    "mock",
+    "data",
+    "preprocess",
+    "structure",
+    "latent",
+    "anomalies",
+    "classify",
+    "domain",
+    "images2images",
+)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -78,7 +78,8 @@ def test_sigterm_during_a_render_shard_then_rerun_incomplete_equals_the_uninterr
 # A changed setting reruns only the rules that read it (and what depends on their outputs).
 RERUNS = {
     # setting: (new value, rules that must rerun, rules that must not)
-    "outliers.threshold_sigma": (3.0, ["outliers", "figure_outliers"], ["vae_train", "vae_encode", "classify_rf"]),
+    "outliers.threshold_sigma": (3.0, ["outliers", "figure_outliers"], ["vae_train", "vae_encode", "anomalies"]),
+    "outliers.discovery_scores": (["m20_sigma"], ["anomalies"], ["outliers", "vae_encode", "morphometry"]),
     "structure.morph_band": ("g", ["morphometry"], ["sersic", "vae_train", "preprocess"]),
     "structure.morphometry": ("statmorph", ["morphometry", "flow_closure"], ["sersic", "vae_train", "preprocess"]),
     "structure.max_iter": (20, ["sersic", "superres_train"], ["morphometry", "vae_train"]),  # the Sérsic base

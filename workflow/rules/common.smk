@@ -1,4 +1,5 @@
 # Shared names and input functions. No computation here: the library does that.
+import os
 from snakemake.logging import logger
 
 from galmap.preprocess.settings import survey_params
@@ -74,6 +75,9 @@ HALPHA_DIFFUSION_TRAIN_PARAMS = {
 } | {
     "diffusion": {k: v for k, v in HALPHA_DIFFUSION.items() if k not in ("enabled", "sample_steps", "n_draws", "eta")}
 }
+# the outlier flags' settings, and the anomaly search's (galmap.anomalies): each rule reruns for its own keys only
+OUTLIER_PARAMS = {k: config["outliers"][k] for k in ("threshold_sigma", "per_band")}
+ANOMALY_PARAMS = {k: v for k, v in config["outliers"].items() if k not in OUTLIER_PARAMS}
 CLASSIFY_TARGETS = {k: v for k, v in CLASSIFY.items() if k not in ("rf", "cnn")}
 CLASSIFY_RF = {k: v for k, v in CLASSIFY.items() if k != "cnn"}
 CLASSIFY_CNN = {k: v for k, v in CLASSIFY.items() if k != "rf"}
@@ -176,6 +180,17 @@ def mock_truth(wildcards):
     return ["results/catalog/truth.parquet"] if SOURCE == "mock" else []
 
 
+def anomaly_morphometry(wildcards):
+    """statmorph's table (M20, asymmetry scores of the anomaly search) when the structure stage runs, else nothing."""
+    return ["results/structure/morphometry.parquet"] if PLAN["structure"] is None else []
+
+
+def outlier_labels(wildcards):
+    """The expert's labels file (``outliers.labels``) when it exists, else nothing (no labels)."""
+    path = config["outliers"]["labels"]
+    return [path] if os.path.exists(path) else []
+
+
 def all_outputs():
     """Every final output of the stages that run on these data."""
     runs = {stage for stage, why in PLAN.items() if why is None}
@@ -193,7 +208,7 @@ def all_outputs():
         out.append("results/catalog/truth.parquet")
     stage_outputs = {
         "structure": ["sersic.parquet", "morphometry.parquet", "failures.csv"],
-        "outliers": ["outliers.parquet", "metrics.csv", "roc.csv"],
+        "outliers": ["outliers.parquet", "metrics.csv", "roc.csv", "ranking.parquet", "active.csv", "review.html"],
         "classify": ["metrics.csv", "confusion.csv", "comparison.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
         "domain": ["metrics.csv", "failures.csv"],

@@ -10,7 +10,7 @@ rule outliers:
         metrics="results/outliers/metrics.csv",
         roc="results/outliers/roc.csv",
     params:
-        outliers=config["outliers"],
+        outliers=OUTLIER_PARAMS,
         seed=config["seed"],
     log:
         "logs/outliers/outliers.log",
@@ -48,3 +48,33 @@ rule figure_outliers:
         ENV_FIGURES
     script:
         "../../scripts/figure.py"
+
+
+rule anomalies:
+    input:
+        latents=f"results/vae/z{LATENT_DIM}/latents.parquet",
+        morphometry=anomaly_morphometry,
+        truth=mock_truth,
+        labels=outlier_labels,
+        images=vae_images,
+    output:
+        ranking="results/outliers/ranking.parquet",
+        active="results/outliers/active.csv",
+        curve="results/outliers/active_curve.csv",
+        review=report("results/outliers/review.html", caption="../report/anomalies.rst", category="Outliers"),
+        failures="results/outliers/failures.csv",
+    params:
+        outliers=ANOMALY_PARAMS,
+        seed=config["seed"],
+    log:
+        "logs/outliers/anomalies.log",
+    benchmark:
+        "logs/benchmarks/outliers/anomalies.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/anomalies.py"
