@@ -92,6 +92,7 @@ FIGURE_STAGES = {
     "domain": ["domain"],
     "superres": ["superres"],
     "halpha": ["halpha"],
+    "realism": ["realism"],
 }
 FIGURE_NAMES = [name for name, needs in FIGURE_STAGES.items() if not any(PLAN[s] for s in needs)]
 
@@ -199,6 +200,7 @@ def all_outputs():
         "domain": ["metrics.csv", "failures.csv"],
         "superres": ["metrics.csv", "re_compare.parquet", "failures.csv"],
         "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
+        "realism": ["c2st.csv", "votes.csv", "stats.parquet", "failures.csv"],
     }
     for stage, names in stage_outputs.items():
         if stage in runs:

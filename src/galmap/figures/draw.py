@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from galmap.core.colour import composite  # noqa: E402
 from galmap.core.io import atomic_path, read_shard, read_table  # noqa: E402
@@ -589,6 +590,30 @@ def halpha_figure(metrics_path: str, predictions_path: str, examples_path: str) 
     return fig
 
 
+def realism_figure(examples_path: str, c2st_path: str) -> plt.Figure:
+    """Real Galaxy Zoo DECaLS images (top) and mock galaxies drawn the same way (bottom), and the test's result."""
+    ex = np.load(examples_path)
+    table = pd.read_csv(c2st_path)
+    real, mock = ex["real"], ex["mock"]
+    n = max(len(real), len(mock), 1)
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False, layout="constrained")
+    for r, (images, ids, label) in enumerate(
+        ((real, ex["real_ids"], "real (Galaxy Zoo DECaLS)"), (mock, ex["mock_ids"], "mock, same recipe"))
+    ):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c])
+                ax.set_title(str(ids[c]), fontsize=5)
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    clf = table[table["statistic"] == "classifier"].set_index("comparison")
+    parts = [f"{k.replace('_', ' ')}: ROC AUC {row['roc_auc']:.2f}" for k, row in clf.iterrows()]
+    fig.suptitle("Real vs mock galaxies as Galaxy Zoo DECaLS images; two-sample test " + ", ".join(parts), fontsize=8)
+    return fig
+
+
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
@@ -601,6 +626,7 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "domain": domain_figure,
     "superres": superres_figure,
     "halpha": halpha_figure,
+    "realism": realism_figure,
 }
 
 
