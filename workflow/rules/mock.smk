@@ -12,6 +12,7 @@ rule mock_catalog:
         mock=MOCK_POPULATION,
         surveys=config["surveys"],
         label_survey=MOCK_LABEL_SURVEY,
+        visibility=config["mock"]["visibility"],
     log:
         "logs/data/mock_catalog.log",
     benchmark:

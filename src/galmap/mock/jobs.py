@@ -29,7 +29,8 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
     """Draw the mock population; write the truth table and the id/ra/dec/shard catalog.
 
     The truth holds the physical answers (``true_<question>``) and, for the volunteers'
-    survey ``config["label_survey"]``, the features' S/N and the visible answers
+    survey ``config["label_survey"]``, the features' S/N and the visible answers with
+    ``config["visibility"]["snr_threshold"]``
     (:func:`galmap.mock.visibility.add_visibility`).
     """
     from galmap.core.surveys import surveys_from_config
@@ -39,7 +40,7 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
     truth = draw_population(config)
     truth = pd.concat([truth, true_answers(truth)], axis=1)
     surveys = surveys_from_config(config)
-    threshold = float(config["mock"]["visibility"]["snr_threshold"])
+    threshold = float(config["visibility"]["snr_threshold"])
     truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold)
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
