@@ -38,6 +38,7 @@ include: "workflow/rules/flow.smk"
 include: "workflow/rules/domain.smk"
 include: "workflow/rules/superres.smk"
 include: "workflow/rules/halpha.smk"
+include: "workflow/rules/realism.smk"
 include: "workflow/rules/dvc.smk"
 
 

@@ -10,6 +10,7 @@ with job_log(snakemake.log[0]):
         snakemake.params.seed,
         snakemake.params.volunteers,
         dict(snakemake.params.survey),
+        visibility=dict(snakemake.params.visibility),
         truth_path=snakemake.input.truth,
         labels_path=snakemake.output.labels,
         counts_path=snakemake.output.counts,

@@ -102,6 +102,11 @@ RERUNS = {
         ["mock_labels", "classify_targets"],
         ["mock_catalog", "mock_render", "preprocess", "vae_train", "sersic"],
     ),
+    "mock.volunteers.perception_scatter_dex": (
+        0.3,
+        ["mock_labels", "classify_targets"],
+        ["mock_catalog", "mock_render", "preprocess", "vae_train", "sersic"],
+    ),
     "domain.distill.members": (3, ["domain_distill", "domain_predict"], ["domain_dann", "classify_cnn"]),
     "preprocess.surveys.euclid.smooth_fwhm_px": (
         4.0,

@@ -39,8 +39,9 @@ LATENT_DIM = config["vae"]["latent_dim"]
 LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 # What one VAE model depends on: its size comes from the {k} wildcard, so the scan list and the
 # downstream latent size are left out (adding a size to the scan trains only that model).
-# the mock population without its volunteers (who only make the labels: rule mock_labels)
-MOCK_POPULATION = {k: v for k, v in config.get("mock", {}).items() if k != "volunteers"}
+# the mock population without its volunteers (who only make the labels: rule mock_labels) and without the
+# features' visibility threshold (read by rule mock_catalog alone, for the truth's visible answers)
+MOCK_POPULATION = {k: v for k, v in config.get("mock", {}).items() if k not in ("volunteers", "visibility")}
 MOCK_LABEL_SURVEY = config.get("mock", {}).get("volunteers", {}).get("label_survey", "decals")
 VAE_MODEL_PARAMS = {k: v for k, v in config["vae"].items() if k not in ("latent_dim", "latent_scan")}
 # Rules that run PyTorch use a GPU when the node has one (device: auto); they ask the scheduler for one
@@ -96,6 +97,7 @@ FIGURE_STAGES = {
     "domain": ["domain"],
     "superres": ["superres"],
     "halpha": ["halpha"],
+    "realism": ["realism"],
 }
 FIGURE_NAMES = [name for name, needs in FIGURE_STAGES.items() if not any(PLAN[s] for s in needs)]
 
@@ -214,6 +216,7 @@ def all_outputs():
         "domain": ["metrics.csv", "failures.csv"],
         "superres": ["metrics.csv", "re_compare.parquet", "failures.csv"],
         "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
+        "realism": ["c2st.csv", "votes.csv", "stats.parquet", "failures.csv"],
     }
     for stage, names in stage_outputs.items():
         if stage in runs:

@@ -11,6 +11,8 @@ rule mock_catalog:
         shard_size=config["shard_size"],
         mock=MOCK_POPULATION,
         surveys=config["surveys"],
+        label_survey=MOCK_LABEL_SURVEY,
+        visibility=config["mock"]["visibility"],
     log:
         "logs/data/mock_catalog.log",
     benchmark:
@@ -34,6 +36,7 @@ rule mock_labels:
     params:
         seed=config["seed"],
         volunteers=config["mock"]["volunteers"],
+        visibility=config["mock"]["visibility"],
         survey={MOCK_LABEL_SURVEY: config["surveys"][MOCK_LABEL_SURVEY]},
     log:
         "logs/data/mock_labels.log",

@@ -205,7 +205,22 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
             else (f"{' and '.join(missing)} not in the data ({sorted(surveys)})" if missing else None)
         )
     plan["truth"] = None if source == "mock" else "only the mock survey has a truth table"
+    plan["realism"] = realism_skip(config)
     return plan
+
+
+def realism_skip(config: Mapping[str, Any]) -> str | None:
+    """Why the realism stage cannot run (it needs the mock and the real Galaxy Zoo images), or None."""
+    if config["data"]["source"] != "mock":
+        return "it compares the mock survey with real images; the data are not the mock"
+    r = config.get("realism") or {}
+    if "decals" not in config["surveys"] or r.get("survey", "decals") not in config["surveys"]:
+        return f"realism.survey {r.get('survey')!r} is not a configured survey"
+    for key in ("real_images", "real_catalog", "real_votes"):
+        path = Path(str(r.get(key, "")))
+        if not (path.is_dir() if key == "real_images" else path.is_file()):
+            return f"realism.{key} {str(path)!r} is not there (relative to the working directory)"
+    return None
 
 
 def skipped_messages(config: Mapping[str, Any]) -> list[str]:

@@ -3,8 +3,10 @@
 Every figure is written as PDF and PNG (``<stem>.pdf``, ``<stem>.png``) in one style
 (``galmap.mplstyle``, next to this module). Each ``*_figure`` function takes the
 paths of the tables and images it plots; the Snakemake rules call them through
-:func:`make_figure`. Images are shown with an asinh stretch (colour: z, r, g as
-red, green, blue; one band: grey), each stamp scaled to its own 99.5th percentile.
+:func:`make_figure`. Images are shown with :func:`galmap.core.colour.composite`: Lupton et al.
+(2004) colour composites with one asinh stretch for the three bands (g, r, z as blue,
+green, red for DECaLS-like data; g, r, i for ugriz; one band: grey), softened at twice
+the sky noise and each stamp's white at its 99.5th-percentile intensity.
 """
 
 from __future__ import annotations
@@ -19,15 +21,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
+from galmap.core.colour import composite  # noqa: E402
 from galmap.core.io import atomic_path, read_shard, read_table  # noqa: E402
 from galmap.core.stats import robust_std  # noqa: E402
 from galmap.structure.parameters import LOG_PARAMETERS  # noqa: E402
 
 STYLE = Path(__file__).with_name("galmap.mplstyle")
-
-#: Colour order of composite images: (red, green, blue) = the reddest to bluest bands present.
-_BAND_ORDER = ["Ha", "VIS", "z", "i", "r", "g", "u"]
 
 
 def save(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:
@@ -42,29 +43,8 @@ def save(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:
     plt.close(fig)
 
 
-def stretch(image: np.ndarray, bands: Sequence[str], sigma: Sequence[float] | None = None) -> np.ndarray:
-    """An asinh-stretched display image of one stamp (bands, H, W): RGB (H, W, 3) or grey (H, W).
-
-    ``sigma`` (per band, image units) sets the softening at 2 sigma; without it the
-    per-band median absolute deviation is used.
-    """
-    img = np.nan_to_num(np.asarray(image, dtype=float))
-    if sigma is None:
-        sigma = [robust_std(b) or 1.0 for b in img]
-    scaled = np.arcsinh(img / (2.0 * np.asarray(sigma, float)[:, None, None]))
-    order = sorted(range(len(bands)), key=lambda j: _BAND_ORDER.index(bands[j]) if bands[j] in _BAND_ORDER else 99)
-    if len(bands) >= 3:
-        rgb = np.stack([scaled[order[0]], scaled[order[len(order) // 2]], scaled[order[-1]]], axis=-1)
-    elif len(bands) == 2:
-        rgb = np.stack([scaled[order[0]], 0.5 * (scaled[order[0]] + scaled[order[1]]), scaled[order[1]]], axis=-1)
-    else:
-        rgb = scaled[0]
-    top = np.percentile(rgb, 99.5)
-    return np.clip(rgb / (top if top > 0 else 1.0), 0.0, 1.0)
-
-
 def _show(ax: plt.Axes, image: np.ndarray, bands: Sequence[str], sigma=None, title: str | None = None) -> None:
-    disp = stretch(image, bands, sigma)
+    disp = composite(image, bands, sigma)
     ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -610,6 +590,30 @@ def halpha_figure(metrics_path: str, predictions_path: str, examples_path: str) 
     return fig
 
 
+def realism_figure(examples_path: str, c2st_path: str) -> plt.Figure:
+    """Real Galaxy Zoo DECaLS images (top) and mock galaxies drawn the same way (bottom), and the test's result."""
+    ex = np.load(examples_path)
+    table = pd.read_csv(c2st_path)
+    real, mock = ex["real"], ex["mock"]
+    n = max(len(real), len(mock), 1)
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False, layout="constrained")
+    for r, (images, ids, label) in enumerate(
+        ((real, ex["real_ids"], "real (Galaxy Zoo DECaLS)"), (mock, ex["mock_ids"], "mock, same recipe"))
+    ):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c])
+                ax.set_title(str(ids[c]), fontsize=5)
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    clf = table[table["statistic"] == "classifier"].set_index("comparison")
+    parts = [f"{k.replace('_', ' ')}: ROC AUC {row['roc_auc']:.2f}" for k, row in clf.iterrows()]
+    fig.suptitle("Real vs mock galaxies as Galaxy Zoo DECaLS images; two-sample test " + ", ".join(parts), fontsize=8)
+    return fig
+
+
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
@@ -622,6 +626,7 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "domain": domain_figure,
     "superres": superres_figure,
     "halpha": halpha_figure,
+    "realism": realism_figure,
 }
 
 

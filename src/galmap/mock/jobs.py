@@ -26,11 +26,22 @@ def shard_rows(n_total: int, shard_size: int, shard: int) -> slice:
 
 
 def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str) -> None:
-    """Draw the mock population; write the truth table and the id/ra/dec/shard catalog."""
+    """Draw the mock population; write the truth table and the id/ra/dec/shard catalog.
+
+    The truth holds the physical answers (``true_<question>``) and, for the volunteers'
+    survey ``config["label_survey"]``, the features' S/N and the visible answers with
+    ``config["visibility"]["snr_threshold"]``
+    (:func:`galmap.mock.visibility.add_visibility`).
+    """
+    from galmap.core.surveys import surveys_from_config
     from galmap.mock.population import draw_population, true_answers
+    from galmap.mock.visibility import add_visibility
 
     truth = draw_population(config)
     truth = pd.concat([truth, true_answers(truth)], axis=1)
+    surveys = surveys_from_config(config)
+    threshold = float(config["visibility"]["snr_threshold"])
+    truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold)
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
     write_table(truth_path, truth)
@@ -45,11 +56,14 @@ def make_mock_labels(
     truth_path: str,
     labels_path: str,
     counts_path: str,
+    visibility: Mapping[str, Any] | None = None,
 ) -> None:
     """The mock volunteers' labels of the truth table (:func:`galmap.mock.volunteers.make_labels`), class counts.
 
     ``surveys`` holds the configuration of the survey the volunteers look at
     (``volunteers["label_survey"]``; the config validation guarantees it exists).
+    ``visibility`` (``mock.visibility``) turns on the perceptual volunteers, with
+    ``volunteers["perception_scatter_dex"]``.
     """
     from galmap.core.galaxyzoo import class_counts
     from galmap.core.surveys import Survey
@@ -57,7 +71,10 @@ def make_mock_labels(
 
     name = volunteers["label_survey"]
     survey = Survey.from_config(name, surveys[name])
-    labels = make_labels(read_table(truth_path), survey, seed, volunteers["votes_mean"])
+    perception = None
+    if visibility is not None:
+        perception = {"snr_threshold": visibility["snr_threshold"], "scatter_dex": volunteers["perception_scatter_dex"]}
+    labels = make_labels(read_table(truth_path), survey, seed, volunteers["votes_mean"], perception)
     counts = class_counts(labels)
     write_table(labels_path, labels)
     write_table(counts_path, counts)

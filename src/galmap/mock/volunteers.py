@@ -8,12 +8,32 @@ and stronger features) and otherwise picks from a confusion distribution
 they cannot tell, :data:`UNCLEAR`, which misses faint features). Vote counts down the tree follow
 the volunteers: only those who answered "featured" are asked about edge-on disks,
 and so on. So votes get noisier as galaxies get fainter and smaller.
+
+Perception (issue 27): with ``perception`` given, whether volunteers see a bar,
+spiral arms or a merger depends on how visible it is in the image they are shown,
+its signal-to-noise ``S`` (``snr_bar``, ``snr_arms``, ``snr_merger`` of the truth:
+:mod:`galmap.mock.visibility`). ``S`` is shared by all of a galaxy's volunteers; each
+volunteer adds their own noise, a Gaussian scatter of ``scatter_dex`` in log10 S, so
+one volunteer sees the feature with probability
+
+    P_see = Phi( (log10 S - log10 S_0) / scatter_dex ),    S_0 = snr_threshold.
+
+A volunteer who sees it answers as above (the truth, blurred by clarity); one who does
+not answers "no" (bar, spiral arms) or "none" (merging). Counting arms needs each arm
+seen: S / sqrt(m) for m arms, and a volunteer who cannot count answers "cant-tell";
+the winding of unseen arms is guessed (:data:`UNCLEAR`). Galaxies without the feature
+answer as before (false positives stay possible). The parameters and their sources are in
+docs/mock.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
 from galmap.core.galaxyzoo import ALL_QUESTIONS, QUESTION_BY_NAME, classes_from_votes, votes_to_frame
 from galmap.core.surveys import Survey
@@ -65,18 +85,52 @@ def _confusion(question: str, n_answers: int, true_idx: np.ndarray) -> np.ndarra
     return w / w.sum(axis=1, keepdims=True)
 
 
-def answer_probabilities(truth: pd.DataFrame, survey: Survey) -> dict[str, np.ndarray]:
-    """Per-galaxy answer probabilities of one volunteer, for every question (N, n_answers)."""
+#: Per perceptual question: the S/N column, and what a volunteer who does not see the feature answers.
+PERCEIVED = {
+    "bar": ("snr_bar", "no"),
+    "has-spiral-arms": ("snr_arms", "no"),
+    "spiral-winding": ("snr_arms", None),  # None: a guess (UNCLEAR)
+    "spiral-arm-count": ("snr_arms", "cant-tell"),
+    "merging": ("snr_merger", "none"),
+}
+
+
+def see_probability(truth: pd.DataFrame, question: str, perception: Mapping[str, Any]) -> np.ndarray:
+    """Probability that one volunteer sees ``question``'s feature (module docstring); NaN without the feature."""
+    col, _ = PERCEIVED[question]
+    snr = truth[col].to_numpy(float)
+    if question == "spiral-arm-count":
+        snr = snr / np.sqrt(np.maximum(truth["arm_count"].to_numpy(float), 1.0))
+    with np.errstate(divide="ignore"):
+        z = (np.log10(snr) - np.log10(float(perception["snr_threshold"]))) / float(perception["scatter_dex"])
+    return np.where(snr > 0, ndtr(z), np.nan)
+
+
+def answer_probabilities(
+    truth: pd.DataFrame, survey: Survey, perception: Mapping[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Per-galaxy answer probabilities of one volunteer, for every question (N, n_answers).
+
+    ``perception``: ``snr_threshold`` and ``scatter_dex`` of the perceptual model (module
+    docstring; ``truth`` then needs the ``snr_*`` columns); ``None``: volunteers see every feature.
+    """
     answers = true_answers(truth)
     c = clarity(truth, survey)
-    # features that are intrinsically weak are harder to see
+    # features that are intrinsically weak are harder to see (with perception, the image's S/N says that)
     feature = {
-        "bar": np.where(truth["bar_class"] == "weak", 0.75, 1.0),
-        "has-spiral-arms": np.clip(truth["arm_frac"].to_numpy() / 0.18, 0.5, 1.0),
         "spiral-winding": np.full(len(truth), 0.85),
         "spiral-arm-count": np.full(len(truth), 0.8),
-        "merging": np.where(truth["merger_state"] == "minor-disturbance", 0.8, 1.0),
     }
+    if perception is None:
+        feature |= {
+            "bar": np.where(truth["bar_class"] == "weak", 0.75, 1.0),
+            "has-spiral-arms": np.clip(truth["arm_frac"].to_numpy() / 0.18, 0.5, 1.0),
+            "merging": np.where(truth["merger_state"] == "minor-disturbance", 0.8, 1.0),
+        }
+    else:
+        missing = sorted({col for col, _ in PERCEIVED.values()} - set(truth.columns))
+        if missing:
+            raise ValueError(f"perceptual volunteers need the truth's {', '.join(missing)} (galmap.mock.visibility)")
     probs: dict[str, np.ndarray] = {}
     for q in ALL_QUESTIONS:
         true = answers[f"true_{q.name}"].to_numpy()
@@ -92,13 +146,30 @@ def answer_probabilities(truth: pd.DataFrame, survey: Survey) -> dict[str, np.nd
         unclear = np.asarray(UNCLEAR[q.name])[None, :]
         confused = 0.5 * conf + 0.5 * unclear
         p = np.where(known[:, None], cq[:, None] * onehot + (1 - cq[:, None]) * confused, unclear)
+        if perception is not None and q.name in PERCEIVED:
+            see = see_probability(truth, q.name, perception)
+            unseen_answer = PERCEIVED[q.name][1]
+            if unseen_answer is None:
+                unseen = np.broadcast_to(unclear, p.shape)
+            else:
+                unseen = np.zeros((1, n_ans))
+                unseen[0, q.answers.index(unseen_answer)] = 1.0
+            has = np.isfinite(see)
+            s = np.where(has, see, 1.0)[:, None]
+            p = s * p + (1 - s) * unseen
         probs[q.name] = p / p.sum(axis=1, keepdims=True)
     return probs
 
 
-def simulate_votes(truth: pd.DataFrame, survey: Survey, votes_mean: float, rng: np.random.Generator) -> pd.DataFrame:
+def simulate_votes(
+    truth: pd.DataFrame,
+    survey: Survey,
+    votes_mean: float,
+    rng: np.random.Generator,
+    perception: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """Simulate the volunteers' votes; return the Galaxy Zoo DECaLS style vote table."""
-    probs = answer_probabilities(truth, survey)
+    probs = answer_probabilities(truth, survey, perception)
     n = len(truth)
     n_root = np.maximum(rng.poisson(votes_mean, n), 5)
     counts: dict[str, np.ndarray] = {}
@@ -125,15 +196,17 @@ def simulate_votes(truth: pd.DataFrame, survey: Survey, votes_mean: float, rng: 
     return votes_to_frame(counts, truth["id"].to_numpy())
 
 
-def make_labels(truth: pd.DataFrame, survey: Survey, seed: int, votes_mean: float) -> pd.DataFrame:
+def make_labels(
+    truth: pd.DataFrame, survey: Survey, seed: int, votes_mean: float, perception: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """``labels.parquet``: vote counts, fractions, total votes and one class column per question.
 
     The volunteers look at ``survey``'s images (its depth and PSF set what they can
     see); ``votes_mean`` is the mean number answering the first question; ``seed``
-    is the config's seed.
+    is the config's seed; ``perception`` as :func:`answer_probabilities`.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x607E5]))
-    votes = simulate_votes(truth, survey, float(votes_mean), rng)
+    votes = simulate_votes(truth, survey, float(votes_mean), rng, perception)
     classes = classes_from_votes(votes)
     labels = pd.concat([votes, classes], axis=1)
     labels.insert(1, "ra", truth["ra"].to_numpy())

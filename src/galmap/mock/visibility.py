@@ -1,0 +1,121 @@
+"""How visible each mock galaxy's features are in the survey image volunteers see.
+
+A feature's visibility is its signal-to-noise in the image: the χ² between
+noiseless renders of the galaxy with and without it, at the survey's PSF, pixel
+scale, stamp and depth, summed over the survey's bands,
+
+    S/N = sqrt( sum_b sum_pix (I_with - I_without)^2 / var_b ),
+    var_b = sigma_sky,b^2 + max(I_galaxy, 0) / gain       (the mock's own noise model).
+
+"Without" means the feature's light spread smoothly: a bar or spiral arms are
+compared with the same flux in the exponential disk (the galaxy keeps its
+brightness, loses its structure); a companion with its tidal features is simply
+removed. Every component is drawn once, unit flux, in the reference band r with
+the r PSF (:class:`galmap.mock.render.Components`), and scaled by its flux in
+each band (the PSF's change with band is neglected). Columns (dimensionless;
+0 where the galaxy lacks the feature): ``snr_bar``, ``snr_arms``, ``snr_merger``.
+
+:func:`visible_answers` turns them into the answers of an ideal volunteer who sees only
+what the image shows (``visible_<question>``): a feature below ``snr_threshold`` is
+not seen (bar "no", spiral arms "no" with no winding or count, merging "none").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import galsim
+import numpy as np
+import pandas as pd
+
+from galmap.core.surveys import Survey
+from galmap.mock.render import GalaxyModel
+
+#: The questions whose visible answer can differ from the physical one, and the S/N column each uses.
+FEATURE_SNR = {
+    "bar": "snr_bar",
+    "has-spiral-arms": "snr_arms",
+    "spiral-winding": "snr_arms",
+    "spiral-arm-count": "snr_arms",
+    "merging": "snr_merger",
+}
+
+
+def _unit_image(obj: galsim.GSObject, psf: galsim.GSObject, survey: Survey) -> np.ndarray:
+    n = survey.stamp_px
+    return galsim.Convolve(obj, psf).drawImage(nx=n, ny=n, scale=survey.pixscale_arcsec).array
+
+
+def galaxy_feature_snr(model: GalaxyModel, survey: Survey, ref_band: str = "r") -> dict[str, float]:
+    """``snr_bar``, ``snr_arms``, ``snr_merger`` of one galaxy in ``survey`` (module docstring)."""
+    psf = survey.psf(ref_band if ref_band in survey.bands else survey.bands[0])
+    central = model.components.central
+    shapes = {name: _unit_image(obj, psf, survey) for name, obj in central.items()}
+    c = model.components
+    row = model.row
+    if c.companion is not None:
+        shapes["companion"] = _unit_image(c.companion, psf, survey)
+        shapes["tidal"] = _unit_image(c.tidal, psf, survey)
+    chi2 = {"snr_bar": 0.0, "snr_arms": 0.0, "snr_merger": 0.0}
+    for j, band in enumerate(survey.bands):
+        flux = model.component_fluxes(band)
+        total_central = sum(flux.values())
+        image = sum(flux[k] * shapes[k] for k in central)
+        merger = 0.0
+        if c.companion is not None:
+            merger = total_central * (
+                float(row["companion_flux_ratio"]) * shapes["companion"] + float(row["tidal_frac"]) * shapes["tidal"]
+            )
+            image = image + merger
+        var = survey.sky_sigma[j] ** 2 + np.maximum(image, 0.0) / survey.gain_e_per_nmgy
+        for name, col in (("bar", "snr_bar"), ("arms", "snr_arms")):
+            if name in shapes and "disk" in shapes and flux.get(name, 0.0) > 0:
+                chi2[col] += float(np.sum((flux[name] * (shapes[name] - shapes["disk"])) ** 2 / var))
+        if c.companion is not None:
+            chi2["snr_merger"] += float(np.sum(merger**2 / var))
+    return {k: float(np.sqrt(v)) for k, v in chi2.items()}
+
+
+def feature_snr(truth: pd.DataFrame, survey: Survey, seed: int, field_arcsec: float) -> pd.DataFrame:
+    """:func:`galaxy_feature_snr` of every galaxy of ``truth`` (index kept); a galaxy GalSim cannot
+    draw raises, naming it."""
+    rows = []
+    for row in truth.to_dict("records"):
+        try:
+            rows.append(galaxy_feature_snr(GalaxyModel(row, seed, field_arcsec), survey))
+        except Exception as exc:
+            raise RuntimeError(f"feature visibility of galaxy {row['id']} could not be drawn: {exc!r}") from exc
+    return pd.DataFrame(rows, index=truth.index)
+
+
+def visible_answers(truth: pd.DataFrame, snr_threshold: float) -> pd.DataFrame:
+    """``visible_<question>`` for :data:`FEATURE_SNR`'s questions: the ``true_`` answer where the
+    feature's S/N reaches ``snr_threshold``, else what an ideal volunteer sees (no bar, no arms, no merger)."""
+    out = {}
+    seen = {col: truth[col].to_numpy(float) >= snr_threshold for col in set(FEATURE_SNR.values())}
+    arms_asked = truth["true_has-spiral-arms"].to_numpy() != ""
+    for q, col in FEATURE_SNR.items():
+        true = truth[f"true_{q}"].to_numpy(dtype=object)
+        if q == "bar":
+            hidden = np.where(true == "", "", "no")
+        elif q == "has-spiral-arms":
+            hidden = np.where(arms_asked, "no", "")
+        elif q == "merging":
+            hidden = np.full(len(true), "none", dtype=object)
+        else:  # winding and count are asked only about arms that are seen
+            hidden = np.full(len(true), "", dtype=object)
+        out[f"visible_{q}"] = np.where(seen[col], true, hidden)
+    return pd.DataFrame(out, index=truth.index)
+
+
+def add_visibility(
+    truth: pd.DataFrame, surveys: Mapping[str, Survey], label_survey: str, seed: int, snr_threshold: float
+) -> pd.DataFrame:
+    """``truth`` (with its ``true_`` answers) plus the S/N columns in ``label_survey`` and the visible answers.
+
+    The stamp field is the largest survey stamp, as in rendering (:func:`galmap.mock.render.render_shard`).
+    """
+    field = max(s.fov_arcsec for s in surveys.values())
+    snr = feature_snr(truth, surveys[label_survey], seed, field)
+    truth = pd.concat([truth, snr], axis=1)
+    return pd.concat([truth, visible_answers(truth, snr_threshold)], axis=1)
