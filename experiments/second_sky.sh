@@ -14,6 +14,11 @@ default_run="${DEFAULT_RUN:-$repo}"
 python="${PYTHON:-$repo/.venv/bin/python}"
 snakemake="${SNAKEMAKE:-$repo/.venv/bin/snakemake}"
 mkdir -p "$run_dir"
+# the shared real data the realism stage compares with is found at ../shared from the working directory
+# (config realism.real_images); give the run directory the repository's
+if [[ -d "$repo/../shared" && ! -e "$run_dir/../shared" ]]; then
+    ln -s "$(cd "$repo/../shared" && pwd)" "$run_dir/../shared"
+fi
 "$snakemake" -s "$repo/Snakefile" --directory "$run_dir" --configfile "$repo/config/config.yaml" \
     --config seed=2027 --cores "${CORES:-all}" "$@"
 for arg in "$@"; do  # a dry run has no tables to show
