@@ -9,6 +9,7 @@ import pytest
 from galmap.classify.targets import (
     TargetSpec,
     compare_models,
+    decide,
     make_targets,
     question_classes,
     random_forest_predictions,
@@ -146,6 +147,38 @@ def test_balanced_accuracy_does_not_reward_the_majority_answer():
     assert m.loc["majority", "accuracy"] == pytest.approx(0.9) and m.loc["majority", "balanced_accuracy"] == 0.5
     assert m.loc["skilled", "accuracy"] < m.loc["majority", "accuracy"]
     assert m.loc["skilled", "balanced_accuracy"] == pytest.approx((80 / 90 + 8 / 10) / 2)
+
+
+def test_the_balanced_decision_answers_the_rare_class_when_its_probability_beats_its_frequency():
+    prior = np.array([0.9, 0.1])
+    proba = np.array([[0.8, 0.2], [0.95, 0.05], [0.4, 0.6]])
+    assert list(decide(proba, prior, "most_probable")) == [0, 0, 1]
+    # 0.2 / 0.1 = 2 > 0.8 / 0.9: the rare class; 0.05 / 0.1 = 0.5 < 0.95 / 0.9: the common one
+    assert list(decide(proba, prior, "balanced")) == [1, 0, 1]
+    # a class never seen in training is never answered
+    assert list(decide(np.array([[0.1, 0.0, 0.9]]), np.array([0.5, 0.5, 0.0]), "balanced")) == [0]
+    with pytest.raises(ValueError, match="classify.decision"):
+        decide(proba, prior, "vote")
+
+
+def test_the_balanced_decision_raises_the_forests_balanced_accuracy_on_imbalanced_classes():
+    # a weak feature and a 85/15 class split: the most probable answer is nearly always the majority
+    rng = np.random.default_rng(3)
+    n = 1200
+    y = (rng.random(n) < 0.15).astype(np.int64)
+    z = rng.normal(size=(n, 4)) + 0.8 * y[:, None]
+    ids = [f"g{i}" for i in range(n)]
+    targets = pd.DataFrame({"id": ids, "question": "q", "class": y, "split": np.where(np.arange(n) < 800, "train",
+                                                                                           "test")})  # fmt: skip
+    latents = pd.DataFrame({"id": ids} | {f"mu_{k}": z[:, k] for k in range(4)})
+    params = {"n_estimators": 100, "min_samples_leaf": 5, "max_features": "sqrt"}
+    scores = {}
+    for rule in ("most_probable", "balanced"):
+        preds, _ = random_forest_predictions(targets, latents, params, 7, 1, rule)
+        metrics, _ = score_predictions({"rf": preds}, targets, {"q": ["no", "yes"]})
+        scores[rule] = metrics.iloc[0]
+    assert scores["balanced"]["balanced_accuracy"] > scores["most_probable"]["balanced_accuracy"] + 0.05
+    assert scores["balanced"]["accuracy"] < scores["most_probable"]["accuracy"]
 
 
 def test_paired_bootstrap_of_the_model_difference():

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galmap.classify.targets import PREDICTION_COLUMNS
+from galmap.classify.targets import PREDICTION_COLUMNS, decide, training_frequencies
 from galmap.core.device import pick_device
 from galmap.core.io import read_shard
 from galmap.nn.augment import random_dihedral
@@ -219,8 +219,15 @@ def predict(
     targets: pd.DataFrame,
     questions: Sequence[str],
     batch_size: int = 256,
+    decision: str = "most_probable",
 ) -> pd.DataFrame:
-    """Class predictions of every galaxy of ``targets`` (:data:`PREDICTION_COLUMNS`), shard by shard."""
+    """Class predictions of every galaxy of ``targets`` (:data:`PREDICTION_COLUMNS`), shard by shard.
+
+    ``decision`` turns the softmax probabilities into the answer
+    (:func:`galmap.classify.targets.decide`, with the training galaxies' class frequencies);
+    ``confidence`` is the probability of the answer.
+    """
+
     device = next(model.parameters()).device
     lookup = target_lookup(targets, questions)
     load = loader(lookup, len(questions), None)
@@ -239,6 +246,7 @@ def predict(
         t = np.stack([lookup.get(g, np.full((2, len(questions)), -1)) for g in have])  # (N, class/split, Q)
         for q, name in enumerate(questions):
             p = np.concatenate(probs[q])
+            answer = decide(p, training_frequencies(targets, name, p.shape[1]), decision)
             use = t[:, 0, q] >= 0
             parts.append(
                 pd.DataFrame(
@@ -247,8 +255,8 @@ def predict(
                         "question": name,
                         "split": [split_name[int(s)] for s in t[use, 1, q]],
                         "true_class": t[use, 0, q],
-                        "pred_class": p[use].argmax(1).astype(np.int64),
-                        "confidence": p[use].max(1),
+                        "pred_class": answer[use].astype(np.int64),
+                        "confidence": p[use, answer[use]],
                     }
                 )
             )

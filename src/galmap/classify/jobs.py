@@ -40,7 +40,9 @@ def classify_rf_file(
     from galmap.classify.targets import random_forest_predictions
 
     targets = read_table(targets_path)
-    preds, problems = random_forest_predictions(targets, read_table(latents_path), params["rf"], seed, threads)
+    preds, problems = random_forest_predictions(
+        targets, read_table(latents_path), params["rf"], seed, threads, params["decision"]
+    )
     failures = FailureLog("classify")
     for gid, why in problems:
         failures.add(gid, why)
@@ -78,7 +80,7 @@ def classify_cnn_file(
         )
         save_model(model_path, model, meta)
         write_table(history_path, history)
-    preds = predict(model, image_paths, targets, questions)
+    preds = predict(model, image_paths, targets, questions, decision=params["decision"])
     failures = FailureLog("classify")
     seen = set(zip(preds["id"], preds["question"], strict=True))
     for gid, q in zip(targets["id"], targets["question"], strict=True):

@@ -40,6 +40,33 @@ log = logging.getLogger("galmap")
 TARGET_COLUMNS = ["id", "question", "class", "split", "majority", "votes"]
 #: Columns of the prediction tables.
 PREDICTION_COLUMNS = ["id", "question", "split", "true_class", "pred_class", "confidence"]
+#: How a model's class probabilities become its answer (config ``classify.decision``): ``most_probable``
+#: (the largest probability: best plain accuracy) or ``balanced`` (the largest ratio of the probability to the
+#: class's frequency among the training galaxies: best balanced accuracy when the probabilities are calibrated).
+DECISIONS = ("most_probable", "balanced")
+
+
+def decide(proba: np.ndarray, prior: np.ndarray, rule: str) -> np.ndarray:
+    """The answer (column index) per galaxy from (N, C) class probabilities and the C training frequencies.
+
+    ``rule`` is one of :data:`DECISIONS`. With ``balanced`` a class absent from the
+    training galaxies (frequency 0) is never answered.
+    """
+    proba = np.asarray(proba, np.float64)
+    if rule == "most_probable":
+        return proba.argmax(1)
+    if rule == "balanced":
+        prior = np.asarray(prior, np.float64)
+        score = np.where(prior > 0, proba / np.where(prior > 0, prior, 1.0), -np.inf)
+        return score.argmax(1)
+    raise ValueError(f"classify.decision must be one of {', '.join(DECISIONS)}, not {rule!r}")
+
+
+def training_frequencies(targets: pd.DataFrame, question: str, n_classes: int) -> np.ndarray:
+    """The fraction of each class among the training galaxies of ``question`` (zeros when there are none)."""
+    t = targets.loc[(targets["question"] == question) & (targets["split"] == "train"), "class"].to_numpy()
+    counts = np.bincount(t[t >= 0], minlength=n_classes).astype(np.float64)[:n_classes]
+    return counts / max(counts.sum(), 1.0)
 
 
 @dataclass(frozen=True)
@@ -269,8 +296,11 @@ def random_forest_predictions(
     params: Mapping[str, Any],
     seed: int,
     threads: int = 1,
+    decision: str = "most_probable",
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Train one random forest per question on the training galaxies' latents; predict every used galaxy.
+
+    ``decision`` turns the forest's class probabilities into its answer (:func:`decide`).
 
     Returns the predictions (:data:`PREDICTION_COLUMNS`) and ``(id, reason)`` for
     galaxies of the targets that have no finite latents (they get no prediction).
@@ -308,7 +338,8 @@ def random_forest_predictions(
         )
         rf.fit(z[idx[train]], y[train])
         proba = rf.predict_proba(z[idx])
-        pred = rf.classes_[np.argmax(proba, axis=1)]
+        prior = np.array([np.mean(y[train] == c) for c in rf.classes_])
+        pred = rf.classes_[decide(proba, prior, decision)]
         parts.append(
             pd.DataFrame(
                 {
@@ -317,7 +348,7 @@ def random_forest_predictions(
                     "split": grp["split"].to_numpy(),
                     "true_class": y,
                     "pred_class": pred.astype(np.int64),
-                    "confidence": proba.max(axis=1),
+                    "confidence": proba[np.arange(len(pred)), np.searchsorted(rf.classes_, pred)],
                 }
             )
         )
