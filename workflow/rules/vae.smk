@@ -222,6 +222,7 @@ rule figure_vae:
         model_path=f"results/vae/z{LATENT_DIM}/model.pt",
         images_path=f"results/images/{config['vae']['survey']}/shard-{SHARDS[0]}.h5",
         latents_path=f"results/vae/z{LATENT_DIM}/latents.parquet",
+        probes_path=["results/vae/probes.csv"] if SOURCE == "mock" else [],
     output:
         pdf="results/figures/vae.pdf",
         png=report("results/figures/vae.png", caption="../report/vae.rst", category="Latent space"),
