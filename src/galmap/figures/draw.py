@@ -236,9 +236,10 @@ def _vae_morphology_panels(fig: plt.Figure, grid: Any, scan: Any, probes_path: s
     ax2 = fig.add_subplot(grid[1, ncol // 2 :])
     if probes_path:
         probes = read_table(probes_path)
-        for q, t in probes.groupby("quantity", sort=False):
+        for j, (q, t) in enumerate(probes.groupby("quantity", sort=False)):
             t = t.sort_values("latent_dim")
-            ax2.plot(t["latent_dim"], t["latent_r2"] / t["image_r2"], marker="o", label=q)
+            ls = "-" if j < 7 else "--"  # the colour cycle has 7 colours
+            ax2.plot(t["latent_dim"], t["latent_r2"] / t["image_r2"], marker="o", ls=ls, label=q)
         ax2.axhline(0.8, color="0.5", lw=0.6, ls="--")
         ax2.legend(fontsize=5, ncol=2)
         _latent_axis(ax2, sorted(probes["latent_dim"].unique()))
