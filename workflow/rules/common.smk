@@ -43,7 +43,9 @@ LATENT_SIZES = sorted(set(config["vae"]["latent_scan"]) | {LATENT_DIM})
 # features' visibility threshold (read by rule mock_catalog alone, for the truth's visible answers)
 MOCK_POPULATION = {k: v for k, v in config.get("mock", {}).items() if k not in ("volunteers", "visibility")}
 MOCK_LABEL_SURVEY = config.get("mock", {}).get("volunteers", {}).get("label_survey", "decals")
-VAE_MODEL_PARAMS = {k: v for k, v in config["vae"].items() if k not in ("latent_dim", "latent_scan")}
+VAE_MODEL_PARAMS = {k: v for k, v in config["vae"].items() if k not in ("latent_dim", "latent_scan", "probes")}
+# what the probes and the morphology metrics read (not the VAE's training): the splits, the survey, the probe settings
+VAE_PROBE_PARAMS = {k: config["vae"][k] for k in ("survey", "val_fraction", "test_fraction", "sys_error", "device", "probes")}
 # Rules that run PyTorch use a GPU when the node has one (device: auto); they ask the scheduler for one
 # (resources: gpu) only where the config says cuda. The SLURM profile asks for one for the training rules.
 GPU_TRAINING = config["vae"]["device"] == "cuda"
@@ -226,4 +228,6 @@ def all_outputs():
     if "vae" in runs:
         out += expand("results/vae/z{k}/{name}", k=LATENT_SIZES, name=["model.pt", "latents.parquet", "history.csv"])
         out += ["results/vae/ssim_vs_latents.csv", "results/vae/failures.csv"]
+        if "truth" in runs:
+            out += ["results/vae/probes.csv"]
     return out

@@ -199,8 +199,43 @@ def _latent_axis(ax: plt.Axes, sizes: Sequence[int]) -> None:
     ax.minorticks_off()
 
 
-def vae_figure(scan_path: str, model_path: str, images_path: str, latents_path: str, n_show: int = 6) -> plt.Figure:
-    """SSIM, MSE and MAE against the number of latents, and held-out reconstructions."""
+def _vae_morphology_panels(fig: plt.Figure, grid: Any, scan: Any, probes_path: str | None, ncol: int) -> None:
+    """The morphology-aware metrics (segment SSIM, against the noiseless galaxy; the m = 2 Fourier measures) and
+    the latent probes over the image ceiling, against K."""
+    ax = fig.add_subplot(grid[1, : ncol // 2])
+    if "ssim_seg_median" in scan:
+        ax.plot(scan["latent_dim"], scan["ssim_seg_median"], marker="o", label="SSIM segment (vs input)")
+        ax.plot(scan["latent_dim"], scan["ssim_clean_median"], marker="s", label="SSIM segment (vs noiseless)")
+        ax.plot(scan["latent_dim"], 1 - scan["res_m2_median"], marker="^", label="m=2 structure kept (1 - residual)")
+        if "a2_ratio_spirals" in scan:
+            ax.plot(scan["latent_dim"], scan["a2_ratio_spirals"], marker="v", label="A2 rec/input, spirals")
+        ax.legend(fontsize=5)
+    ax.set_xlabel("number of latents K")
+    ax.set_ylabel("median (test)")
+    _latent_axis(ax, scan["latent_dim"])
+    ax2 = fig.add_subplot(grid[1, ncol // 2 :])
+    if probes_path:
+        probes = read_table(probes_path)
+        for j, (q, t) in enumerate(probes.groupby("quantity", sort=False)):
+            t = t.sort_values("latent_dim")
+            ls = "-" if j < 7 else "--"  # the colour cycle has 7 colours
+            ax2.plot(t["latent_dim"], t["latent_r2"] / t["image_r2"], marker="o", ls=ls, label=q)
+        ax2.axhline(0.8, color="0.5", lw=0.6, ls="--")
+        ax2.legend(fontsize=5, ncol=2)
+        _latent_axis(ax2, sorted(probes["latent_dim"].unique()))
+    ax2.set_xlabel("number of latents K")
+    ax2.set_ylabel("latent probe / image ceiling")
+
+
+def vae_figure(
+    scan_path: str,
+    model_path: str,
+    images_path: str,
+    latents_path: str,
+    probes_path: str | None = None,
+    n_show: int = 6,
+) -> plt.Figure:
+    """SSIM, MSE and MAE against the number of latents, the morphology metrics and probes, held-out reconstructions."""
     import torch
 
     from galmap.latent.vae import ConvVAE
@@ -218,8 +253,8 @@ def vae_figure(scan_path: str, model_path: str, images_path: str, latents_path: 
     with torch.no_grad():
         recon = model.decode(model.encode(torch.from_numpy(x))[0]).numpy()
     recon = denormalise(recon, soft)
-    fig = plt.figure(figsize=(7, 5.6), layout="constrained")
-    grid = fig.add_gridspec(3, max(len(test), 3), height_ratios=[1.5, 1, 1])
+    fig = plt.figure(figsize=(7, 7.6), layout="constrained")
+    grid = fig.add_gridspec(4, max(len(test), 3), height_ratios=[1.5, 1.5, 1, 1])
     ax = fig.add_subplot(grid[0, : max(len(test), 3) // 2])
     ax.errorbar(scan["latent_dim"], scan["ssim_mean"], yerr=scan["ssim_std"] / np.sqrt(scan["n_test"]), marker="o")
     ax.set_xlabel("number of latents K")
@@ -232,12 +267,13 @@ def vae_figure(scan_path: str, model_path: str, images_path: str, latents_path: 
     ax2.set_ylabel("error (asinh scale)")
     _latent_axis(ax2, scan["latent_dim"])
     ax2.legend()
+    _vae_morphology_panels(fig, grid, scan, probes_path, max(len(test), 3))
     sigma = shard.attrs.get("sky_sigma")
     for c, i in enumerate(test):
         gid = shard.ids[i]
-        _show(fig.add_subplot(grid[1, c]), shard.images[i], shard.bands, sigma, str(gid))
+        _show(fig.add_subplot(grid[2, c]), shard.images[i], shard.bands, sigma, str(gid))
         _show(
-            fig.add_subplot(grid[2, c]),
+            fig.add_subplot(grid[3, c]),
             recon[c],
             shard.bands,
             sigma,

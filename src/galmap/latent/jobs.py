@@ -82,16 +82,36 @@ def encode_file(
     log.info("encoded %d galaxies of %s with %s; %d failures", len(table), images_path, model_path, len(failures))
 
 
-def latent_scan_file(latent_paths: Sequence[str], history_paths: Sequence[str], out_path: str) -> None:
-    """``ssim_vs_latents.csv`` from the latents tables and histories of every latent size."""
+def latent_scan_file(
+    latent_paths: Sequence[str],
+    history_paths: Sequence[str],
+    out_path: str,
+    morph_paths: Sequence[str] = (),
+    truth_path: str | None = None,
+) -> None:
+    """``ssim_vs_latents.csv`` from the latents tables and histories of every latent size.
+
+    With ``morph_paths`` (the :func:`morph_metrics_file` tables, in the order of ``latent_paths``) the
+    morphology-aware columns of :func:`galmap.latent.morphmetrics.morph_summary` are added; with the mock's
+    truth table, the m = 2 ratio of the test spirals (``arm_frac > 0``).
+    """
+    from galmap.latent.morphmetrics import morph_summary
     from galmap.latent.vae import scan_summary
 
-    tables, histories = {}, {}
-    for lp, hp in zip(latent_paths, history_paths, strict=True):
+    tables, histories, morph = {}, {}, {}
+    for i, (lp, hp) in enumerate(zip(latent_paths, history_paths, strict=True)):
         t = read_table(lp)
         k = sum(c.startswith("mu_") for c in t.columns)
         tables[k], histories[k] = t, read_table(hp)
+        if morph_paths:
+            morph[k] = read_table(morph_paths[i])
     summary = scan_summary(tables, histories)
+    if morph:
+        spirals = None
+        if truth_path and "arm_frac" in (truth := read_table(truth_path)).columns:
+            spirals = set(truth.loc[truth["arm_frac"] > 0, "id"].astype(str))
+        extra = pd.DataFrame([{"latent_dim": k} | morph_summary(m, spirals) for k, m in morph.items()])
+        summary = summary.merge(extra, on="latent_dim", how="left")
     write_table(out_path, summary)
     log.info("SSIM vs number of latents (test split):\n%s", summary.to_string(index=False))
 
@@ -271,3 +291,167 @@ def flow_closure_file(
     gids = np.array([f"{v}-{s}" for v in vary for s in range(grid.shape[1])], dtype=object)
     attrs = dict(template.attrs) | {"parameters": names, "vary": vary, "steps": int(grid.shape[1])}
     write_shard(gallery_path, Shard(gimages, givar, gids, attrs, {"requested": flat.astype(np.float64)}))
+
+
+def _test_ids(paths: Sequence[str], seed: int, params: Mapping[str, Any]) -> list[str]:
+    """Ids of the VAE's test split in the shards (the split of ``latents.parquet``)."""
+    from galmap.nn.inputs import assign_split
+
+    ids = [str(g) for p in paths for g in read_shard(p, datasets=()).ids]
+    split = assign_split(ids, seed, float(params["val_fraction"]), float(params["test_fraction"]))
+    return [g for g, s in zip(ids, split, strict=True) if s == "test"]
+
+
+def noiseless_file(
+    config: Mapping[str, Any], truth_path: str, image_paths: Sequence[str], out_path: str, failures_path: str
+) -> None:
+    """Noiseless stamps (the VAE's survey) of the VAE's test galaxies, drawn by the mock (mock data only)."""
+    from galmap.core.io import write_shard
+    from galmap.latent.morphmetrics import render_noiseless
+
+    p = config["vae"]
+    test = set(_test_ids(image_paths, int(config["seed"]), p))
+    truth = read_table(truth_path)
+    failures = FailureLog("vae")
+    shard = render_noiseless(truth[truth["id"].astype(str).isin(test)], config, p["survey"], failures)
+    write_shard(out_path, shard)
+    failures.write(failures_path)
+    log.info("noiseless %s stamps of %d test galaxies; %d failures", p["survey"], len(shard), len(failures))
+
+
+def morph_metrics_file(
+    params: Mapping[str, Any],
+    seed: int,
+    model_path: str,
+    image_paths: Sequence[str],
+    noiseless_path: str | None,
+    out_path: str,
+    threads: int = 1,
+) -> None:
+    """Morphology-aware reconstruction metrics of the VAE's test galaxies (:mod:`galmap.latent.morphmetrics`)."""
+    import numpy as np
+    import torch
+
+    from galmap.core.device import pick_device
+    from galmap.latent.morphmetrics import reconstruction_table
+    from galmap.latent.vae import ConvVAE, loader
+    from galmap.nn.inputs import denormalise
+    from galmap.nn.training import load_model
+
+    torch.set_num_threads(max(1, threads))
+    model, meta = load_model(model_path, ConvVAE, pick_device(params.get("device", "auto")))
+    device = next(model.parameters()).device
+    probe = params["probes"]
+    clean = None
+    if noiseless_path:
+        ns = read_shard(noiseless_path)
+        clean = {str(g): ns.images[i] for i, g in enumerate(ns.ids)}
+    parts = []
+    for path in image_paths:
+        shard = read_shard(path, datasets=("segmap",))
+        data = loader(params, seed)(Path(path))
+        if list(data.attrs["bands"]) != list(meta["bands"]):
+            raise ValueError(f"{path} has bands {list(data.attrs['bands'])}, the model {model_path} {meta['bands']}")
+        band = list(meta["bands"]).index(probe["fourier_band"]) if probe["fourier_band"] in meta["bands"] else 0
+        test = np.flatnonzero(data.split == "test")
+        if not len(test):
+            continue
+        with torch.no_grad():
+            x = data.x[test].to(device)
+            recon = denormalise(model.decode(model.encode(x)[0]), data.attrs["norm_softening"]).cpu().numpy()
+        parts.append(
+            reconstruction_table(
+                [str(g) for g in data.ids[test]],
+                shard.images[test],
+                recon,
+                shard.extra["segmap"][test],
+                data.w[test].numpy() > 0,
+                clean,
+                band,
+                float(probe["fourier_min_amplitude"]),
+            )  # fmt: skip
+        )
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"id": []})
+    write_table(out_path, table)
+    log.info(
+        "morphology metrics of %d test galaxies (%s): median SSIM on the segment %.3f, against the noiseless %.3f, "
+        "median A2 ratio %.2f", len(table), model_path, table["ssim_seg"].median(), table["ssim_clean"].median(),
+        table["A2_ratio"].median(),
+    )  # fmt: skip
+
+
+def probe_ceiling_file(
+    config: Mapping[str, Any],
+    truth_path: str,
+    image_paths: Sequence[str],
+    model_path: str,
+    history_path: str,
+    features_path: str,
+    scores_path: str,
+    threads: int = 1,
+) -> None:
+    """The ceiling CNN of the probes: trained on the images to the probed quantities; its features' probe scores.
+
+    Trained with the classification CNN's settings (``classify.cnn``) on the VAE's train split, early-stopped
+    on its val split (:mod:`galmap.latent.probes`).
+    """
+    import torch
+
+    from galmap.classify.cnn import train_cnn
+    from galmap.latent.probes import ceiling_targets, cnn_features, probe_scores, quantities
+    from galmap.nn.inputs import assign_split
+    from galmap.nn.training import save_model
+
+    torch.set_num_threads(max(1, threads))
+    p, seed = config["vae"], int(config["seed"])
+    specs = quantities(p["probes"]["quantities"])
+    truth = read_table(truth_path)
+    truth["id"] = truth["id"].astype(str)
+    split = pd.Series(
+        assign_split(list(truth["id"]), seed, float(p["val_fraction"]), float(p["test_fraction"])), index=truth["id"]
+    )
+    targets, n_classes = ceiling_targets(truth, split, specs, int(p["probes"]["cnn_classes"]))
+    names = [q.name for q in specs]
+    with training_checkpoint(model_path) as checkpoint:
+        model, history, meta = train_cnn(image_paths, targets, names, n_classes, config["classify"]["cnn"], seed,
+                                         checkpoint)  # fmt: skip
+        save_model(model_path, model, meta)
+        write_table(history_path, history)
+    feats = cnn_features(model, image_paths)
+    feats.insert(1, "split", feats["id"].map(split).fillna("none").to_numpy())
+    write_table(features_path, feats)
+    cols = [c for c in feats.columns if c.startswith("f_")]
+    scores = probe_scores(feats, cols, truth, specs, p["probes"], seed, threads)
+    write_table(scores_path, scores)
+    log.info("probe ceiling (CNN features, %d epochs):\n%s", len(history), scores.to_string(index=False))
+
+
+def probes_file(
+    params: Mapping[str, Any],
+    seed: int,
+    latent_paths: Sequence[str],
+    truth_path: str,
+    ceiling_path: str,
+    out_path: str,
+    threads: int = 1,
+) -> None:
+    """``probes.csv``: per latent size and quantity, the forest on the latent means beside the image ceiling."""
+    from galmap.latent.outliers import latent_columns
+    from galmap.latent.probes import PROBE_COLUMNS, probe_scores, quantities
+
+    specs = quantities(params["probes"]["quantities"])
+    truth = read_table(truth_path)
+    truth["id"] = truth["id"].astype(str)
+    ceiling = read_table(ceiling_path).set_index("quantity")
+    parts = []
+    for lp in latent_paths:
+        lat = read_table(lp)
+        cols = latent_columns(lat)
+        lat["id"] = lat["id"].astype(str)
+        scores = probe_scores(lat, cols, truth, specs, params["probes"], seed, threads)
+        scores["latent_dim"] = len(cols)
+        scores["image_r2"] = scores["quantity"].map(ceiling["score"])
+        parts.append(scores.rename(columns={"score": "latent_r2"}))
+    table = pd.concat(parts, ignore_index=True)[PROBE_COLUMNS]
+    write_table(out_path, table)
+    log.info("probes (test split):\n%s", table.to_string(index=False))
