@@ -215,18 +215,31 @@ SUMMARY = [
 
 
 def summary(csv: Path) -> str:
-    """The table of alternatives (the last row per name) as markdown; a scored-only row takes its training's CPU-s."""
+    """The table of alternatives (the last row per name) as markdown.
+
+    ``<name>-rescore`` (a trained model scored again with ``--model``) replaces ``<name>``
+    and takes its training's CPU-s and epochs.
+    """
     t = pd.read_csv(csv).drop_duplicates("name", keep="last").set_index("name")
     for name in t.index:
         base = name.removesuffix("-rescore")
         if np.isnan(t.at[name, "cpu_s"]) and base != name and base in t.index:
             t.at[name, "cpu_s"], t.at[name, "epochs"] = t.at[base, "cpu_s"], t.at[base, "epochs"]
+    t = t.drop(index=[n for n in t.index if f"{n}-rescore" in t.index])  # scored again by a later version
     cols = [c for c in SUMMARY if c in t.columns]
     lines = ["| variant | overrides | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for name, row in t.iterrows():
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) and c != "cpu_s" else str(row[c]) for c in cols]
-        lines.append(f"| {name} | `{row['overrides']}` | " + " | ".join(cells) + " |")
+        cells = [f"{row[c]:.3f}" if c not in ("cpu_s", "epochs") else f"{row[c]:.0f}" for c in cols]
+        lines.append(f"| {name.removesuffix('-rescore')} | `{row['overrides']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def append_row(csv: Path, row: dict) -> None:
+    """Add a row to the table of alternatives (the union of the columns: rows may lack some)."""
+    table = pd.DataFrame([row])
+    if csv.exists():
+        table = pd.concat([pd.read_csv(csv), table], ignore_index=True)
+    table.to_csv(csv, index=False)
 
 
 def main() -> None:
@@ -238,6 +251,7 @@ def main() -> None:
     ap.add_argument("--run", default="/tmp/final/results", help="results/ of the default sky")
     ap.add_argument("--out", default="/tmp/wt26run")
     ap.add_argument("--model", default=None, help="score this trained model instead of training one")
+    ap.add_argument("--train-only", action="store_true", help="train and save the model; score it later with --model")
     args = ap.parse_args()
     if args.summary:
         print(summary(Path(args.out) / "alternatives.csv"))
@@ -273,6 +287,11 @@ def main() -> None:
         save_model(out / f"model-{args.name}.pt", model, {"model": model.config(), "cpu_s": cpu})
         history.to_csv(out / f"history-{args.name}.csv", index=False)
     model.eval()
+    if args.train_only:
+        row = {"name": args.name, "overrides": json.dumps(overrides, sort_keys=True), "latent_dim": k, "cpu_s": cpu}
+        row |= {"epochs": len(history), "best_epoch": int(history.loc[history["best"], "epoch"].iloc[0])}
+        append_row(out / "alternatives.csv", row)
+        return
     load = loader(params, seed)
     tables, m2 = [], []
     pixscale = None
@@ -301,12 +320,8 @@ def main() -> None:
         "m2_missed_median": float(np.nanmedian(m2t["m2_missed"].to_numpy(dtype=float))),
         "m2_n": int(np.isfinite(ratio).sum()),
     }
-    table = pd.DataFrame([row])
-    csv = out / "alternatives.csv"
-    if csv.exists():  # rows of earlier versions of this script may lack a column: union of the columns
-        table = pd.concat([pd.read_csv(csv), table], ignore_index=True)
-    table.to_csv(csv, index=False)
-    print(table.iloc[[-1]].T.to_string(header=False))
+    append_row(out / "alternatives.csv", row)
+    print(pd.Series(row).to_string())
 
 
 if __name__ == "__main__":
