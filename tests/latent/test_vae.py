@@ -42,6 +42,51 @@ def test_shapes_and_round_trip():
         assert model.decode(mu).shape == x.shape
 
 
+def test_residual_blocks_keep_shapes_and_are_stored():
+    model = ConvVAE(3, 48, 5, [8, 16, 16], res_blocks=2)
+    x = torch.randn(2, 3, 48, 48)
+    xhat, mu, _ = model(x, seeded_generator(0))
+    assert xhat.shape == x.shape and mu.shape == (2, 5)
+    again = ConvVAE(**model.config())
+    again.load_state_dict(model.state_dict())
+    assert model.config()["res_blocks"] == 2
+    assert sum(p.numel() for p in again.parameters()) > sum(
+        p.numel() for p in ConvVAE(3, 48, 5, [8, 16, 16]).parameters()
+    )
+
+
+def test_free_bits_and_augmentation_act_on_training_steps_only():
+    """Free bits raise the training loss of a collapsed posterior; augmentation is seeded; validation is plain."""
+    torch.manual_seed(0)
+    model = ConvVAE(3, 16, 4, [8, 8])
+    x = torch.randn(6, 3, 16, 16)
+    w = torch.rand(6, 3, 16, 16)
+    plain, options = make_step(1.0, 0), make_step(1.0, 0, free_bits=2.0, augment=True)
+    with torch.no_grad():
+        val_plain = plain(model, (x, w), 1, seeded_generator(1), False)["loss"]
+        val_opt = options(model, (x, w), 1, seeded_generator(1), False)["loss"]
+        assert float(val_plain) == float(val_opt)
+        # the same generator gives the same augmented batch and latent draws
+        a = options(model, (x, w), 1, seeded_generator(2), True)["loss"]
+        b = options(model, (x, w), 1, seeded_generator(2), True)["loss"]
+        assert float(a) == float(b)
+        # an untrained encoder's KL per latent is far below 2 nats: free bits count 2 nats for each
+        fb = make_step(1.0, 0, free_bits=2.0)(model, (x, w), 1, seeded_generator(3), True)
+        no = plain(model, (x, w), 1, seeded_generator(3), True)
+        assert float(fb["kl"]) < 4 * 2.0
+        assert float(fb["loss"]) > float(no["loss"])
+    # augmentation moves the pixels: a lopsided image gives a different loss under another draw
+    x2 = torch.zeros(1, 3, 16, 16)
+    x2[..., :4, :4] = 3.0
+    step = make_step(0.0, 0, augment=True)
+    with torch.no_grad():
+        losses = {
+            round(float(step(model, (x2, torch.ones_like(x2)), 0, seeded_generator(s), True)["loss"]), 6)
+            for s in range(8)
+        }
+    assert len(losses) > 1
+
+
 def test_network_inputs_mask_nan_and_zero_ivar():
     """A NaN pixel or one with ivar <= 0 gets x = 0 and weight 0; weights follow the asinh derivative."""
     images = np.ones((1, 2, 4, 4), np.float32)
@@ -168,11 +213,12 @@ def test_a_killed_training_resumes_to_the_same_weights(shard_paths, vae_params, 
     stream = ShardStream(shard_paths, load, "train", 6, seed=9)
     val = ShardStream(shard_paths, load, "val", 6, seed=9, shuffle=False)
     settings = TrainSettings(max_epochs=4, patience=10, learning_rate=3e-3, seed=9)
-    step = make_step(1.0, 1)
+    # the configured free bits and augmentation (their random draws must resume too)
+    step = make_step(1.0, 1, float(vae_params.get("free_bits", 0.0)), bool(vae_params.get("augment", False)))
 
     def fresh() -> ConvVAE:
         torch.manual_seed(0)
-        return ConvVAE(3, 48, 3, [8, 16])
+        return ConvVAE(3, 48, 3, [8, 16], int(vae_params.get("res_blocks", 0)))
 
     full, hist = train(fresh(), step, stream.epoch, lambda: val.epoch(0), settings, progress=False)
 

@@ -1,10 +1,11 @@
 """A convolutional variational autoencoder of galaxy images, trained with a noise-aware chi2.
 
-The encoder is a stack of stride-2 4x4 convolutions (``channels`` per level, SiLU)
-followed by a linear layer to the mean and log-variance of a ``latent_dim``
-Gaussian; the decoder mirrors it with transposed convolutions and a final 3x3
-convolution. Images whose side is not a multiple of ``2**depth`` are zero-padded
-(with zero weight) and the output is cropped back.
+The encoder is a stack of stride-2 4x4 convolutions (``channels`` per level, SiLU),
+each followed by ``res_blocks`` residual blocks (two 3x3 convolutions and a skip),
+then a linear layer to the mean and log-variance of a ``latent_dim``
+Gaussian; the decoder mirrors it with transposed convolutions. Images whose side is
+not a multiple of ``2**depth`` are zero-padded (with zero weight) and the output is
+cropped back.
 
 The loss per galaxy is the negative evidence lower bound with a Gaussian
 likelihood whose variance is the pixel noise (:mod:`galmap.nn.inputs`):
@@ -12,6 +13,10 @@ likelihood whose variance is the pixel noise (:mod:`galmap.nn.inputs`):
 and ``beta`` rising linearly from 0 to ``kl_weight`` over ``kl_warmup_epochs`` (the
 KL warm-up); model selection always uses ``beta = kl_weight``. The loss is divided
 by the number of pixels so that learning rates do not depend on the stamp size.
+With ``free_bits`` > 0 the training loss counts each latent's batch-mean KL as at
+least ``free_bits`` nats (Kingma et al. 2016), so that no latent is pushed to carry
+nothing; with ``augment`` each training stamp (and its weights) is rotated by a random
+multiple of 90 degrees and mirrored at random (:mod:`galmap.nn.augment`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import nn
 
 from galmap.core.device import pick_device
 from galmap.core.io import read_shard
+from galmap.nn.augment import random_dihedral
 from galmap.nn.imagemetrics import masked_errors, ssim
 from galmap.nn.inputs import ShardInputs, ShardStream, denormalise, shard_inputs
 from galmap.nn.training import TrainSettings, data_digest, derived_seed, train
@@ -37,13 +43,28 @@ from galmap.nn.training import TrainSettings, data_digest, derived_seed, train
 log = logging.getLogger("galmap")
 
 
+class ResBlock(nn.Module):
+    """``x + conv3x3(SiLU(conv3x3(x)))`` followed by SiLU (same channels and size)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x + self.conv2(F.silu(self.conv1(x))))
+
+
 class ConvVAE(nn.Module):
     """Convolutional VAE for (bands, size, size) images; see the module docstring."""
 
-    def __init__(self, in_channels: int, image_size: int, latent_dim: int, channels: Sequence[int]) -> None:
+    def __init__(
+        self, in_channels: int, image_size: int, latent_dim: int, channels: Sequence[int], res_blocks: int = 0
+    ) -> None:
         super().__init__()
         self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
         self.channels = [int(c) for c in channels]
+        self.res_blocks = int(res_blocks)
         factor = 2 ** len(self.channels)
         self.padded = math.ceil(image_size / factor) * factor
         self.bottom = self.padded // factor
@@ -51,6 +72,7 @@ class ConvVAE(nn.Module):
         prev = in_channels
         for c in self.channels:
             enc += [nn.Conv2d(prev, c, 4, 2, 1), nn.SiLU()]
+            enc += [ResBlock(c) for _ in range(self.res_blocks)]
             prev = c
         self.encoder = nn.Sequential(*enc, nn.Flatten())
         flat = self.channels[-1] * self.bottom**2
@@ -59,7 +81,9 @@ class ConvVAE(nn.Module):
         dec: list[nn.Module] = []
         rev = self.channels[::-1]
         for c_in, c_out in zip(rev[:-1], rev[1:], strict=True):
+            dec += [ResBlock(c_in) for _ in range(self.res_blocks)]
             dec += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.SiLU()]
+        dec += [ResBlock(rev[-1]) for _ in range(self.res_blocks)]
         dec.append(nn.ConvTranspose2d(rev[-1], in_channels, 4, 2, 1))
         self.decoder = nn.Sequential(*dec)
 
@@ -70,6 +94,7 @@ class ConvVAE(nn.Module):
             "image_size": self.image_size,
             "latent_dim": self.latent_dim,
             "channels": list(self.channels),
+            "res_blocks": self.res_blocks,
         }
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,19 +131,32 @@ def kl_beta(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
     return kl_weight * min(1.0, epoch / warmup_epochs)
 
 
-def make_step(kl_weight: float, warmup_epochs: int):
-    """The training/validation step of :func:`galmap.nn.training.train` for a :class:`ConvVAE`."""
+def make_step(kl_weight: float, warmup_epochs: int, free_bits: float = 0.0, augment: bool = False):
+    """The training/validation step of :func:`galmap.nn.training.train` for a :class:`ConvVAE`.
+
+    ``free_bits`` (nats per latent) and ``augment`` act on training steps only; the
+    validation loss is always the plain negative ELBO at ``beta = kl_weight``.
+    """
 
     def step(model: ConvVAE, batch, epoch: int, gen: torch.Generator, training: bool) -> dict[str, torch.Tensor]:
         x, w = batch
         device = next(model.parameters()).device
         x, w = x.to(device, non_blocking=True), w.to(device, non_blocking=True)
+        if training and augment:
+            nb = x.shape[1]
+            xw = random_dihedral(torch.cat([x, w], 1), gen)
+            x, w = xw[:, :nb], xw[:, nb:]
         xhat, mu, logvar = model(x, gen)
         chi2 = (w * (xhat - x) ** 2).sum((1, 2, 3))
-        kl = kl_divergence(mu, logvar)
+        kl_dims = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
+        kl = kl_dims.sum(1)
         beta = kl_beta(epoch, kl_weight, warmup_epochs) if training else kl_weight
         npix = x[0].numel()
-        loss = (0.5 * chi2 + beta * kl).mean() / npix
+        if training and free_bits > 0:
+            kl_term = kl_dims.mean(0).clamp(min=free_bits).sum()
+            loss = (0.5 * chi2.mean() + beta * kl_term) / npix
+        else:
+            loss = (0.5 * chi2 + beta * kl).mean() / npix
         nu = (w > 0).sum((1, 2, 3)).clamp(min=1)
         return {"loss": loss, "chi2_nu": (chi2 / nu).mean(), "kl": kl.mean()}
 
@@ -138,7 +176,8 @@ def _fingerprint(params: Mapping[str, Any], latent_dim: int, paths: Sequence[str
         "val_fraction",
         "test_fraction",
     )
-    return repr(([params[k] for k in keys], latent_dim, [str(p) for p in paths]))
+    extra = [params.get(k, d) for k, d in (("res_blocks", 0), ("free_bits", 0.0), ("augment", False))]
+    return repr(([params[k] for k in keys], extra, latent_dim, [str(p) for p in paths]))
 
 
 def loader(params: Mapping[str, Any], seed: int):
@@ -180,7 +219,7 @@ def train_vae(
     if h != w:
         raise ValueError(f"the VAE needs square stamps; {paths[0]} has {h}x{w}")
     torch.manual_seed(derived_seed(seed, latent_dim, 0x7AE))
-    model = ConvVAE(nb, h, latent_dim, params["channels"]).to(device)
+    model = ConvVAE(nb, h, latent_dim, params["channels"], int(params.get("res_blocks", 0))).to(device)
     settings = TrainSettings(
         max_epochs=int(params["max_epochs"]),
         patience=int(params["patience"]),
@@ -188,7 +227,12 @@ def train_vae(
         seed=derived_seed(seed, latent_dim),
         bf16=bool(params.get("bf16", False)),
     )
-    step = make_step(float(params["kl_weight"]), int(params["kl_warmup_epochs"]))
+    step = make_step(
+        float(params["kl_weight"]),
+        int(params["kl_warmup_epochs"]),
+        float(params.get("free_bits", 0.0)),
+        bool(params.get("augment", False)),
+    )
     best, history = train(
         model,
         step,
