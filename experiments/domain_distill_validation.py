@@ -35,7 +35,9 @@ from galmap.nn.training import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 VAL_FRACTION = 0.3
-#: (name, overrides of domain.distill); the first is the default config's
+#: the settings before this selection (4 students, 10 epochs, T = 2, feature term on); each variant changes one
+CENTRE = {"members": 4, "epochs": 10, "temperature": 2.0, "feature_weight": 1.0}
+#: (name, overrides of CENTRE)
 VARIANTS = [
     ("default (4 students, 10 ep, T=2, features)", {}),
     ("1 student", {"members": 1}),
@@ -61,10 +63,12 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
     ap.add_argument("--test-once", action="store_true", help="then train the winner on every non-test galaxy and "
                     "score it once on the test split (for the report)")  # fmt: skip
+    ap.add_argument("--test-once-only", action="store_true", help="no selection: the winner of the table already "
+                    "in --work (distill_validation.csv), trained and scored once as --test-once")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config, REPO / "workflow/schemas/config.schema.yaml")
-    seed, base = int(cfg["seed"]), cfg["domain"]["distill"] | {"device": "cpu"}
+    seed, base = int(cfg["seed"]), cfg["domain"]["distill"] | CENTRE | {"device": "cpu"}
     res, work = args.results, args.work
     work.mkdir(parents=True, exist_ok=True)
     targets = read_table(res / "classify/targets.parquet")
@@ -79,6 +83,12 @@ def main() -> None:
     classifier = str(res / "classify/cnn_image/model.pt")
     sources = sorted(str(p) for p in (res / "images" / cfg["vae"]["survey"]).glob("shard-*.h5"))
     target_paths = sorted(str(p) for p in (res / "domain/target").glob("shard-*.h5"))
+    if args.test_once_only:
+        table = pd.read_csv(work / "distill_validation.csv")
+        winner = table.loc[table["val_accuracy_mean"].idxmax(), "variant"]
+        print("winner (highest mean validation accuracy):", winner)
+        test_once(base | dict(VARIANTS)[winner], seed, res, work, targets, questions, classifier, sources, target_paths)
+        return
     base_pred = predict(load_model(classifier, MorphologyCNN)[0], target_paths, val_targets, questions, 256)
     rows = []
     for name, over in VARIANTS:
