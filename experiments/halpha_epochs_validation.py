@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--epochs", type=int, nargs="+", default=[16, 24, 32, 48, 64])
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    ap.add_argument("--score-test", type=int, metavar="EPOCHS", help="no selection: the model of this many epochs "
+                    "already trained in --work (the pipeline's model for that setting), scored once on the test split "
+                    "(for the report)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config, REPO / "workflow/schemas/config.schema.yaml")
@@ -49,6 +52,13 @@ def main() -> None:
     targets = sorted(str(p) for p in (args.results / "images" / base["target_survey"]).glob("shard-*.h5"))
     truth = read_table(args.results / "catalog/truth.parquet")
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.score_test:
+        params = base | {"epochs": args.score_test, "patience": args.score_test}
+        model, meta = load_model(args.work / f"epochs{args.score_test}.pt", UNet)
+        data = load_pairs(inputs, targets, params, seed, FailureLog("halpha"))
+        metrics, _, _ = evaluate(data, model, params, truth, FailureLog("halpha"), float(meta["train_images_per_s"]))
+        print(f"test split, {args.score_test} epochs:\n{metrics.to_string(index=False)}")
+        return
     data = score_on_validation(load_pairs(inputs, targets, base, seed, FailureLog("halpha")))
     rows = []
     for epochs in args.epochs:
