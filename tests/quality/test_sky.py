@@ -18,51 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from galmap.core.failures import FailureLog
-from galmap.core.io import write_shard
-from galmap.core.surveys import surveys_from_config
 from galmap.latent.outliers import evaluate, latent_columns, score
-from galmap.latent.vae import ConvVAE, encode, loader, train_vae
-from galmap.mock.population import draw_population
-from galmap.mock.render import render_shard
-from galmap.preprocess.stamps import preprocess_shard
-
-N_GALAXIES = 400
-VAE_EPOCHS = 25
-LATENT_DIM = 8
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sky(test_config, tmp_path_factory):
-    """The test config's mock with 400 galaxies (50 injected anomalies), rendered and preprocessed in DECaLS."""
-    cfg = test_config | {"mock": test_config["mock"] | {"n_galaxies": N_GALAXIES}}
-    truth = draw_population(cfg)
-    decals = surveys_from_config(cfg)["decals"]
-    raw = render_shard(truth, [decals], cfg["seed"], FailureLog("data"), progress=False)["decals"]
-    path = tmp_path_factory.mktemp("quality") / "decals.h5"
-    write_shard(path, preprocess_shard(raw, cfg["preprocess"], FailureLog("preprocess")))
-    return cfg, truth, path
-
-
-@pytest.fixture(scope="module")
-def latents(sky):
-    """Latents of every galaxy from the trained VAE, and from the same architecture untrained (the broken stage)."""
-    cfg, _, path = sky
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the measured values below are for one thread (sums in another order differ a little)
-    try:
-        params = cfg["vae"] | {"max_epochs": VAE_EPOCHS, "latent_dim": LATENT_DIM, "device": "cpu"}
-        model, _, meta = train_vae([path], params, LATENT_DIM, cfg["seed"], progress=False)
-        data = loader(params, cfg["seed"])(path)
-        torch.manual_seed(0)
-        untrained = ConvVAE(**meta["model"]).eval()
-        return encode(model, data), encode(untrained, data)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _probe_r2(latents: pd.DataFrame, truth: pd.DataFrame, column: str, shuffle: bool = False) -> float:
