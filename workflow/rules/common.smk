@@ -231,3 +231,8 @@ def all_outputs():
         if "truth" in runs:
             out += ["results/vae/probes.csv"]
     return out
+
+
+def vae_noiseless(wildcards):
+    """The noiseless test stamps (the mock draws them), else nothing: real data have no noiseless image."""
+    return {"noiseless": "results/vae/noiseless/test.h5"} if SOURCE == "mock" else {}

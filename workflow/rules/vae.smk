@@ -87,11 +87,6 @@ rule vae_failures:
         "../../scripts/gather_failures.py"
 
 
-def vae_noiseless(wildcards):
-    """The noiseless test stamps (the mock draws them), else nothing: real data have no noiseless image."""
-    return {"noiseless": "results/vae/noiseless/test.h5"} if SOURCE == "mock" else {}
-
-
 if SOURCE == "mock":
 
     rule vae_noiseless:
