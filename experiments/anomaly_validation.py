@@ -14,7 +14,7 @@ unsupervised score (:mod:`galmap.anomalies.scores`) and prints, on the galaxies 
   the first 50 viewed after each round, for three ways of combining the relevance ``p`` with
   the anomaly rank ``u`` and two feature sets.
 
-Usage: ``PYTHONPATH=src python experiments/anomaly_validation.py /tmp/final [seed]``.
+Usage: ``PYTHONPATH=src python experiments/anomaly_validation.py . [seed]``.
 """
 
 from __future__ import annotations

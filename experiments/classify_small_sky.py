@@ -7,7 +7,7 @@ the stage's functions. Printed per question: test accuracy minus the training la
 rate (``tests/quality/test_run.py``'s metric) and the number of test galaxies, for the trained stage and
 for broken ones (forest on shuffled training labels or on an untrained VAE's latents; CNN untrained).
 
-    PYTHONPATH=src:. OMP_NUM_THREADS=1 nice -n 15 python experiments/classify_small_sky.py [--n 400] --work /tmp/cls
+    PYTHONPATH=src:. OMP_NUM_THREADS=1 nice -n 15 python experiments/classify_small_sky.py [--n 400] --work runs/cls
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ galaxies (:func:`galmap.domain.adaptation.paired_change`). The winner is the var
 mean validation accuracy over the questions. No test-split galaxy is read.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python experiments/domain_distill_validation.py \
-        /tmp/final/results --work /tmp/domain-val
+        results --work runs/domain-val
 
 (``results``: a default-sky run holding classify/, images/ and domain/target/; ~1-2 min per variant on one core.)
 """

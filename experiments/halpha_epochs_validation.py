@@ -8,7 +8,7 @@ log10(predicted / true Hα flux) and the median pixel correlation. The winner is
 smallest validation flux scatter (all galaxies).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python experiments/halpha_epochs_validation.py \
-        /tmp/final/results --work /tmp/halpha-val [--epochs 16 24 32 48 64]
+        results --work runs/halpha-val [--epochs 16 24 32 48 64]
 """
 
 from __future__ import annotations

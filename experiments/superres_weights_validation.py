@@ -10,7 +10,7 @@ with the same settings and seed). The winner per network is the power with the s
 Re scatter against the Euclid image's own Re (``re_log_scatter_dex``); the bias and PSNR are reported with it.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python experiments/superres_weights_validation.py \
-        /tmp/final/results --work /tmp/superres-val --reuse-default [--powers 0 0.5 1]
+        results --work runs/superres-val --reuse-default [--powers 0 0.5 1]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Usage (one variant per call; rows are appended to ``<out>/alternatives.csv``)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src nice -n 10 python experiments/vae_alternatives.py \\
-        --name sys0 --set sys_error=0 --run /tmp/final/results --out /tmp/wt26run
+        --name sys0 --set sys_error=0 --run results --out runs/vae-alternatives
 
 ``--set key=value`` overrides a key of the ``vae`` section of ``config/config.yaml``
 (values parsed as YAML); ``--model PATH`` scores an already trained model instead
@@ -248,8 +248,8 @@ def main() -> None:
     ap.add_argument("--name")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override of a vae.* key")
     ap.add_argument("--latent-dim", type=int, default=None)
-    ap.add_argument("--run", default="/tmp/final/results", help="results/ of the default sky")
-    ap.add_argument("--out", default="/tmp/wt26run")
+    ap.add_argument("--run", default="results", help="results/ of the default sky")
+    ap.add_argument("--out", default="runs/vae-alternatives")
     ap.add_argument("--model", default=None, help="score this trained model instead of training one")
     ap.add_argument("--train-only", action="store_true", help="train and save the model; score it later with --model")
     args = ap.parse_args()
