@@ -29,10 +29,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42, help="the run's seed")
     args = ap.parse_args()
     import torch
-    from sklearn.ensemble import RandomForestClassifier
 
     from galmap.classify.cnn import MorphologyCNN, predict
-    from galmap.classify.targets import DECISIONS, class_names, decide, latent_matrix
+    from galmap.classify.targets import DECISIONS, class_names, classification_forest, decide, latent_matrix
     from galmap.core.stats import balanced_accuracy
     from galmap.nn.training import load_model
 
@@ -58,13 +57,9 @@ def main() -> None:
             grp, idx = grp[idx >= 0], idx[idx >= 0]
             train, val = (grp["split"] == "train").to_numpy(), (grp["split"] == "val").to_numpy()
             y = grp["class"].to_numpy()
-            rf = RandomForestClassifier(
-                n_estimators=300,
-                min_samples_leaf=setting["min_samples_leaf"],
-                class_weight=None if setting["class_weight"] == "none" else setting["class_weight"],
-                random_state=args.seed,
-                n_jobs=1,
-            )
+            weight = None if setting["class_weight"] == "none" else setting["class_weight"]
+            forest = {"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": setting["min_samples_leaf"]}
+            rf = classification_forest(forest | {"class_weight": weight}, args.seed)
             rf.fit(z[idx[train]], y[train])
             proba = rf.predict_proba(z[idx[val]])
             prior = np.array([np.mean(y[train] == c) for c in rf.classes_])

@@ -20,14 +20,13 @@ of the default sky (seed 42). The test splits are never read:
     labels: 5-fold stratified cross-validation inside the classification stage's *train*
     split (galaxies of the VAE's test split left out), out-of-fold balanced accuracy per
     question and its mean over the questions;
-(c) arms in the reconstructions: on VAE-val spirals with disk axis ratio > 0.5, the m = 2
-    azimuthal Fourier amplitude of the r-band reconstruction (decoded from the latent
-    mean) over that of the input, both relative to m = 0 and measured on the light
-    deprojected with the input's moments (so that the projected disk is no m = 2), summed
-    over 4 annuli of 0.5-2.5 light-weighted half-light radii (median of the ratios; see
-    :func:`m2_amplitude`), and ``m2_missed``: the m = 2 coefficients (amplitude and phase)
-    of input minus reconstruction over those of the input (median; 0 = all of the m = 2
-    structure reproduced, about 1 or more = none of it);
+(c) arms in the reconstructions: on VAE-val spirals with disk axis ratio > 0.5, the project's
+    azimuthal Fourier measures (:mod:`galmap.latent.morphmetrics`, the ``vae_morphology`` rule's,
+    here against the noisy input in the ``vae.probes.fourier_band`` band inside the segment):
+    ``m2_ratio`` = median of ``A2_ratio`` (the reconstruction's m = 2 amplitude over the input's,
+    where the input's is resolved) and ``m2_missed`` = median of ``res_m2`` (the fraction of the
+    input's m = 2 structure, amplitude and phase annulus by annulus, the reconstruction misses:
+    0 = all kept, 1 = none);
 (d) CPU-s of the training (process time, one thread).
 """
 
@@ -46,7 +45,7 @@ import torch
 import yaml
 
 from galmap.core.config import load_yaml, merge
-from galmap.core.io import read_table
+from galmap.core.io import read_shard, read_table
 from galmap.latent.vae import ConvVAE, encode, loader, train_vae
 from galmap.nn.inputs import denormalise
 from galmap.nn.training import derived_seed, load_model, save_model
@@ -63,101 +62,38 @@ PROBES = [  # quantity, population name, population selector on the truth table
 ]
 
 
-def disk_frame(image: np.ndarray, valid: np.ndarray, radius: float) -> tuple[float, float, float, float]:
-    """Centre (y, x), axis ratio and major-axis angle (rad) from the light-weighted moments of the input.
+def m2_table(model: ConvVAE, data, shard, truth: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """(c): per VAE-val face-on spiral, the project's Fourier measures of the reconstruction against the input.
 
-    Moments of the positive pixels, iterated (8 times) within the ellipse of the current
-    shape whose semi-major axis is ``radius`` px (a circular aperture would bias the axis
-    ratio towards 1).
+    :func:`galmap.latent.morphmetrics.reconstruction_table` with the noisy input as reference (as on real
+    data: no noiseless rendering here), in the ``vae.probes.fourier_band`` band, inside the galaxy's segment.
     """
-    n = image.shape[0]
-    yy, xx = np.indices(image.shape, dtype=np.float64)
-    cy = cx = (n - 1) / 2
-    q, angle = 1.0, 0.0
-    pos = np.where(valid, np.clip(image, 0, None), 0.0)
-    for _ in range(8):
-        dy, dx = yy - cy, xx - cx
-        a = dx * np.cos(angle) + dy * np.sin(angle)
-        b = (-dx * np.sin(angle) + dy * np.cos(angle)) / q
-        f = np.where(np.hypot(a, b) < radius, pos, 0.0)
-        s = f.sum()
-        if s <= 0:
-            break
-        cy, cx = float((f * yy).sum() / s), float((f * xx).sum() / s)
-        dy, dx = yy - cy, xx - cx
-        cov = np.array([[(f * dx * dx).sum(), (f * dx * dy).sum()], [(f * dx * dy).sum(), (f * dy * dy).sum()]]) / s
-        vals, vecs = np.linalg.eigh(cov)
-        q = float(np.clip(np.sqrt(max(vals[0], 1e-12) / max(vals[1], 1e-12)), 0.1, 1.0))
-        angle = float(np.arctan2(vecs[1, 1], vecs[0, 1]))
-    return cy, cx, q, angle
+    from galmap.latent.morphmetrics import reconstruction_table
 
-
-def m2_modes(image: np.ndarray, valid: np.ndarray, frame: tuple[float, float, float, float], r_half: float):
-    """Complex m=2 coefficients ``sum I exp(-2i phi)`` in 4 annuli of 0.5-2.5 ``r_half`` px, and the annuli's flux.
-
-    ``frame`` (:func:`disk_frame`) deprojects the disk to a circle (the minor-axis
-    coordinate divided by the axis ratio), so that the m = 2 mode measures bars and arms
-    and not the projected ellipse.
-    """
-    cy, cx, q, angle = frame
-    yy, xx = np.indices(image.shape, dtype=np.float64)
-    dy, dx = yy - cy, xx - cx
-    a = dx * np.cos(angle) + dy * np.sin(angle)
-    b = (-dx * np.sin(angle) + dy * np.cos(angle)) / max(q, 0.05)
-    r, phi = np.hypot(a, b), np.arctan2(b, a)
-    edges = np.linspace(0.5, 2.5, 5) * r_half
-    flux = np.where(valid, image, 0.0)
-    coef, total = [], 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        sel = (r >= lo) & (r < hi)
-        coef.append((flux[sel] * np.exp(-2j * phi[sel])).sum())
-        total += flux[sel].sum()
-    return np.array(coef), float(total)
-
-
-def m2_amplitude(image: np.ndarray, valid: np.ndarray, frame: tuple[float, ...], r_half: float) -> float:
-    """m=2 over m=0: the sum over the annuli of ``|A_2|`` over the annuli's flux (:func:`m2_modes`)."""
-    coef, total = m2_modes(image, valid, frame, r_half)
-    return float(np.abs(coef).sum() / total) if total > 0 else np.nan
-
-
-def m2_ratios(model: ConvVAE, data, truth: pd.DataFrame, pixscale: float) -> pd.DataFrame:
-    """Per VAE-val face-on spiral: the input's and the reconstruction's m=2 amplitude (r band)."""
     bands = list(data.attrs["bands"])
-    jr = bands.index("r") if "r" in bands else len(bands) // 2
+    probe = params["probes"]
+    band = bands.index(probe["fourier_band"]) if probe["fourier_band"] in bands else 0
     t = truth.set_index("id")
-    rows = []
     keep = [
         i
         for i, (gid, sp) in enumerate(zip(data.ids, data.split, strict=True))
         if sp == "val" and t.at[gid, "arm_count"] > 0 and t.at[gid, "disk_q"] > 0.5
     ]
     if not keep:
-        return pd.DataFrame(columns=["id", "m2_input", "m2_recon", "m2_missed"])
+        return pd.DataFrame(columns=["id", "A2_ratio", "res_m2"])
     idx = torch.as_tensor(keep)
     with torch.no_grad():
-        x, w = data.x[idx], data.w[idx]
-        mu, _ = model.encode(x)
-        soft = data.attrs["norm_softening"]
-        img = denormalise(x, soft)[:, jr].numpy()
-        rec = denormalise(model.decode(mu), soft)[:, jr].numpy()
-        valid = (w[:, jr] > 0).numpy()
-    for k, i in enumerate(keep):
-        gid = data.ids[i]
-        r_half = float(t.at[gid, "re_light_weighted_arcsec"]) / pixscale
-        frame = disk_frame(img[k], valid[k], 2 * r_half)
-        c_in, f_in = m2_modes(img[k], valid[k], frame, r_half)
-        c_rec, f_rec = m2_modes(rec[k], valid[k], frame, r_half)
-        rows.append(
-            {
-                "id": gid,
-                "m2_input": np.abs(c_in).sum() / f_in,
-                "m2_recon": np.abs(c_rec).sum() / f_rec,
-                # the part of the input's m=2 (amplitude and phase) that the reconstruction misses
-                "m2_missed": np.abs(c_in / f_in - c_rec / f_rec).sum() / (np.abs(c_in).sum() / f_in),
-            }
-        )
-    return pd.DataFrame(rows)
+        recon = denormalise(model.decode(model.encode(data.x[idx])[0]), data.attrs["norm_softening"]).numpy()
+    return reconstruction_table(
+        [str(data.ids[i]) for i in keep],
+        shard.images[keep],
+        recon,
+        shard.extra["segmap"][keep],
+        data.w[idx].numpy() > 0,
+        None,
+        band,
+        float(probe["fourier_min_amplitude"]),
+    )
 
 
 def probe_scores(latents: pd.DataFrame, truth: pd.DataFrame, seed: int) -> dict[str, float]:
@@ -180,9 +116,10 @@ def probe_scores(latents: pd.DataFrame, truth: pd.DataFrame, seed: int) -> dict[
 
 def forest_scores(latents: pd.DataFrame, targets: pd.DataFrame, rf_params: dict, seed: int) -> dict[str, float]:
     """(b): out-of-fold balanced accuracy (5-fold, inside the classification train split), per question."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold
+
+    from galmap.classify.targets import classification_forest
+    from galmap.core.stats import balanced_accuracy
 
     mu_cols = [c for c in latents.columns if c.startswith("mu_")]
     lat = latents[latents["split"] != "test"].set_index("id")[mu_cols]
@@ -194,16 +131,11 @@ def forest_scores(latents: pd.DataFrame, targets: pd.DataFrame, rf_params: dict,
         pred = np.empty_like(y)
         folds = StratifiedKFold(max(n_folds, 2), shuffle=True, random_state=derived_seed(seed, 26, 100 + k))
         for tr, va in folds.split(z, y):
-            rf = RandomForestClassifier(
-                n_estimators=min(int(rf_params["n_estimators"]), CV_TREES),
-                min_samples_leaf=int(rf_params["min_samples_leaf"]),
-                max_features=rf_params["max_features"],
-                random_state=derived_seed(seed, 26, 200 + k),
-                n_jobs=1,
-            )
+            trees = min(int(rf_params["n_estimators"]), CV_TREES)
+            rf = classification_forest(rf_params | {"n_estimators": trees}, derived_seed(seed, 26, 200 + k))
             rf.fit(z[tr], y[tr])
             pred[va] = rf.predict(z[va])
-        out[f"ba_{q}"] = float(balanced_accuracy_score(y, pred))
+        out[f"ba_{q}"] = float(balanced_accuracy(y, pred))
     out["ba_mean"] = float(np.mean([v for key, v in out.items() if key.startswith("ba_")]))
     return out
 
@@ -294,16 +226,14 @@ def main() -> None:
         return
     load = loader(params, seed)
     tables, m2 = [], []
-    pixscale = None
     for p in paths:
         data = load(Path(p))
-        pixscale = float(data.attrs["pixscale_arcsec"])
         tables.append(encode(model, data))
-        m2.append(m2_ratios(model, data, truth, pixscale))
+        m2.append(m2_table(model, data, read_shard(p, datasets=("segmap",)), truth, params))
     latents = pd.concat(tables, ignore_index=True)
     latents.to_parquet(out / f"latents-{args.name}.parquet")
     m2t = pd.concat(m2, ignore_index=True)
-    ratio = (m2t["m2_recon"] / m2t["m2_input"]).to_numpy()
+    ratio = m2t["A2_ratio"].to_numpy(dtype=float)
     val = latents[latents["split"] == "val"]
     row = {
         "name": args.name,
@@ -317,7 +247,7 @@ def main() -> None:
         **probe_scores(latents, truth, seed),
         **forest_scores(latents, targets, config["classify"]["rf"], seed),
         "m2_ratio_median": float(np.nanmedian(ratio)),
-        "m2_missed_median": float(np.nanmedian(m2t["m2_missed"].to_numpy(dtype=float))),
+        "m2_missed_median": float(np.nanmedian(m2t["res_m2"].to_numpy(dtype=float))),
         "m2_n": int(np.isfinite(ratio).sum()),
     }
     append_row(out / "alternatives.csv", row)

@@ -31,17 +31,26 @@ def sky(test_config, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def latents(sky):
-    """Latents of every galaxy from the trained VAE, and from the same architecture untrained (the broken stage)."""
+def vae(sky):
+    """The VAE trained on the sky (``VAE_EPOCHS``, ``LATENT_DIM``), the same architecture untrained (the broken
+    stage), and the parameters both were built with."""
     cfg, _, path = sky
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the measured values are for one thread (sums in another order differ a little)
     try:
         params = cfg["vae"] | {"max_epochs": VAE_EPOCHS, "latent_dim": LATENT_DIM, "device": "cpu"}
         model, _, meta = train_vae([path], params, LATENT_DIM, cfg["seed"], progress=False)
-        data = loader(params, cfg["seed"])(path)
         torch.manual_seed(0)
         untrained = ConvVAE(**meta["model"]).eval()
-        return encode(model, data), encode(untrained, data)
+        return model.eval(), untrained, params
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def latents(sky, vae):
+    """Latents of every galaxy from the trained VAE, and from the same architecture untrained (the broken stage)."""
+    cfg, _, path = sky
+    model, untrained, params = vae
+    data = loader(params, cfg["seed"])(path)
+    return encode(model, data), encode(untrained, data)

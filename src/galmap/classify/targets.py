@@ -290,6 +290,21 @@ def latent_matrix(latents: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return latents["id"].astype(str).to_numpy(dtype=object), latents[cols].to_numpy(dtype=np.float64)
 
 
+def classification_forest(params: Mapping[str, Any], random_state: int, threads: int = 1):
+    """The classification stage's random forest (``classify.rf``: ``n_estimators``, ``min_samples_leaf``,
+    ``max_features``, optional ``class_weight``), unfitted; experiments vary these keys through ``params``."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(
+        n_estimators=int(params["n_estimators"]),
+        min_samples_leaf=int(params["min_samples_leaf"]),
+        max_features=params["max_features"],
+        class_weight=params.get("class_weight"),
+        random_state=int(random_state),
+        n_jobs=max(1, threads),
+    )
+
+
 def random_forest_predictions(
     targets: pd.DataFrame,
     latents: pd.DataFrame,
@@ -305,8 +320,6 @@ def random_forest_predictions(
     Returns the predictions (:data:`PREDICTION_COLUMNS`) and ``(id, reason)`` for
     galaxies of the targets that have no finite latents (they get no prediction).
     """
-    from sklearn.ensemble import RandomForestClassifier
-
     ids, z = latent_matrix(latents)
     row = {gid: i for i, gid in enumerate(ids)}
     finite = np.isfinite(z).all(axis=1)
@@ -329,13 +342,7 @@ def random_forest_predictions(
             log.warning("%s", why)
             failures += [(gid, why) for gid in grp["id"]]
             continue
-        rf = RandomForestClassifier(
-            n_estimators=int(params["n_estimators"]),
-            min_samples_leaf=int(params["min_samples_leaf"]),
-            max_features=params["max_features"],
-            random_state=int(_question_seed(seed, f"rf:{q}").generate_state(1)[0]),
-            n_jobs=max(1, threads),
-        )
+        rf = classification_forest(params, int(_question_seed(seed, f"rf:{q}").generate_state(1)[0]), threads)
         rf.fit(z[idx[train]], y[train])
         proba = rf.predict_proba(z[idx])
         prior = np.array([np.mean(y[train] == c) for c in rf.classes_])
