@@ -10,4 +10,5 @@ with job_log(snakemake.log[0]):
         dict(snakemake.params.items()),
         truth_path=snakemake.output.truth,
         catalog_path=snakemake.output.catalog,
+        processes=snakemake.threads,
     )

@@ -80,3 +80,15 @@ def test_feature_snr_of_rendered_components(truth, surveys, test_config):
     if arms["true_has-spiral-arms"] == "yes":
         assert hidden["visible_has-spiral-arms"].iloc[0] == "no"
         assert hidden["visible_spiral-arm-count"].iloc[0] == ""
+
+
+def test_feature_snr_over_processes_equals_one_process(truth, surveys, test_config):
+    """Spreading the galaxies over worker processes changes nothing: each galaxy is drawn from its own seed."""
+    from galmap.mock.visibility import feature_snr
+
+    decals, seed = surveys["decals"], int(test_config["seed"])
+    some = truth.iloc[:5]
+    one = feature_snr(some, decals, seed, decals.fov_arcsec)
+    two = feature_snr(some, decals, seed, decals.fov_arcsec, processes=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert list(two.index) == list(some.index)

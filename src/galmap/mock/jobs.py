@@ -25,13 +25,13 @@ def shard_rows(n_total: int, shard_size: int, shard: int) -> slice:
     return slice(start, min(start + shard_size, n_total))
 
 
-def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str) -> None:
+def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str, processes: int = 1) -> None:
     """Draw the mock population; write the truth table and the id/ra/dec/shard catalog.
 
     The truth holds the physical answers (``true_<question>``) and, for the volunteers'
     survey ``config["label_survey"]``, the features' S/N and the visible answers with
     ``config["visibility"]["snr_threshold"]``
-    (:func:`galmap.mock.visibility.add_visibility`).
+    (:func:`galmap.mock.visibility.add_visibility`, over ``processes`` worker processes).
     """
     from galmap.core.surveys import surveys_from_config
     from galmap.mock.population import draw_population, true_answers
@@ -41,7 +41,7 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
     truth = pd.concat([truth, true_answers(truth)], axis=1)
     surveys = surveys_from_config(config)
     threshold = float(config["visibility"]["snr_threshold"])
-    truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold)
+    truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold, processes)
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
     write_table(truth_path, truth)

@@ -76,9 +76,20 @@ def galaxy_feature_snr(model: GalaxyModel, survey: Survey, ref_band: str = "r") 
     return {k: float(np.sqrt(v)) for k, v in chi2.items()}
 
 
-def feature_snr(truth: pd.DataFrame, survey: Survey, seed: int, field_arcsec: float) -> pd.DataFrame:
+def feature_snr(
+    truth: pd.DataFrame, survey: Survey, seed: int, field_arcsec: float, processes: int = 1
+) -> pd.DataFrame:
     """:func:`galaxy_feature_snr` of every galaxy of ``truth`` (index kept); a galaxy GalSim cannot
-    draw raises, naming it."""
+    draw raises, naming it. ``processes`` > 1 spreads contiguous blocks of galaxies over worker
+    processes (each galaxy's drawing is seeded by itself, so the result does not depend on it)."""
+    if processes > 1 and len(truth) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        blocks = np.array_split(np.arange(len(truth)), min(processes, len(truth)))
+        with ProcessPoolExecutor(len(blocks)) as pool:
+            n = len(blocks)
+            parts = pool.map(feature_snr, [truth.iloc[b] for b in blocks], [survey] * n, [seed] * n, [field_arcsec] * n)
+            return pd.concat(list(parts))
     rows = []
     for row in truth.to_dict("records"):
         try:
@@ -109,13 +120,19 @@ def visible_answers(truth: pd.DataFrame, snr_threshold: float) -> pd.DataFrame:
 
 
 def add_visibility(
-    truth: pd.DataFrame, surveys: Mapping[str, Survey], label_survey: str, seed: int, snr_threshold: float
+    truth: pd.DataFrame,
+    surveys: Mapping[str, Survey],
+    label_survey: str,
+    seed: int,
+    snr_threshold: float,
+    processes: int = 1,
 ) -> pd.DataFrame:
     """``truth`` (with its ``true_`` answers) plus the S/N columns in ``label_survey`` and the visible answers.
 
-    The stamp field is the largest survey stamp, as in rendering (:func:`galmap.mock.render.render_shard`).
+    The stamp field is the largest survey stamp, as in rendering (:func:`galmap.mock.render.render_shard`);
+    ``processes``: see :func:`feature_snr`.
     """
     field = max(s.fov_arcsec for s in surveys.values())
-    snr = feature_snr(truth, surveys[label_survey], seed, field)
+    snr = feature_snr(truth, surveys[label_survey], seed, field, processes)
     truth = pd.concat([truth, snr], axis=1)
     return pd.concat([truth, visible_answers(truth, snr_threshold)], axis=1)
