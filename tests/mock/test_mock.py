@@ -9,6 +9,7 @@ import pytest
 from galmap.core.surveys import Survey
 from galmap.mock.population import draw_population
 from galmap.mock.render import GalaxyModel, draw, render_shard
+from galmap.mock.systematics import galaxy_psf
 from tests.measure import fwhm, half_light_radius, total_flux
 
 
@@ -124,7 +125,7 @@ def test_noise_matches_ivar(rendered, truth, surveys, test_config):
     s = surveys["decals"]
     model = GalaxyModel(row, test_config["seed"], max(v.fov_arcsec for v in surveys.values()))
     for j, band in enumerate(s.bands):
-        clean = draw(model, s, band)
+        clean = draw(model, s, band, psf=galaxy_psf(row, s, band))  # the galaxy's own PSF (mock.systematics.psf)
         resid = (rendered["decals"].images[0, j] - clean - row[f"sky_decals_{band}"]) * np.sqrt(
             rendered["decals"].ivar[0, j]
         )
