@@ -15,6 +15,8 @@ Tables (the held-out test split of each run; a table or column a run lacks is le
   set's majority class) beside them, and CNN − forest in balanced accuracy with its paired
   bootstrap 68 % interval (``classify/comparison.csv``); after the tables, CNN − forest per
   run and its mean over the runs, with the number of questions within 3 and 5 points;
+* Sérsic fits: median |Δn/n| and |ΔRe/Re| of the isolated single-Sérsic mock galaxies against
+  the truth (``structure/sersic.parquet``, ``catalog/truth.parquet``), and whether their PSF varied;
 * outliers: ROC area, recall at 1 % false positives, recall and false-positive rate of the
   flags (``outliers/metrics.csv``, rows ``all`` and ``none``);
 * flow: closure Spearman r per parameter, sampled and central latents (``flow/closure_spearman.csv``);
@@ -99,6 +101,23 @@ def forest_vs_cnn(dirs: Sequence[Path], names: Sequence[str]) -> pd.DataFrame | 
     return pd.concat([table, counts]).rename_axis("question")
 
 
+def sersic(res: Path) -> pd.DataFrame | None:
+    """The Sérsic fits (r-band rows; the shape is shared) of the isolated single-Sérsic mock galaxies
+    against the truth, each galaxy observed through its own PSF and fitted with the nominal one."""
+    fits, truth = _read(res / "structure/sersic.parquet"), _read(res / "catalog/truth.parquet")
+    if fits is None or truth is None or "is_single_sersic" not in truth.columns:
+        return None
+    m = fits[fits["band"] == "r"].merge(truth[truth["is_single_sersic"]], on="id")
+    m = m[m["n"].notna() & m["re_arcsec"].notna()]
+    row = {
+        "galaxies": len(m),
+        "median abs(Δn/n)": (m["n"] / m["bulge_n"] - 1).abs().median(),
+        "median abs(ΔRe/Re)": (m["re_arcsec"] / m["bulge_re_arcsec"] - 1).abs().median(),
+        "PSF varied": any(c.startswith("psf_fwhm_") for c in truth.columns),
+    }
+    return pd.DataFrame({"value": row}).rename_axis("single-Sérsic galaxies")
+
+
 def outliers(res: Path) -> pd.DataFrame | None:
     metrics = _read(res / "outliers/metrics.csv")
     if metrics is None:
@@ -167,6 +186,7 @@ def halpha(res: Path) -> pd.DataFrame | None:
 
 TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
     "Classification (test split per question; balanced accuracy: mean recall over classes)": classification,
+    "Sérsic fits against the truth (isolated single-Sérsic mock galaxies, r band)": sersic,
     "Outliers (injected anomalies against the truth)": outliers,
     "Flow closure (requested vs measured)": flow,
     "Domain adaptation (mean over questions, target survey)": domain,

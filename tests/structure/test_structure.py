@@ -28,6 +28,8 @@ def sersic_sample(test_config):
         "neighbours_mean": 0.0,
         "mag_r_range": [17.0, 19.0],
         "anomalies": {"fraction": 0.0},
+        # the fitter's own accuracy: observed through the PSF it is given (tests/mock/test_systematics.py: the mismatch)
+        "systematics": dict(test_config["mock"]["systematics"]) | {"psf": {"enabled": False}},
     }
     cfg = test_config | {"mock": mock}
     truth = draw_population(cfg)

@@ -9,7 +9,7 @@ point-source AB magnitudes (for Ha, magnitudes of a flux in units of
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -55,24 +55,72 @@ class Survey:
     psf_beta: float
     depth_mag: tuple[float, ...]
     gain_e_per_nmgy: float
+    #: the detector's own pixel scale (arcsec) when the survey delivers coadds resampled to ``pixscale_arcsec``
+    #: (the Legacy Surveys' 0.262'' bricks from BASS's 0.454'' pixels); ``None``: images on the native grid
+    native_pixscale_arcsec: float | None = None
 
     @classmethod
-    def from_config(cls, name: str, cfg: Mapping[str, Any]) -> Survey:
+    def from_config(cls, name: str, cfg: Mapping[str, Any], coadd: bool = True) -> Survey:
+        """The survey ``name`` of the ``surveys`` config.
+
+        A survey with ``native_pixscale_arcsec`` delivers coadds on ``pixscale_arcsec``
+        (``coadd=True``), or, with ``coadd=False``, its native-pixel images: the same field
+        on ``round(stamp_px * pixscale_arcsec / native_pixscale_arcsec)`` native pixels.
+        """
         bands = tuple(cfg["bands"])
         for key in ("psf_fwhm_arcsec", "depth_mag"):
             missing = [b for b in bands if b not in cfg[key]]
             if missing:
                 raise ValueError(f"surveys.{name}.{key} has no entry for band(s) {', '.join(missing)}")
+        pixscale, stamp = float(cfg["pixscale_arcsec"]), int(cfg["stamp_px"])
+        native = cfg.get("native_pixscale_arcsec")
+        if native is not None and not coadd:
+            pixscale, stamp, native = float(native), int(round(stamp * pixscale / float(native))), None
         return cls(
             name=name,
             bands=bands,
-            pixscale_arcsec=float(cfg["pixscale_arcsec"]),
-            stamp_px=int(cfg["stamp_px"]),
+            pixscale_arcsec=pixscale,
+            stamp_px=stamp,
             psf_fwhm_arcsec=tuple(float(cfg["psf_fwhm_arcsec"][b]) for b in bands),
             psf_beta=float(cfg.get("psf_beta", 3.5)),
             depth_mag=tuple(float(cfg["depth_mag"][b]) for b in bands),
             gain_e_per_nmgy=float(cfg.get("gain_e_per_nmgy", 1000.0)),
+            native_pixscale_arcsec=None if native is None else float(native),
         )
+
+    @property
+    def is_coadd(self) -> bool:
+        """Whether the images are resampled from native pixels of another scale (:meth:`native`)."""
+        return self.native_pixscale_arcsec is not None and not np.isclose(
+            self.native_pixscale_arcsec, self.pixscale_arcsec
+        )
+
+    def native(self) -> Survey:
+        """The survey on its native pixels, covering this stamp's field plus a 3-pixel Lanczos-3 margin per side.
+
+        For a survey that is not a coadd, the survey itself.
+        """
+        if not self.is_coadd:
+            return self
+        n = int(np.ceil(self.fov_arcsec / self.native_pixscale_arcsec)) + 6
+        scale = float(self.native_pixscale_arcsec)
+        return replace(self, pixscale_arcsec=scale, stamp_px=n, native_pixscale_arcsec=None)
+
+    @cached_property
+    def coadd_variance_factor(self) -> float:
+        """Mean over the coadd pixels of the variance a white-noise native image keeps after resampling.
+
+        Lanczos-3 interpolation (:func:`galmap.core.resample.resample_matrix`) averages
+        neighbouring native pixels: a coadd pixel's variance is ``sum_ij w_i^2 w_j^2`` times
+        the native one (in surface brightness); 1 for a survey that is not a coadd.
+        """
+        if not self.is_coadd:
+            return 1.0
+        from galmap.core.resample import resample_matrix
+
+        nat = self.native()
+        w2 = (resample_matrix(nat.stamp_px, nat.pixscale_arcsec, self.stamp_px, self.pixscale_arcsec) ** 2).sum(1)
+        return float(np.mean(np.outer(w2, w2)))
 
     @property
     def fov_arcsec(self) -> float:
@@ -97,8 +145,14 @@ class Survey:
         """Per-pixel sky noise sigma per band, in the band's flux unit.
 
         From the 5-sigma point-source depth and the noise-equivalent area of the
-        pixelated PSF: ``sigma_pix = F_5sigma / 5 / sqrt(NEA)``, ``NEA = 1 / sum(p_i^2)``.
+        pixelated PSF: ``sigma_pix = F_5sigma / 5 / sqrt(NEA)``, ``NEA = 1 / sum(p_i^2)``;
+        for a coadd, that of the native pixels carried through the resampling (the mean
+        per-pixel sigma; neighbouring coadd pixels are correlated).
         """
+        if self.is_coadd:
+            # the native pixels' noise, per coadd pixel (flux scales with the pixel area), reduced by resampling
+            area = (self.pixscale_arcsec / self.native_pixscale_arcsec) ** 2
+            return tuple(float(s * area * np.sqrt(self.coadd_variance_factor)) for s in self.native().sky_sigma)
         out = []
         for band, depth in zip(self.bands, self.depth_mag, strict=True):
             fwhm = self.psf_fwhm_arcsec[self.bands.index(band)]
@@ -117,9 +171,13 @@ class Survey:
             "psf_fwhm_arcsec": list(self.psf_fwhm_arcsec),
             "units": [BAND_UNITS[b] for b in self.bands],
             "sky_sigma": list(self.sky_sigma),
-        }
+        } | ({"native_pixscale_arcsec": self.native_pixscale_arcsec, "resampling": "lanczos3"} if self.is_coadd else {})
 
 
 def surveys_from_config(config: Mapping[str, Any]) -> dict[str, Survey]:
-    """All surveys of the config, by name, in config order."""
-    return {name: Survey.from_config(name, cfg) for name, cfg in config["surveys"].items()}
+    """All surveys of the config, by name, in config order.
+
+    Surveys with ``native_pixscale_arcsec`` are coadds unless ``mock.systematics.coadd`` is false.
+    """
+    coadd = bool(((config.get("mock") or {}).get("systematics") or {}).get("coadd", True))
+    return {name: Survey.from_config(name, cfg, coadd) for name, cfg in config["surveys"].items()}

@@ -51,6 +51,7 @@ def render_noiseless(
     """
     from galmap.core.surveys import surveys_from_config
     from galmap.mock.render import GalaxyModel, draw
+    from galmap.mock.systematics import galaxy_psf
 
     surveys = surveys_from_config(config)
     s = surveys[survey]
@@ -61,7 +62,8 @@ def render_noiseless(
         try:
             model = GalaxyModel(row, seed, field)
             for j, band in enumerate(s.bands):
-                images[i, j] = draw(model, s, band, neighbours=False)
+                # through the galaxy's own PSF, as its observed image (mock.systematics.psf)
+                images[i, j] = draw(model, s, band, psf=galaxy_psf(row, s, band), neighbours=False)
         except Exception as exc:  # noqa: BLE001 - recorded, the others go on
             images[i] = np.nan
             if failures is not None:

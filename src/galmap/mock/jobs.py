@@ -93,7 +93,10 @@ def render_mock_shard(
     surveys = surveys_from_config(config)
     failures = FailureLog("data")
     artefacts = config["mock"]["anomalies"]["artefact_survey"]
-    shards = render_shard(rows, [surveys[name] for name in outputs], int(config["seed"]), failures, True, artefacts)
+    systematics = config["mock"].get("systematics")
+    shards = render_shard(
+        rows, [surveys[name] for name in outputs], int(config["seed"]), failures, True, artefacts, systematics
+    )
     for name, path in outputs.items():
         write_shard(path, shards[name])
     failures.write(failures_path)

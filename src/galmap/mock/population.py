@@ -27,6 +27,7 @@ from scipy.special import gammainccinv, gammaincinv
 from galmap.core.ids import mock_id
 from galmap.core.surveys import flux_to_mag, mag_to_flux, surveys_from_config
 from galmap.mock.anomalies import draw_anomalies
+from galmap.mock.systematics import draw_psf_truth
 
 TYPES = ("elliptical", "lenticular", "spiral", "irregular")
 MERGER_STATES = ("none", "minor-disturbance", "major-disturbance", "merger")
@@ -279,6 +280,8 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     artefact_bands = surveys[artefact_survey].bands if artefact_survey in surveys else ()
     table |= draw_anomalies(n, config, table["re_light_weighted_arcsec"], artefact_bands)
     table["is_single_sersic"] = table["is_single_sersic"] & (table["anomaly"] == "none")
+    # each galaxy's own PSF per survey and band (own random stream; mock.systematics.psf)
+    table |= draw_psf_truth(n, surveys.values(), (mock.get("systematics") or {}).get("psf") or {}, seed)
     return pd.DataFrame(table)
 
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
+from galmap.core.resample import resample_stamps
 from galmap.core.surveys import GSPARAMS, Survey, mag_to_flux
 from galmap.mock.anomalies import artefact_image, astrophysical_profile
 from galmap.mock.population import (
@@ -41,6 +42,7 @@ from galmap.mock.population import (
     seed_for,
     sersic_trunc_re,
 )
+from galmap.mock.systematics import FilterShift, filter_shifts, galaxy_psf
 
 log = logging.getLogger("galmap")
 
@@ -208,8 +210,12 @@ class GalaxyModel:
         return Components(central, companion, tidal, neighbours, neighbour_xy, anomaly)
 
     # ------------------------------------------------------------------ fluxes
-    def component_fluxes(self, band: str) -> dict[str, float]:
-        """Nominal flux of each central component in ``band`` (nanomaggies; Ha in 1e-17 cgs)."""
+    def component_fluxes(self, band: str, shift: FilterShift | None = None) -> dict[str, float]:
+        """Flux of each central component in ``band`` (nanomaggies; Ha in 1e-17 cgs).
+
+        ``shift``: another system's bandpasses (:class:`galmap.mock.systematics.FilterShift`),
+        applied to each component with its own colour; ``None``: the reference (DECam) system.
+        """
         r = self.row
         f_r = float(mag_to_flux(r["mag_r_nominal"]))
         frac = {
@@ -223,15 +229,24 @@ class GalaxyModel:
             eff = r["halpha_efficiency"]
             return {c: eff * f_r * frac[c] * HALPHA_PER_NMGY.get(c, 0.0) for c in frac}
         bands = VIS_BANDS if band == "VIS" else (band,)
-        return {c: float(np.mean([f_r * frac[c] * 10 ** (-0.4 * r[f"{c}_colour_{b}"]) for b in bands])) for c in frac}
+        out = {c: float(np.mean([f_r * frac[c] * 10 ** (-0.4 * r[f"{c}_colour_{b}"]) for b in bands])) for c in frac}
+        if shift is not None:
+            out = {c: f * shift.factor(band, {b: r[f"{c}_colour_{b}"] for b in BROAD_BANDS}) for c, f in out.items()}
+        return out
 
     def profile(
-        self, band: str, companion: bool = True, neighbours: bool = True, anomaly: bool = True
+        self,
+        band: str,
+        companion: bool = True,
+        neighbours: bool = True,
+        anomaly: bool = True,
+        shift: FilterShift | None = None,
     ) -> galsim.GSObject:
         """The galaxy in ``band`` before the PSF: central components (+ companion, tides,
         an astrophysical anomaly, neighbours), shifted by the truth's centre offset,
-        fluxes in the band's unit."""
-        fluxes = self.component_fluxes(band)
+        fluxes in the band's unit; ``shift``: the bandpasses of another system (the
+        central components and the neighbours, each with its own colour)."""
+        fluxes = self.component_fluxes(band, shift)
         parts = [obj * fluxes[name] for name, obj in self.components.central.items() if fluxes[name] > 0]
         total_central = sum(fluxes.values())
         c = self.components
@@ -246,8 +261,15 @@ class GalaxyModel:
             parts = [galsim.Gaussian(sigma=1.0, flux=0.0)]
         gal = galsim.Add(parts).shift(self.row["dx_arcsec"], self.row["dy_arcsec"])
         if neighbours and c.neighbours and band != "Ha":
-            gal = galsim.Add([gal] + [p * f[band] for p, f in c.neighbours])
+            gal = galsim.Add([gal] + [p * (f[band] * _neighbour_factor(f, band, shift)) for p, f in c.neighbours])
         return gal
+
+
+def _neighbour_factor(fluxes: Mapping[str, float], band: str, shift: FilterShift | None) -> float:
+    """A neighbour's flux factor in ``band`` of a shifted system (1 for the reference system)."""
+    if shift is None or band not in BROAD_BANDS:
+        return 1.0
+    return shift.factor(band, {b: -2.5 * np.log10(max(fluxes[b], 1e-30)) for b in BROAD_BANDS})
 
 
 def draw(
@@ -256,11 +278,11 @@ def draw(
     band: str,
     psf: galsim.GSObject | None | bool = None,
     size_px: int | None = None,
-    **profile_kw: bool,
+    **profile_kw: Any,
 ) -> np.ndarray:
     """Noiseless image of ``model`` in ``band`` on ``survey``'s pixel grid (flux per pixel).
 
-    ``psf=None`` uses the survey's PSF, a GalSim profile replaces it, and ``psf=False``
+    ``psf=None`` uses the survey's nominal PSF, a GalSim profile replaces it, and ``psf=False``
     draws the intrinsic profile sampled at the pixel centres (no PSF, no pixel
     integration; for measurements on a fine grid). The stamp centre (pixel
     ``(size-1)/2``) is the nominal galaxy position.
@@ -306,8 +328,18 @@ def render_shard(
     failures: FailureLog | None = None,
     progress: bool = True,
     artefact_survey: str | None = "decals",
+    systematics: Mapping[str, Any] | None = None,
 ) -> dict[str, Shard]:
     """Render every galaxy of ``truth`` in every survey; return one :class:`Shard` per survey.
+
+    Survey systematics (:mod:`galmap.mock.systematics`): a galaxy with truth PSF columns
+    (``psf_fwhm_<survey>_<band>``...) is observed through its own PSF, else through the
+    survey's nominal one; ``systematics`` (``mock.systematics``) gives the filter shifts
+    of the north surveys; a coadd survey (:attr:`Survey.is_coadd`) is observed on its
+    native pixels and resampled to its grid with Lanczos-3
+    (:func:`galmap.core.resample.resample_stamps`: flux per pixel kept, ``ivar`` the
+    per-pixel variance of the resampled noise, whose correlations it does not hold).
+    The shards' attributes describe the nominal PSF only.
 
     Instrumental anomalies (:mod:`galmap.mock.anomalies`) appear only in the images
     of ``artefact_survey``. A galaxy that GalSim cannot render in a survey is
@@ -317,12 +349,14 @@ def render_shard(
     """
     field = max(s.fov_arcsec for s in surveys)
     psfs = {(s.name, b): s.psf(b) for s in surveys for b in s.bands}
+    shifts = filter_shifts(systematics)
+    observed = {s.name: s.native() for s in surveys}  # the grid each survey is observed on
     out = {
         s.name: (
-            np.zeros((len(truth), len(s.bands), s.stamp_px, s.stamp_px), np.float32),
-            np.zeros((len(truth), len(s.bands), s.stamp_px, s.stamp_px), np.float32),
+            np.zeros((len(truth), len(s.bands), o.stamp_px, o.stamp_px), np.float32),
+            np.zeros((len(truth), len(s.bands), o.stamp_px, o.stamp_px), np.float32),
         )
-        for s in surveys
+        for s, o in ((s, observed[s.name]) for s in surveys)
     }
     rows = truth.to_dict("records")
     for i, row in enumerate(tqdm(rows, desc="rendering", unit="gal", disable=not progress, mininterval=2)):
@@ -331,18 +365,22 @@ def render_shard(
         except Exception as exc:  # noqa: BLE001 - recorded and logged, the batch goes on
             _failed(failures, row["id"], f"building the GalSim model failed: {exc!r}")
             continue
-        for s in surveys:
+        for survey in surveys:
+            s = observed[survey.name]
+            # the residual sky level is in the delivered pixels' unit: per native pixel it is smaller by the area ratio
+            area = (survey.pixscale_arcsec / s.pixscale_arcsec) ** 2
             rng = seed_for(seed, int(row["index"]), 3, _survey_stream(s.name))
             images, ivar = out[s.name]
             for j, band in enumerate(s.bands):
+                psf = galaxy_psf(row, s, band) if f"psf_fwhm_{s.name}_{band}" in row else psfs[(s.name, band)]
                 try:
-                    clean = draw(model, s, band, psf=psfs[(s.name, band)])
+                    clean = draw(model, s, band, psf=psf, shift=shifts.get(s.name))
                 except Exception as exc:  # noqa: BLE001 - recorded and logged, the batch goes on
                     _failed(failures, row["id"], f"rendering {s.name} {band} failed: {exc!r}")
                     continue
                 if s.name == artefact_survey and (light := artefact_image(row, s, band, after_noise=False)) is not None:
                     clean = clean + light
-                sky = float(row.get(f"sky_{s.name}_{band}", 0.0))
+                sky = float(row.get(f"sky_{s.name}_{band}", 0.0)) / area
                 images[i, j], ivar[i, j] = observe(clean, sky, s, band, rng)
                 if s.name == artefact_survey and (defect := artefact_image(row, s, band, after_noise=True)) is not None:
                     images[i, j] += defect
@@ -350,6 +388,12 @@ def render_shard(
     shards = {}
     for s in surveys:
         images, ivar = out[s.name]
+        if s.is_coadd:
+            nat = observed[s.name]
+            images, ivar = resample_stamps(images, ivar, nat.pixscale_arcsec, s.stamp_px, s.pixscale_arcsec)
+        varies = any(f"psf_fwhm_{s.name}_{b}" in truth.columns for b in s.bands)
         attrs = s.attrs() | {"psf_model": "moffat", "psf_beta": s.psf_beta, "source": "mock"}
+        # the nominal PSF: the galaxies were observed through their own (truth.parquet) when it varies
+        attrs |= {"psf_varies": bool(varies), "filter_shift": s.name in shifts}
         shards[s.name] = Shard(images=images, ivar=ivar, ids=ids, attrs=attrs)
     return shards

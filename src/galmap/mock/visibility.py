@@ -30,6 +30,7 @@ import pandas as pd
 
 from galmap.core.surveys import Survey
 from galmap.mock.render import GalaxyModel
+from galmap.mock.systematics import galaxy_psf
 
 #: The questions whose visible answer can differ from the physical one, and the S/N column each uses.
 FEATURE_SNR = {
@@ -48,7 +49,8 @@ def _unit_image(obj: galsim.GSObject, psf: galsim.GSObject, survey: Survey) -> n
 
 def galaxy_feature_snr(model: GalaxyModel, survey: Survey, ref_band: str = "r") -> dict[str, float]:
     """``snr_bar``, ``snr_arms``, ``snr_merger`` of one galaxy in ``survey`` (module docstring)."""
-    psf = survey.psf(ref_band if ref_band in survey.bands else survey.bands[0])
+    # the PSF the galaxy was observed through (its own when mock.systematics.psf varies it, else the nominal one)
+    psf = galaxy_psf(model.row, survey, ref_band if ref_band in survey.bands else survey.bands[0])
     central = model.components.central
     shapes = {name: _unit_image(obj, psf, survey) for name, obj in central.items()}
     c = model.components

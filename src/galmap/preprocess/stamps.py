@@ -15,7 +15,7 @@ For every galaxy of a shard (:func:`preprocess_shard`):
    are set to 0 with ``ivar = 0``.
 
 The output shard adds ``segmap`` (bool, N x H x W), ``mask`` (bool), ``psf``
-(bands x P x P, the effective, pixel-integrated PSF summing to 1), ``psf_profile``
+(bands x P x P, the survey's nominal effective, pixel-integrated PSF summing to 1), ``psf_profile``
 (the PSF profile sampled at pixel centres, for pixel-integrated models), ``background``
 (N x bands, image units) and ``flags`` (N, bitmask: see :data:`FLAGS`), and records
 the network normalisation in its attributes: ``norm = "asinh"`` with one
@@ -66,10 +66,14 @@ DEFAULTS = {
 
 
 def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np.ndarray:
-    """PSF images (bands, size, size) on the survey grid, each summing to 1.
+    """The survey's nominal PSF images (bands, size, size) on the survey grid, each summing to 1.
 
     Built from the shard's ``psf_fwhm_arcsec`` (arcsec) with a Moffat of ``psf_beta``
-    (default 3.5) on the ``pixscale_arcsec`` grid. ``pixel=True`` gives the effective
+    (default 3.5) on the ``pixscale_arcsec`` grid: the survey's documented seeing
+    (``surveys.<name>`` in the config, for the mock and for real cutouts alike), not the
+    PSF each galaxy was observed through. The mock varies that PSF from galaxy to galaxy
+    (``mock.systematics.psf``; the truth table keeps it), so, as with real data, the
+    pipeline's PSF is a model with errors. ``pixel=True`` gives the effective
     (pixel-integrated) PSF, the kernel for models sampled at pixel centres;
     ``pixel=False`` the PSF profile sampled at pixel centres, the kernel for models
     already integrated over the pixels (as the Sérsic fitter's are).
@@ -281,6 +285,7 @@ def preprocess_shard(
         "norm": "asinh",
         "norm_softening": softening,
         "flag_bits": [f"{k}={v}" for k, v in FLAGS.items()],
+        "psf_source": "nominal",  # the survey's nominal Moffat (psf_images), not each galaxy's own PSF
         "preprocessed": True,
     }
     extra = {

@@ -30,6 +30,7 @@ from galmap.core.resample import resample_matrix
 from galmap.core.surveys import Survey
 from galmap.mock.population import seed_for
 from galmap.mock.render import GalaxyModel, draw, observe
+from galmap.mock.systematics import galaxy_psf
 
 #: Side (native pixels) of the noiseless r-band image whose curve of growth gives r50 and r90.
 RADII_STAMP_PX = 151
@@ -81,7 +82,7 @@ def gz_decals_image(
     m = resample_matrix(n_native, native, size_px, scale).astype(np.float32)
     planes = []
     for band in survey.bands:
-        clean = draw(model, survey, band, size_px=n_native)
+        clean = draw(model, survey, band, psf=galaxy_psf(row, survey, band), size_px=n_native)  # its own PSF
         img, _ = observe(clean, float(row.get(f"sky_{survey.name}_{band}", 0.0)), survey, band, rng)
         planes.append(m @ img @ m.T)
     rgb = gz_decals_rgb(np.stack(planes))
