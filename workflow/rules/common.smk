@@ -63,7 +63,9 @@ DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.
 SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k not in ("morph_band", "morphometry")}
 MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band", "morphometry")}
-SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples")
+SUPERRES_STRUCTURE_ONLY = ("structure_galaxies", "structure_draws", "calibration_galaxies")
+SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples", *SUPERRES_STRUCTURE_ONLY)
+SUPERRES_EVALUATE_PARAMS = {k: v for k, v in config["superres"].items() if k not in SUPERRES_STRUCTURE_ONLY}
 HALPHA_TRAIN_PARAMS = {
     k: v
     for k, v in config["halpha"].items()
@@ -168,6 +170,8 @@ SUPERRES_SOURCE = _survey_shards(config["superres"]["source_survey"])
 SUPERRES_TARGET = _survey_shards(config["superres"]["target_survey"])
 # the Sérsic fits of the source survey (the structure stage's) that the networks' Sérsic base is drawn from
 SUPERRES_SERSIC = ["results/structure/sersic.parquet"] if config["superres"]["sersic_base"] else []
+# the mock's truth: the noiseless renderings and featureless galaxies of the structure comparison (none on real data)
+SUPERRES_TRUTH = ["results/catalog/truth.parquet"] if SOURCE == "mock" else []
 HALPHA_INPUT = _survey_shards(config["halpha"]["input_survey"])
 HALPHA_TARGET = _survey_shards(config["halpha"]["target_survey"])
 
@@ -216,7 +220,7 @@ def all_outputs():
         "classify": ["metrics.csv", "confusion.csv", "comparison.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
         "domain": ["metrics.csv", "failures.csv"],
-        "superres": ["metrics.csv", "re_compare.parquet", "failures.csv"],
+        "superres": ["metrics.csv", "re_compare.parquet", "failures.csv", "structure.csv", "calibration.csv"],
         "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
         "realism": ["c2st.csv", "votes.csv", "stats.parquet", "failures.csv"],
     }

@@ -100,6 +100,50 @@ def superres_evaluate_file(
     log.info("superres metrics:\n%s", metrics.to_string(index=False))
 
 
+def superres_structure_file(
+    params: Mapping[str, Any],
+    seed: int,
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    diffusion_path: str,
+    regression_path: str,
+    structure_path: str,
+    galaxies_path: str,
+    calibration_path: str,
+    sersic_path: str | None = None,
+    truth_path: str | None = None,
+    mock_config: Mapping[str, Any] | None = None,
+    threads: int = 1,
+    split: str = "test",
+) -> None:
+    """The structure table, per-galaxy measures and calibration of the super-resolved images
+    (:mod:`galmap.images2images.superres_structure`); ``truth_path`` and ``mock_config`` (``seed``,
+    ``surveys``) only on the mock."""
+    import torch
+
+    from galmap.core.device import pick_device
+    from galmap.images2images.superres import load_pairs
+    from galmap.images2images.superres_structure import evaluate_structure
+    from galmap.nn.training import derived_seed, load_model
+    from galmap.nn.unet import UNet
+
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(params["device"])
+    diffusion, dmeta = load_model(diffusion_path, UNet, device)
+    regression, _ = load_model(regression_path, UNet, device)
+    sersic = read_table(sersic_path) if sersic_path else None
+    scales = {k: dmeta.get(k) for k in ("data_scale", "residual_scale", "base_band_weights")}
+    data = load_pairs(source_paths, target_paths, params, seed, None, sersic, scales)
+    truth = read_table(truth_path) if truth_path else None
+    table, galaxies, calibration = evaluate_structure(
+        data, diffusion, regression, params, derived_seed(seed, 70, 4), truth, mock_config, split
+    )
+    write_table(structure_path, table)
+    write_table(galaxies_path, galaxies)
+    write_table(calibration_path, calibration)
+    log.info("superres structure (%s):\n%s\n%s", split, table.to_string(index=False), calibration.to_string(index=False))
+
+
 def halpha_train_file(
     params: Mapping[str, Any],
     seed: int,
