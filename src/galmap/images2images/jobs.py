@@ -141,7 +141,9 @@ def superres_structure_file(
     write_table(structure_path, table)
     write_table(galaxies_path, galaxies)
     write_table(calibration_path, calibration)
-    log.info("superres structure (%s):\n%s\n%s", split, table.to_string(index=False), calibration.to_string(index=False))
+    log.info(
+        "superres structure (%s):\n%s\n%s", split, table.to_string(index=False), calibration.to_string(index=False)
+    )
 
 
 def halpha_train_file(

@@ -141,7 +141,7 @@ def bin_psf(psf: np.ndarray, factor: int) -> np.ndarray:
 
 def target_grid(images: np.ndarray, ivar: np.ndarray, factor: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, B, H, W) target stamps on the compared grid: binned ``factor`` x ``factor`` (:func:`bin_stamps`), the
-    central ``size`` pixels (cropped first: the binned crop is centred alike when the margins are multiples of the bin)."""
+    central ``size`` pixels (cropped first: the binned crop is centred alike when margins are multiples of the bin)."""
     full = images.shape[-1] // factor
     if size > full:
         raise ValueError(f"superres.target_px {size} is larger than the binned target stamp ({full} px)")
@@ -419,6 +419,7 @@ def train_model(
         seed=seed,
         keep="last" if kind == "diffusion" else "best",
         bf16=bool(params.get("bf16", False)),
+        ema_decay=float(params.get("ema_decay", 0.0)) if kind == "diffusion" else 0.0,
     )
     model, history, meta = fit_unet(
         model, pixel_step(kind, device), data.split, (data.cond, data.target, weights), int(params["batch_size"]),

@@ -241,7 +241,7 @@ def _subset(split: np.ndarray, name: str, k: int, seed: int) -> np.ndarray:
 
 
 def _noiseless_targets(data, index: np.ndarray, truth: pd.DataFrame, config: Mapping[str, Any], params) -> np.ndarray:
-    """The mock's noiseless target images (N, 1, H, W) of the galaxies ``index`` on the compared grid (NaN if failed)."""
+    """The mock's noiseless target images (N, 1, H, W) of galaxies ``index`` on the compared grid (NaN if failed)."""
     from galmap.images2images.superres import target_grid
     from galmap.latent.morphmetrics import render_noiseless
 
@@ -280,14 +280,19 @@ def evaluate_structure(
         raise ValueError("superres structure: the preprocessed shards have no segmap")
     n_draws, steps, eta = int(params["structure_draws"]), int(params["sample_steps"]), float(params["eta"])
     test = _subset(data.split, split, int(params["structure_galaxies"]), seed)
-    cal = _subset(data.split, "val", int(params["calibration_galaxies"]), seed + 1)
+    # the calibration galaxies: validation galaxies, never the measured ones (when those are validation galaxies too)
+    rest = data.split.copy()
+    rest[test] = "measured"
+    cal = _subset(rest, "val", int(params["calibration_galaxies"]), seed + 1)
     if len(test) == 0 or len(cal) == 0:
         raise ValueError(f"superres structure: no {split} or validation galaxy to measure")
     mock = truth is not None and config is not None
     seg = data.target_segmap
     in_seg = (seg == 1)[:, None] & data.mask.numpy()
     # the spread calibration on the validation galaxies
-    d_cal = np.stack([data.to_flux(d, cal) for d in sample_draws(diffusion, data.cond[cal], 1, n_draws, steps, eta, seed)])
+    d_cal = np.stack(
+        [data.to_flux(d, cal) for d in sample_draws(diffusion, data.cond[cal], 1, n_draws, steps, eta, seed)]
+    )
     ref_cal = _noiseless_targets(data, cal, truth, config, params) if mock else data.target_flux[cal]
     sel = in_seg[cal] & np.isfinite(ref_cal)
     k = fit_spread_scale(d_cal, np.nan_to_num(ref_cal), sel)
@@ -367,7 +372,11 @@ def evaluate_structure(
             cal_rows[f"featureless_{name}_bias"] = bias_scatter(med[q][plain], e)[0]
             cal_rows[f"featureless_{name}_euclid_noise"] = bias_scatter(e, clean_m[q].to_numpy()[plain])[1]
     calibration = pd.DataFrame(
-        {"metric": list(CALIBRATION_METRICS), "value": [float(cal_rows[m]) for m in CALIBRATION_METRICS], "split": split}
+        {
+            "metric": list(CALIBRATION_METRICS),
+            "value": [float(cal_rows[m]) for m in CALIBRATION_METRICS],
+            "split": split,
+        }
     )
     return table, galaxies, calibration
 
