@@ -70,7 +70,7 @@ rule superres_structure:
         galaxies="results/superres/structure_galaxies.parquet",
         calibration="results/superres/calibration.csv",
     params:
-        superres=config["superres"],
+        superres=SUPERRES_STRUCTURE_PARAMS,
         seed=config["seed"],
         mock={"seed": config["seed"], "surveys": config["surveys"]},
     log:
@@ -86,6 +86,34 @@ rule superres_structure:
         ENV_ML
     script:
         "../../scripts/superres_structure.py"
+
+
+rule superres_apply:
+    input:
+        cutout=superres_apply_cutout,
+        source_ref=SUPERRES_SOURCE[0],
+        target_ref=SUPERRES_TARGET[0],
+        calibration="results/superres/calibration.csv",
+        diffusion="results/superres/diffusion/model.pt",
+        regression="results/superres/regression/model.pt",
+    output:
+        table="results/superres/apply/{name}.csv",
+        figure="results/superres/apply/{name}.png",
+    params:
+        superres=config["superres"],
+        structure=SERSIC_PARAMS,
+        preprocess=config["preprocess"],
+        seed=config["seed"],
+    log:
+        "logs/superres/apply-{name}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_ML
+    script:
+        "../../scripts/superres_apply.py"
 
 
 rule figure_superres:

@@ -146,6 +146,51 @@ def superres_structure_file(
     )
 
 
+def superres_apply_file(
+    cutout: str,
+    params: Mapping[str, Any],
+    structure_params: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    seed: int,
+    diffusion_path: str,
+    regression_path: str,
+    source_ref_path: str,
+    target_ref_path: str,
+    table_path: str,
+    figure_path: str,
+    calibration_path: str | None = None,
+    threads: int = 1,
+) -> None:
+    """Run the trained models on a real FITS cutout (``superres.apply``: its ``source_hdus`` and ``target_hdus``);
+    write the measures of each version (:data:`galmap.images2images.superres_apply.APPLY_COLUMNS`) and a figure."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from galmap.core.io import read_shard
+    from galmap.images2images.superres_apply import apply_figure, apply_models, cutout_shards
+    from galmap.nn.training import load_model
+    from galmap.nn.unet import UNet
+
+    torch.set_num_threads(max(1, threads))
+    diffusion, dmeta = load_model(diffusion_path, UNet, "cpu")
+    regression, _ = load_model(regression_path, UNet, "cpu")
+    spec = params["apply"]
+    src_ref, tgt_ref = read_shard(source_ref_path), read_shard(target_ref_path)
+    source, target = cutout_shards(cutout, spec["source_hdus"], spec["target_hdus"], src_ref, tgt_ref, preprocess, seed)
+    p = dict(params)
+    if calibration_path:
+        cal = read_table(calibration_path).set_index("metric")["value"]
+        p["spread_scale"] = float(cal.get("spread_scale", 1.0))
+    with tempfile.TemporaryDirectory() as work:
+        table, images = apply_models(source, target, diffusion, regression, dmeta, p, structure_params, seed, work)
+    write_table(table_path, table)
+    apply_figure(images, table, figure_path, f"{Path(cutout).name}: {'+'.join(spec['source_hdus'])} -> "
+                 f"{'+'.join(spec['target_hdus'])}")  # fmt: skip
+    log.info("superres apply %s:\n%s", cutout, table.to_string(index=False))
+
+
 def halpha_train_file(
     params: Mapping[str, Any],
     seed: int,
