@@ -36,11 +36,15 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="base | ema:DECAY | eta:ETA | steps:N (repeatable)")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
     ap.add_argument("--seed", type=int, default=None, help="the sky's seed (default: the config's)")
+    ap.add_argument("--set", nargs="*", default=[], help="superres.KEY=VALUE overrides (e.g. structure_galaxies=10)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config, REPO / "workflow/schemas/config.schema.yaml")
     seed = int(cfg["seed"]) if args.seed is None else args.seed
     base = cfg["superres"] | {"device": "cpu"}
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        base[key] = type(base[key])(value) if key in base and base[key] is not None else float(value)
     r = args.results
     source = sorted(str(p) for p in (r / "images" / base["source_survey"]).glob("shard-*.h5"))
     target = sorted(str(p) for p in (r / "images" / base["target_survey"]).glob("shard-*.h5"))

@@ -61,7 +61,7 @@ def test_structure_measures_on_galsim_images():
     psf = galsim.Moffat(beta=2.5, fwhm=0.2).drawImage(nx=25, ny=25, scale=SCALE).array[None]
     table = measure_structure(images, ivar, seg, psf, SCALE, {"fit_max_iter": 40})
     assert list(table.columns) == [
-        "sersic_n", "re_arcsec", "concentration", "asymmetry", "smoothness", "gini", "m20", "arm_m2"
+        "sersic_n", "re_arcsec", "concentration", "asymmetry", "smoothness", "gini", "m20", "arm_m2", "morph_flag"
     ]  # fmt: skip
     assert table.notna().all().all()
     # an exponential disk: n near 1 and Re = 1.68 h over sqrt(q) along the major axis (the arms move it a little)

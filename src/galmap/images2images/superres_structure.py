@@ -91,10 +91,14 @@ def measure_structure(
     bad = _bad_fit(re, flag)
     morph, _ = measure_batched(images[:, 0], ivar[:, 0], segmap, device="cpu")
     table = pd.DataFrame({"sersic_n": np.where(bad, np.nan, n), "re_arcsec": np.where(bad, np.nan, re)})
+    # statmorph's flag 2 ("bad") is not a reason to drop a value here: on the 9.6" grid it fires for most galaxies
+    # (no 32-px sky box beside a large segment, the MID statistics), whose C, A, S, Gini and M20 are defined;
+    # catastrophic failures (flag 4, NaN) and statmorph's invalid values (-99) are dropped
     for k in ("concentration", "asymmetry", "smoothness", "gini", "m20"):
         v = morph[k].to_numpy(np.float64)
-        table[k] = np.where((morph["flag"].to_numpy() >= 2) | (v == -99.0), np.nan, v)
+        table[k] = np.where((morph["flag"].to_numpy() >= 4) | (v == -99.0), np.nan, v)
     table["arm_m2"] = arm_amplitude(images[:, 0], (segmap == 1) & (ivar[:, 0] > 0))
+    table["morph_flag"] = morph["flag"].to_numpy()
     return table
 
 
@@ -339,7 +343,7 @@ def evaluate_structure(
     ids = data.ids[test].astype(str)
     frames = [m.assign(id=ids, method=name) for name, m in ({"euclid": euclid} | measures).items()]
     frames += [m.assign(id=ids, method=f"draw_{i}") for i, m in enumerate(per_draw)]
-    galaxies = pd.concat(frames, ignore_index=True)[["id", "method", *QUANTITIES]].assign(split=split)
+    galaxies = pd.concat(frames, ignore_index=True)[["id", "method", *QUANTITIES, "morph_flag"]].assign(split=split)
     # calibration
     re_draws = np.stack([d["re_arcsec"].to_numpy() for d in per_draw])
     arm_draws = np.stack([d["arm_m2"].to_numpy() for d in per_draw])
