@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="base | ema:DECAY | eta:ETA | steps:N (repeatable)")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
     ap.add_argument("--seed", type=int, default=None, help="the sky's seed (default: the config's)")
+    ap.add_argument("--split", default="val", help="the galaxies measured: val (choosing), test (the report only)")
     ap.add_argument("--set", nargs="*", default=[], help="superres.KEY=VALUE overrides (e.g. structure_galaxies=10)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -73,7 +74,7 @@ def main() -> None:
         superres_structure_file(
             params, seed, source, target, str(diffusion), str(r / "superres" / "regression" / "model.pt"),
             str(work / "structure.csv"), str(work / "structure_galaxies.parquet"), str(work / "calibration.csv"),
-            sersic, str(truth) if truth.exists() else None, {"seed": seed, "surveys": cfg["surveys"]}, split="val",
+            sersic, str(truth) if truth.exists() else None, {"seed": seed, "surveys": cfg["surveys"]}, split=args.split,
         )  # fmt: skip
         st = pd.read_csv(work / "structure.csv").set_index(["method", "quantity"])
         cal = pd.read_csv(work / "calibration.csv").set_index("metric")["value"]

@@ -244,7 +244,7 @@ def apply_models(
 
 
 def apply_figure(images: Mapping[str, np.ndarray], table, path: str | Path, title: str) -> None:
-    """Panels of the source (its g, r, z as colours), bicubic, regression, a draw, the draws' mean and the target."""
+    """Panels of the source (its bands summed), bicubic, regression, a draw, the draws' mean and the target."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,9 +257,11 @@ def apply_figure(images: Mapping[str, np.ndarray], table, path: str | Path, titl
     vmax = float(np.arcsinh(np.percentile(ref, 99.5) / soft))
     for ax, k in zip(axes, keys, strict=True):
         img = images[k]
-        if img.ndim == 3:
-            rgb = np.arcsinh(np.clip(img[::-1].transpose(1, 2, 0), 0, None) / max(float(np.percentile(img, 50)), 1e-6))
-            ax.imshow(np.clip(rgb / max(float(np.percentile(rgb, 99.5)), 1e-6), 0, 1), origin="lower")
+        if img.ndim == 3:  # the source's bands summed, on its own (coarser) grid and noise
+            img = img.sum(0)
+            s_soft = max(float(np.percentile(np.abs(img), 50)), 1e-6)
+            ax.imshow(np.arcsinh(img / s_soft), origin="lower", cmap="gray_r", vmin=0,
+                      vmax=float(np.arcsinh(np.percentile(img, 99.5) / s_soft)))  # fmt: skip
         else:
             ax.imshow(np.arcsinh(img / soft), origin="lower", cmap="gray_r", vmin=0, vmax=vmax)
         row = table[
