@@ -197,7 +197,7 @@ def apply_models(
 
     from galmap.core.io import write_shard
     from galmap.images2images.superres import load_pairs
-    from galmap.images2images.superres_structure import calibrate_draws, measure_structure
+    from galmap.images2images.superres_structure import calibrate_draws, combined_source, measure_structure
     from galmap.nn.diffusion import sample_draws
     from galmap.nn.image2image import predict_unet
     from galmap.structure.measure import fit_sersic_shard
@@ -220,12 +220,7 @@ def apply_models(
     w = np.asarray(meta.get("base_band_weights") or np.full(data.source_flux.shape[1], 1 / data.source_flux.shape[1]))
     cubic = np.einsum("b,nbhw->nhw", w, data.source_flux)[:, None].astype(np.float32)
     nat = data.native
-    n_img = np.einsum("b,nbhw->nhw", w, nat.images)[:, None].astype(np.float32)
-    var = np.where(nat.ivar > 0, 1.0 / np.where(nat.ivar > 0, nat.ivar, 1.0), np.inf)
-    n_var = np.einsum("b,nbhw->nhw", w**2, var)[:, None]
-    n_ivar = np.where(np.isfinite(n_var) & (n_var > 0), 1.0 / n_var, 0.0).astype(np.float32)
-    n_psf = np.einsum("b,bpq->pq", np.abs(w), np.asarray(nat.extra["psf"], np.float64))[None]
-    n_psf /= n_psf.sum()
+    n_img, n_ivar, n_psf = combined_source(nat.images, nat.ivar, nat.extra["psf"], w)
     t_ivar, seg = data.target_ivar, data.target_segmap
     versions = {
         "source": measure_structure(n_img, n_ivar, nat.extra["segmap"], n_psf, data.source_pixscale, params),

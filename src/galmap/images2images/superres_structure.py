@@ -313,13 +313,7 @@ def evaluate_structure(
     cubic = np.einsum("b,nbhw->nhw", w, data.source_flux[test])[:, None].astype(np.float32)
     # DECaLS measured directly: its bands combined with the same weights, its own segment, inverse variance and PSF
     nat = data.native
-    n_img = np.einsum("b,nbhw->nhw", w, np.nan_to_num(nat.images[test]))[:, None].astype(np.float32)
-    with np.errstate(divide="ignore"):
-        var = np.where(nat.ivar[test] > 0, 1.0 / np.where(nat.ivar[test] > 0, nat.ivar[test], 1.0), np.inf)
-    n_var = np.einsum("b,nbhw->nhw", w**2, var)[:, None]
-    n_ivar = np.where(np.isfinite(n_var) & (n_var > 0), 1.0 / n_var, 0.0).astype(np.float32)
-    n_psf = np.einsum("b,bpq->pq", np.abs(w), np.asarray(nat.extra["psf"], np.float64))[None]
-    n_psf /= n_psf.sum()
+    n_img, n_ivar, n_psf = combined_source(nat.images[test], nat.ivar[test], nat.extra["psf"], w)
     psf, pix = data.target_psf, data.target_pixscale
 
     def measure(images, times=1):
@@ -383,6 +377,21 @@ def evaluate_structure(
         }
     )
     return table, galaxies, calibration
+
+
+def combined_source(
+    images: np.ndarray, ivar: np.ndarray, psf: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source stamps (N, B, H, W) combined into one band, ``sum_b w_b image_b`` (N, 1, H, W), with its inverse
+    variance (0 where a band has no data) and the PSF ``sum_b |w_b| psf_b`` (1, P, P; normalised)."""
+    w = np.asarray(weights, np.float64)
+    img = np.einsum("b,nbhw->nhw", w, np.nan_to_num(images))[:, None].astype(np.float32)
+    var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), np.inf)
+    with np.errstate(invalid="ignore"):
+        comb = np.einsum("b,nbhw->nhw", w**2, var)[:, None]
+    out_ivar = np.where(np.isfinite(comb) & (comb > 0), 1.0 / np.where(comb > 0, comb, 1.0), 0.0).astype(np.float32)
+    p = np.einsum("b,bpq->pq", np.abs(w), np.asarray(psf, np.float64))[None]
+    return img, out_ivar, p / p.sum()
 
 
 def _pixel_coverage(draws: np.ndarray, reference: np.ndarray, select: np.ndarray) -> float:
