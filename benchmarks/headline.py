@@ -23,6 +23,9 @@ Tables (the held-out test split of each run; a table or column a run lacks is le
 * domain adaptation: mean over questions on the target survey per method: accuracy,
   change against ``source_only``, fraction of the drop recovered (``domain/metrics.csv``);
 * super-resolution: Re scatter (dex) and bias (%), PSNR (dB), SSIM per method (``superres/metrics.csv``);
+  the structure table's scatter against Euclid per method (C, A, Gini, M20, Re in dex, the m = 2 arm
+  amplitude) and the draws' coverage of the noiseless Re and pixels and invented-arms fraction
+  (``superres/structure.csv``, ``superres/calibration.csv``);
 * Hα: median pixel correlation, flux scatter and bias (dex) per subset, for the regression
   U-Net and, when run, the diffusion model (``halpha/metrics.csv``, ``halpha/diffusion/metrics.csv``).
 """
@@ -171,6 +174,22 @@ def superres(res: Path) -> pd.DataFrame | None:
     return metrics.set_index("method")[[c for c in cols if c in metrics.columns]]
 
 
+def superres_structure(res: Path) -> pd.DataFrame | None:
+    table = _read(res / "superres/structure.csv")
+    if table is None:
+        return None
+    wanted = ["concentration", "asymmetry", "gini", "m20", "re_arcsec", "arm_m2"]
+    out = table.pivot(index="method", columns="quantity", values="scatter")[wanted]
+    out.columns = [f"{q} scatter" for q in wanted]
+    cal = _read(res / "superres/calibration.csv")
+    if cal is not None:
+        v = cal.set_index("metric")["value"]
+        for key in ("re_coverage_noiseless", "pixel_coverage_noiseless", "invented_arms_fraction"):
+            if key in v.index:
+                out.loc["diffusion_draws", key] = float(v[key])
+    return out
+
+
 def halpha(res: Path) -> pd.DataFrame | None:
     tables = []
     for model, path in (("regression", "halpha/metrics.csv"), ("diffusion", "halpha/diffusion/metrics.csv")):
@@ -191,6 +210,9 @@ TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
     "Flow closure (requested vs measured)": flow,
     "Domain adaptation (mean over questions, target survey)": domain,
     "Super-resolution (DESI to Euclid, held-out galaxies)": superres,
+    "Super-resolution structure against Euclid (scatter after removing the bias; draws' 16-84 % coverage)": (
+        superres_structure
+    ),
     "Hα from u, g, r, i, z (held-out galaxies)": halpha,
 }
 

@@ -63,7 +63,12 @@ DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.
 SERSIC_PARAMS = {k: v for k, v in config["structure"].items() if k not in ("morph_band", "morphometry")}
 MORPH_PARAMS = {k: config["structure"][k] for k in ("survey", "morph_band", "morphometry")}
-SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples")
+SUPERRES_STRUCTURE_ONLY = ("structure_galaxies", "structure_draws", "calibration_galaxies")
+SUPERRES_EVAL_ONLY = ("sample_steps", "n_draws", "eta", "fit_max_iter", "n_examples", "apply", *SUPERRES_STRUCTURE_ONLY)
+SUPERRES_EVALUATE_PARAMS = {k: v for k, v in config["superres"].items() if k not in (*SUPERRES_STRUCTURE_ONLY, "apply")}
+SUPERRES_STRUCTURE_PARAMS = {k: v for k, v in config["superres"].items() if k != "apply"}
+# superres.apply: the user's FITS cutouts the trained models run on, by file name (results/superres/apply/<name>.*)
+SUPERRES_APPLY = {os.path.splitext(os.path.basename(p))[0]: p for p in config["superres"]["apply"]["cutouts"]}
 HALPHA_TRAIN_PARAMS = {
     k: v
     for k, v in config["halpha"].items()
@@ -168,6 +173,8 @@ SUPERRES_SOURCE = _survey_shards(config["superres"]["source_survey"])
 SUPERRES_TARGET = _survey_shards(config["superres"]["target_survey"])
 # the Sérsic fits of the source survey (the structure stage's) that the networks' Sérsic base is drawn from
 SUPERRES_SERSIC = ["results/structure/sersic.parquet"] if config["superres"]["sersic_base"] else []
+# the mock's truth: the noiseless renderings and featureless galaxies of the structure comparison (none on real data)
+SUPERRES_TRUTH = ["results/catalog/truth.parquet"] if SOURCE == "mock" else []
 HALPHA_INPUT = _survey_shards(config["halpha"]["input_survey"])
 HALPHA_TARGET = _survey_shards(config["halpha"]["target_survey"])
 
@@ -216,7 +223,7 @@ def all_outputs():
         "classify": ["metrics.csv", "confusion.csv", "comparison.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
         "domain": ["metrics.csv", "failures.csv"],
-        "superres": ["metrics.csv", "re_compare.parquet", "failures.csv"],
+        "superres": ["metrics.csv", "re_compare.parquet", "failures.csv", "structure.csv", "calibration.csv"],
         "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
         "realism": ["c2st.csv", "votes.csv", "stats.parquet", "failures.csv"],
     }
@@ -225,12 +232,19 @@ def all_outputs():
             out += [f"results/{stage}/{name}" for name in names]
     if "halpha" in runs and HALPHA_DIFFUSION["enabled"]:
         out += [f"results/halpha/diffusion/{name}" for name in ("metrics.csv", "predictions.parquet", "failures.csv")]
+    if "superres" in runs and SUPERRES_APPLY:
+        out += expand("results/superres/apply/{name}.{ext}", name=list(SUPERRES_APPLY), ext=["csv", "png"])
     if "vae" in runs:
         out += expand("results/vae/z{k}/{name}", k=LATENT_SIZES, name=["model.pt", "latents.parquet", "history.csv"])
         out += ["results/vae/ssim_vs_latents.csv", "results/vae/failures.csv"]
         if "truth" in runs:
             out += ["results/vae/probes.csv"]
     return out
+
+
+def superres_apply_cutout(wildcards):
+    """The FITS cutout of ``superres.apply`` named ``wildcards.name``."""
+    return SUPERRES_APPLY[wildcards.name]
 
 
 def vae_noiseless(wildcards):

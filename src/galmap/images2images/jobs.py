@@ -100,6 +100,97 @@ def superres_evaluate_file(
     log.info("superres metrics:\n%s", metrics.to_string(index=False))
 
 
+def superres_structure_file(
+    params: Mapping[str, Any],
+    seed: int,
+    source_paths: Sequence[str],
+    target_paths: Sequence[str],
+    diffusion_path: str,
+    regression_path: str,
+    structure_path: str,
+    galaxies_path: str,
+    calibration_path: str,
+    sersic_path: str | None = None,
+    truth_path: str | None = None,
+    mock_config: Mapping[str, Any] | None = None,
+    threads: int = 1,
+    split: str = "test",
+) -> None:
+    """The structure table, per-galaxy measures and calibration of the super-resolved images
+    (:mod:`galmap.images2images.superres_structure`); ``truth_path`` and ``mock_config`` (``seed``,
+    ``surveys``) only on the mock."""
+    import torch
+
+    from galmap.core.device import pick_device
+    from galmap.images2images.superres import load_pairs
+    from galmap.images2images.superres_structure import evaluate_structure
+    from galmap.nn.training import derived_seed, load_model
+    from galmap.nn.unet import UNet
+
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(params["device"])
+    diffusion, dmeta = load_model(diffusion_path, UNet, device)
+    regression, _ = load_model(regression_path, UNet, device)
+    sersic = read_table(sersic_path) if sersic_path else None
+    scales = {k: dmeta.get(k) for k in ("data_scale", "residual_scale", "base_band_weights")}
+    data = load_pairs(source_paths, target_paths, params, seed, None, sersic, scales)
+    truth = read_table(truth_path) if truth_path else None
+    table, galaxies, calibration = evaluate_structure(
+        data, diffusion, regression, params, derived_seed(seed, 70, 4), truth, mock_config, split
+    )
+    write_table(structure_path, table)
+    write_table(galaxies_path, galaxies)
+    write_table(calibration_path, calibration)
+    log.info(
+        "superres structure (%s):\n%s\n%s", split, table.to_string(index=False), calibration.to_string(index=False)
+    )
+
+
+def superres_apply_file(
+    cutout: str,
+    params: Mapping[str, Any],
+    structure_params: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    seed: int,
+    diffusion_path: str,
+    regression_path: str,
+    source_ref_path: str,
+    target_ref_path: str,
+    table_path: str,
+    figure_path: str,
+    calibration_path: str | None = None,
+    threads: int = 1,
+) -> None:
+    """Run the trained models on a real FITS cutout (``superres.apply``: its ``source_hdus`` and ``target_hdus``);
+    write the measures of each version (:data:`galmap.images2images.superres_apply.APPLY_COLUMNS`) and a figure."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from galmap.core.io import read_shard
+    from galmap.images2images.superres_apply import apply_figure, apply_models, cutout_shards
+    from galmap.nn.training import load_model
+    from galmap.nn.unet import UNet
+
+    torch.set_num_threads(max(1, threads))
+    diffusion, dmeta = load_model(diffusion_path, UNet, "cpu")
+    regression, _ = load_model(regression_path, UNet, "cpu")
+    spec = params["apply"]
+    src_ref, tgt_ref = read_shard(source_ref_path), read_shard(target_ref_path)
+    source, target = cutout_shards(cutout, spec["source_hdus"], spec["target_hdus"], src_ref, tgt_ref, preprocess, seed)
+    p = dict(params)
+    if calibration_path:
+        cal = read_table(calibration_path).set_index("metric")["value"]
+        p["spread_scale"] = float(cal.get("spread_scale", 1.0))
+    with tempfile.TemporaryDirectory() as work:
+        table, images = apply_models(source, target, diffusion, regression, dmeta, p, structure_params, seed, work)
+    write_table(table_path, table)
+    apply_figure(images, table, figure_path, f"{Path(cutout).name}: {'+'.join(spec['source_hdus'])} -> "
+                 f"{'+'.join(spec['target_hdus'])}")  # fmt: skip
+    log.info("superres apply %s:\n%s", cutout, table.to_string(index=False))
+
+
 def halpha_train_file(
     params: Mapping[str, Any],
     seed: int,

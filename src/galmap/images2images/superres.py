@@ -139,6 +139,36 @@ def bin_psf(psf: np.ndarray, factor: int) -> np.ndarray:
     return out / out.sum((1, 2), keepdims=True)
 
 
+def target_grid(images: np.ndarray, ivar: np.ndarray, factor: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, B, H, W) target stamps on the compared grid: binned ``factor`` x ``factor`` (:func:`bin_stamps`), the
+    central ``size`` pixels (cropped first: the binned crop is centred alike when margins are multiples of the bin)."""
+    full = images.shape[-1] // factor
+    if size > full:
+        raise ValueError(f"superres.target_px {size} is larger than the binned target stamp ({full} px)")
+    margin = ((full - size) // 2) * factor
+    img, iv = bin_stamps(images[..., margin:, margin:], ivar[..., margin:, margin:], factor)
+    return img[..., :size, :size], iv[..., :size, :size]
+
+
+def bin_segmap(segmap: np.ndarray, factor: int) -> np.ndarray:
+    """(N, H, W) segment labels binned ``factor`` x ``factor``: 1 where any pixel is the galaxy's (label 1),
+    else 2 where any is a neighbour's (label > 1), else 0."""
+    if factor == 1:
+        return np.where(segmap == 1, 1, np.where(segmap > 1, 2, 0)).astype(np.int32)
+    n, h, w = segmap.shape
+    h2, w2 = h // factor, w // factor
+    blocks = segmap[:, : h2 * factor, : w2 * factor].reshape(n, h2, factor, w2, factor)
+    own, other = (blocks == 1).any((2, 4)), (blocks > 1).any((2, 4))
+    return np.where(own, 1, np.where(other, 2, 0)).astype(np.int32)
+
+
+def _stack_extra(shards: Sequence[Shard], rows: Sequence[tuple[int, int]], key: str) -> np.ndarray | None:
+    """A per-galaxy dataset of the paired shards (``rows``: (shard, row)), stacked; None when a shard lacks it."""
+    if not rows or any(key not in s.extra for s in shards):
+        return None
+    return np.stack([shards[k].extra[key][i] for k, i in rows])
+
+
 def crop_centre(a: np.ndarray, size: int) -> np.ndarray:
     """The central ``size`` x ``size`` pixels of (..., H, W) arrays."""
     h, w = a.shape[-2:]
@@ -181,6 +211,7 @@ class SuperresData:
     base_flux: np.ndarray
     residual_scale: float = 1.0
     base_band_weights: np.ndarray | None = None
+    target_segmap: np.ndarray | None = None  # (N, H, W) labels on the target grid: 1 the galaxy, >1 neighbours
 
     @property
     def mask(self) -> torch.Tensor:
@@ -273,7 +304,7 @@ def load_pairs(
     :attr:`SuperresData.scales`) override the scales measured on the training galaxies, so
     that a model is evaluated on the scales it was trained with.
     """
-    pairs = pair_surveys(source_paths, target_paths, "superres", ("flags", "psf", "psf_profile"), failures)
+    pairs = pair_surveys(source_paths, target_paths, "superres", ("flags", "psf", "psf_profile", "segmap"), failures)
     src, tgt, ids = pairs.source, pairs.target, pairs.ids
     bin_, size = int(params["target_bin"]), int(params["target_px"])
     t_attrs, s_attrs = tgt[0].attrs, src[0].attrs
@@ -281,13 +312,11 @@ def load_pairs(
     s_scale = float(s_attrs["pixscale_arcsec"])
     s_img, s_ivar = pairs.stamps("source")
     t_img, t_ivar = pairs.stamps("target")
-    # crop first (the binned crop is centred the same way when the margins are multiples of the bin)
-    full = t_img.shape[-1] // bin_
-    margin = ((full - size) // 2) * bin_
-    if size > full:
-        raise ValueError(f"superres.target_px {size} is larger than the binned target stamp ({full} px)")
-    t_img, t_ivar = bin_stamps(t_img[..., margin:, margin:], t_ivar[..., margin:, margin:], bin_)
-    t_img, t_ivar = t_img[..., :size, :size], t_ivar[..., :size, :size]
+    t_img, t_ivar = target_grid(t_img, t_ivar, bin_, size)
+    t_seg = _stack_extra(pairs.target, pairs.target_rows, "segmap")
+    if t_seg is not None:
+        margin = ((t_seg.shape[-1] // bin_ - size) // 2) * bin_
+        t_seg = bin_segmap(t_seg[..., margin:, margin:], bin_)[..., :size, :size]
     t_soft = float(np.asarray(t_attrs["norm_softening"])[0]) * bin_
     x_t, w_t = network_inputs(t_img, t_ivar, [t_soft], float(params["sys_error"]))
     mask = w_t > 0
@@ -307,7 +336,8 @@ def load_pairs(
     t_psf = bin_psf(np.asarray(psf, np.float64), bin_)
     native = Shard(
         images=s_img, ivar=s_ivar, ids=np.asarray(ids, dtype=object), attrs=dict(s_attrs),
-        extra={"psf": src[0].extra.get("psf_profile", src[0].extra.get("psf"))},
+        extra={"psf": src[0].extra.get("psf_profile", src[0].extra.get("psf"))}
+        | ({} if (seg := _stack_extra(pairs.source, pairs.source_rows, "segmap")) is None else {"segmap": seg}),
     )  # fmt: skip
     x_t = x_t / np.float32(data_scale)
     w_t = w_t * np.float32(data_scale) ** 2
@@ -365,6 +395,7 @@ def load_pairs(
         base_flux=base_flux,
         residual_scale=residual_scale,
         base_band_weights=weights,
+        target_segmap=t_seg,
     )
 
 
@@ -388,6 +419,7 @@ def train_model(
         seed=seed,
         keep="last" if kind == "diffusion" else "best",
         bf16=bool(params.get("bf16", False)),
+        ema_decay=float(params.get("ema_decay", 0.0)) if kind == "diffusion" else 0.0,
     )
     model, history, meta = fit_unet(
         model, pixel_step(kind, device), data.split, (data.cond, data.target, weights), int(params["batch_size"]),
@@ -454,18 +486,27 @@ def _ssim(reference: np.ndarray, image: np.ndarray, valid: np.ndarray) -> np.nda
     return ssim(torch.as_tensor(reference), torch.as_tensor(image), torch.as_tensor(valid))[:, 0].numpy()
 
 
-def fit_re(
+def fit_sersic(
     images: np.ndarray, ivar: np.ndarray, psf: np.ndarray, pixscale: float, params: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sérsic half-light semi-major axes (arcsec) and fit flags of (N, B, H, W) stamps."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sérsic half-light semi-major axes (arcsec), indices and fit flags of (N, B, H, W) stamps (sky fitted)."""
     h, w = images.shape[-2:]
     fitter = SersicFitter(psf, (h, w), fit_sky=True, max_iter=int(params["fit_max_iter"]), device="cpu")
-    re, flag = np.full(len(images), np.nan), np.zeros(len(images), np.int64)
+    re, n, flag = np.full(len(images), np.nan), np.full(len(images), np.nan), np.zeros(len(images), np.int64)
     bs = 128
     for start in range(0, len(images), bs):
         fit = fitter.fit(images[start : start + bs], ivar[start : start + bs])
         re[start : start + bs] = fit.re_px * pixscale
+        n[start : start + bs] = fit.n
         flag[start : start + bs] = fit.flag
+    return re, n, flag
+
+
+def fit_re(
+    images: np.ndarray, ivar: np.ndarray, psf: np.ndarray, pixscale: float, params: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sérsic half-light semi-major axes (arcsec) and fit flags of (N, B, H, W) stamps (:func:`fit_sersic`)."""
+    re, _, flag = fit_sersic(images, ivar, psf, pixscale, params)
     return re, flag
 
 

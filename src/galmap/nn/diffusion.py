@@ -136,14 +136,18 @@ def sample_draws(
 ) -> np.ndarray:
     """``n_draws`` DDIM draws per galaxy of ``cond`` (N, Cc, H, W): (n_draws, N, out_channels, H, W), network scale.
 
-    Seeded (``seed``): the same call gives the same draws. The model stays on its device;
-    ``cond`` is moved there a batch at a time.
+    All draws of a galaxy are sampled in one batch (its condition repeated ``n_draws`` times,
+    ``max(1, batch_size // n_draws)`` galaxies per batch), so a galaxy's draws differ only by
+    their starting noise. Seeded (``seed``): the same call gives the same draws. The model
+    stays on its device; ``cond`` is moved there a batch at a time.
     """
     device = next(model.parameters()).device
     gen = seeded_generator(seed, 7, device=device)
     out = np.empty((n_draws, cond.shape[0], out_channels, *cond.shape[-2:]), np.float32)
-    for d in range(n_draws):
-        for start in range(0, cond.shape[0], batch_size):
-            c = cond[start : start + batch_size].to(device)
-            out[d, start : start + len(c)] = ddim_sample(model, c, out_channels, steps, eta, gen).cpu().numpy()
+    per = max(1, batch_size // max(n_draws, 1))
+    for start in range(0, cond.shape[0], per):
+        c = cond[start : start + per].to(device)
+        k = len(c)
+        x = ddim_sample(model, c.repeat_interleave(n_draws, 0), out_channels, steps, eta, gen)
+        out[:, start : start + k] = x.view(k, n_draws, *x.shape[1:]).transpose(0, 1).cpu().numpy()
     return out

@@ -154,6 +154,20 @@ class TrainSettings:
     #: read every batch's metrics on the host as it ends (one synchronisation per batch: the old loop,
     #: for benchmarks); the default reads the sums once per epoch. The per-epoch numbers are the same
     sync_every_batch: bool = False
+    #: > 0: keep an exponential moving average of the weights (decay per optimiser step, warmed up as
+    #: ``min(decay, (1 + step) / (10 + step))``) and return it instead of the raw weights (diffusion models
+    #: sample from it); the validation loss is still that of the raw weights
+    ema_decay: float = 0.0
+
+
+def _ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
+    """``ema = decay ema + (1 - decay) weights`` for floating-point entries of the state dict; others copied."""
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            else:
+                ema[k].copy_(v)
 
 
 class _EpochMeans:
@@ -225,6 +239,10 @@ def train(
     )
     start, best_val, best_epoch, bad = 0, math.inf, -1, 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if settings.ema_decay > 0 else None
+    n_steps = 0
+    if ema is not None:
+        fingerprint += f":ema{settings.ema_decay}"
     history: list[dict[str, float]] = []
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
@@ -241,6 +259,8 @@ def train(
                 int(state["bad_epochs"]),
             )
             history = [dict(r) for r in state["history"]]
+            if ema is not None:
+                ema, n_steps = state["ema"], int(state["ema_steps"])
             log.info("%s: resuming from the checkpoint after epoch %d (%s)", desc, start - 1, ckpt)
         else:
             log.info("%s: checkpoint %s is from other settings; starting over", desc, ckpt)
@@ -266,6 +286,9 @@ def train(
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
+            if ema is not None:
+                _ema_update(ema, model, min(settings.ema_decay, (1 + n_steps) / (10 + n_steps)))
+                n_steps += 1
             sums.add(out, _batch_size(batch))
         train_m = sums.means()  # the epoch's one synchronisation (the device has finished its steps)
         n_train = sums.count
@@ -293,7 +316,7 @@ def train(
         val_loss = val_m.get("loss", train_m["loss"])
         if settings.keep == "last" or val_loss < best_val:
             best_val, best_epoch, bad = val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in (ema or model.state_dict()).items()}
         else:
             bad += 1
         bar.set_postfix(train=f"{train_m['loss']:.4g}", val=f"{val_loss:.4g}", best=best_epoch)
@@ -317,7 +340,8 @@ def train(
                     "best_epoch": best_epoch,
                     "bad_epochs": bad,
                     "history": history,
-                },
+                }
+                | ({"ema": ema, "ema_steps": n_steps} if ema is not None else {}),
             )
     bar.close()
     frame = pd.DataFrame(history)
