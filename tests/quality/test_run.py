@@ -167,7 +167,7 @@ def test_domain_adaptation_beats_source_only(results):
     """On the shifted survey (BASS/MzLS), distillation's test accuracy minus the source-only CNN's, mean over
     the questions: default sky +3.4 points (± 1.0); floor +1.0. Broken: ``source_only`` against itself
     is 0; distillation's predictions shuffled are far below."""
-    preds = pd.read_parquet(_need(results / "domain/predictions.parquet"))
+    preds = pd.read_parquet(_need(results / "domain/bass_mzls/predictions.parquet"))
     targets = pd.read_parquet(_need(results / "classify/targets.parquet")).set_index(["id", "question"])
     test = preds[preds["split"] == "test"]
     # the labels the predictions are scored against are the classification targets' (the truth's votes)

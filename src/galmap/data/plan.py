@@ -185,12 +185,19 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
     else:
         plan["classify"] = None
     plan["flow"] = plan["structure"] or plan["vae"]
-    targets = sorted(set(config["domain"]["target_bands"].values()) - surveys)
+    absent = {
+        p["name"]: sorted(set(p["target_bands"].values()) - surveys)
+        for p in config["domain"]["pairs"]
+        if set(p["target_bands"].values()) - surveys
+    }
     plan["domain"] = (
         ("it needs the classification stage, which is skipped" if plan["classify"] else None)
         or (UNCALIBRATED if colour else None)
         or (
-            f"the target survey(s) {', '.join(targets)} of domain.target_bands are not in the data" if targets else None
+            "the target survey(s) of domain.pairs are not in the data: "
+            + "; ".join(f"{name}: {', '.join(names)}" for name, names in absent.items())
+            if absent
+            else None
         )
     )
     for stage, keys in (
