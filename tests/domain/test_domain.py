@@ -136,6 +136,22 @@ def test_domain_pairs_name_configured_surveys_with_every_band(test_config):
         check_references(_with_pairs(test_config, good, good))
 
 
+def test_a_default_pair_whose_survey_is_removed_is_skipped_alone():
+    from galmap.core.config import load_yaml, merge, resolve_config
+    from galmap.data.plan import domain_plan, skipped_messages, stage_plan
+    from tests.conftest import REPO, SCHEMA
+
+    default, schema = load_yaml(REPO / "config" / "config.yaml"), load_yaml(SCHEMA)
+    cfg = resolve_config(merge(default, {"surveys": {"sdss": None, "halpha": None}}), schema, default)
+    assert domain_plan(cfg) == {"bass_mzls": None, "sdss": "sdss: sdss not in the data"}
+    assert stage_plan(cfg)["domain"] is None
+    assert "galmap: domain pair skipped: sdss: sdss not in the data" in skipped_messages(cfg)
+    # pairs the user sets (other than the default's) are checked strictly: a survey not configured stops the run
+    with pytest.raises(ConfigError, match="names survey 'sdss', which is not configured"):
+        only_sdss = {"surveys": {"sdss": None, "halpha": None}, "domain": {"pairs": default["domain"]["pairs"][1:]}}
+        resolve_config(merge(default, only_sdss), schema, default)
+
+
 def test_domain_pairs_are_validated_by_the_schema_and_take_their_overrides(test_config):
     from galmap.core.config import load_yaml, validate_config
     from galmap.domain.pairs import pair_settings

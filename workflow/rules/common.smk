@@ -5,6 +5,7 @@ from snakemake.logging import logger
 from galmap.preprocess.settings import survey_params
 from galmap.domain.pairs import domain_pairs, pair_settings, target_surveys
 from galmap.data.plan import (
+    domain_plan,
     manga_surveys,
     shard_names,
     skipped_messages,
@@ -57,8 +58,8 @@ DISTILL_GPU = config["domain"]["distill"]["device"] == "cuda"
 SUPERRES_GPU = config["superres"]["device"] == "cuda"
 HALPHA_GPU = config["halpha"]["device"] == "cuda"
 VAE_SURVEY = config["vae"]["survey"]
-# the source -> target pairs of the domain stage (survey A -> survey B), by name, in config order
-DOMAIN_PAIRS = domain_pairs(config["domain"])
+# the source -> target pairs of the domain stage (survey A -> survey B) whose surveys the data have, by name
+DOMAIN_PAIRS = {k: v for k, v in domain_pairs(config["domain"]).items() if domain_plan(config)[k] is None}
 # What each rule reads of a shared config section, so that a setting reruns only the rules that use it
 # (tests/workflow/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.

@@ -223,7 +223,9 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
             )
     dom = config.get("domain")
     if dom and "pairs" in dom:
-        check_domain_pairs(dom, surveys, config.get("vae", {}).get("survey"))
+        # the default's pairs may name a survey a config removed: that pair is skipped (galmap.data.plan.domain_plan)
+        strict = explicit is None or "pairs" in ((explicit or {}).get("domain") or {})
+        check_domain_pairs(dom, surveys, config.get("vae", {}).get("survey"), strict)
     sr, st_survey = config.get("superres") or {}, (config.get("structure") or {}).get("survey")
     if sr.get("sersic_base") and st_survey is not None and sr.get("source_survey") != st_survey:
         raise ConfigError(
@@ -257,9 +259,14 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
             raise ConfigError(f"invalid configuration: config key 'classify.questions': {exc}") from None
 
 
-def check_domain_pairs(domain: Mapping[str, Any], surveys: Mapping[str, Any], classifier_survey: str | None) -> None:
+def check_domain_pairs(
+    domain: Mapping[str, Any], surveys: Mapping[str, Any], classifier_survey: str | None, strict: bool = True
+) -> None:
     """Check ``domain.pairs``: unique names, the classifier's survey as source, configured target surveys that
-    observe every band of the source, and overrides that name keys of ``domain.dann`` / ``domain.distill``."""
+    observe every band of the source, and overrides that name keys of ``domain.dann`` / ``domain.distill``.
+
+    ``strict`` false (the pairs are the default's, not the user's): a pair naming a survey that is not
+    configured is left unchecked (the stage skips it) rather than stopping the run."""
     names = [p.get("name") for p in domain["pairs"]]
     if dup := sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"invalid configuration: config key 'domain.pairs' names pair(s) {', '.join(dup)} twice")
@@ -278,6 +285,8 @@ def check_domain_pairs(domain: Mapping[str, Any], surveys: Mapping[str, Any], cl
             )
         source_bands = list(surveys[source]["bands"])
         tb = pair["target_bands"]
+        if not strict and any(name not in surveys for name in tb.values()):
+            continue
         if missing := [b for b in source_bands if b not in tb]:
             raise ConfigError(
                 f"invalid configuration: config key '{key}.target_bands' has no target survey for band(s) "
