@@ -46,8 +46,9 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="*", help="default: every pair of domain.pairs")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds: seed, seed + 1, ... (at least 3)")
     ap.add_argument("--reuse", action="store_true", help="the run's own models for its seed (no retraining)")
+    ap.add_argument("--only", type=int, help="train and predict this one seed and stop (to run seeds side by side)")
     args = ap.parse_args()
-    if args.seeds < 3:
+    if args.only is None and args.seeds < 3:
         ap.error("the headline is a mean over at least 3 training seeds")
     torch.set_num_threads(1)
     cfg = load_config(args.config, REPO / "workflow/schemas/config.schema.yaml")
@@ -64,7 +65,7 @@ def main() -> None:
             raise SystemExit(f"no target shards of pair {pair!r} in {res / 'domain' / pair / 'target'}")
         dann, distill = (pair_settings(dom, pair, m) | {"device": "cpu"} for m in ("dann", "distill"))
         bests = []
-        for s in range(seed, seed + args.seeds):
+        for s in [args.only] if args.only is not None else range(seed, seed + args.seeds):
             out = args.work / pair / f"seed{s}"
             out.mkdir(parents=True, exist_ok=True)
             for method, train, params in (("dann", domain_dann_file, dann), ("distill", domain_distill_file, distill)):
@@ -85,16 +86,22 @@ def main() -> None:
                 domain_predict_file(dom["batch_size"], targets_path, classes_path, classifier, str(out / "dann.pt"),
                                     str(out / "distill.pt"), None, sources, target_paths, str(preds_path),
                                     str(out / "failures.csv"))  # fmt: skip
+            if args.only is not None:
+                continue
             preds = read_table(preds_path)
             groups = {(m, d): g.drop(columns=["method", "domain"]) for (m, d), g in preds.groupby(["method", "domain"])}
             metrics = domain_metrics(groups, targets, classes, dom["bootstrap_resamples"], seed)
             all_metrics.append(metrics.assign(pair=pair, train_seed=s))
             bests.append(best_method(groups))
             print(f"{pair} seed {s}: best on validation {bests[-1]}", flush=True)
+        if args.only is not None:
+            continue
         best = Counter(bests).most_common(1)[0][0]
         seeds = pd.concat([m for m in all_metrics if m["pair"].iloc[0] == pair])
         mean = seeds.groupby(["question", "method", "domain"], sort=False).mean(numeric_only=True).reset_index()
         summaries.append(domain_summary(mean, best).assign(pair=pair, seeds=args.seeds))
+    if args.only is not None:
+        return
     seeds = pd.concat(all_metrics, ignore_index=True)
     keys = ["pair", "question", "method", "domain"]
     grouped = seeds.groupby(keys, sort=False)

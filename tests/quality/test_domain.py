@@ -5,7 +5,7 @@ CI size (400 galaxies) the classifier itself does not beat chance by a margin (`
 so a drop and its recovery could not be told from noise there; the default sky's outputs are guarded by
 ``tests/quality/test_run.py``. Here the source "survey" sees round and elongated blobs (the question: which),
 and two target surveys see the same galaxies as the pairs do: one blurred and dimmer (BASS/MzLS-like),
-one on 2 x 2 coarser pixels, dimmer and noisier (SDSS-like). The source CNN is trained once and shared by
+one on 2 x 2 coarser pixels and dimmer (SDSS-like). The test split is 48 galaxies (one is 2.1 points). The source CNN is trained once and shared by
 both pairs, as in the stage. Floors come from the values measured here with a stated margin; each test
 also runs the method broken (adaptation that learns nothing from the target, or the wrong target
 galaxy paired with each source galaxy, or shuffled source labels) and checks that it falls below the floor.
@@ -34,7 +34,7 @@ DISTILL = {"members": 1, "epochs": 8, "temperature": 1.0, "feature_weight": 1.0,
            "learning_rate": 1e-3, "weight_decay": 1e-4, "augment": True, "val_fraction": 0.1,
            "cache_mb": 100}  # fmt: skip
 #: the two shifts: (blur in pixels, noise, brightness, 2 x 2 coarser pixels)
-SHIFTS = {"bass_mzls": (1.5, 0.05, 0.3, False), "sdss": (1.0, 0.12, 0.5, True)}
+SHIFTS = {"bass_mzls": (1.5, 0.05, 0.3, False), "sdss": (1.0, 0.05, 0.4, True)}
 
 
 @pytest.fixture(scope="module")
@@ -79,23 +79,23 @@ def _one_thread(fn):
 
 @pytest.mark.parametrize("pair", list(SHIFTS))
 def test_the_shift_costs_the_source_cnn_accuracy(domains, pair):
-    """Source-only test accuracy, source minus target: measured 0.979 - 0.646 (bass_mzls), 0.979 - 0.729 (sdss);
-    the guards below need a drop to recover: floor 0.15."""
+    """Source-only test accuracy, source minus target: measured 0.979 - 0.542 on both shifts;
+    the guards below need a drop to recover: floor 0.25."""
     tmp, model, targets = domains
     drop = _test_accuracy(model, tmp / "source.h5", targets) - _test_accuracy(model, tmp / f"{pair}.h5", targets)
-    assert drop > 0.15, f"{pair}: the shift costs the source CNN {drop:.3f} <= 0.15"
+    assert drop > 0.25, f"{pair}: the shift costs the source CNN {drop:.3f} <= 0.25"
 
 
 @pytest.mark.parametrize("pair", list(SHIFTS))
 def test_adabn_beats_source_only(domains, pair):
-    """AdaBN's target test accuracy minus source-only's: measured +0.33 (bass_mzls), +0.15 (sdss); floor +0.08.
-    Broken (the statistics re-estimated on the source images, not the target's): 0."""
+    """AdaBN's target test accuracy minus source-only's: measured +0.208 (bass_mzls), +0.333 (sdss); floor +0.10.
+    Broken (the statistics re-estimated on the source images, not the target's): 0.000 on both."""
     tmp, model, targets = domains
     target = tmp / f"{pair}.h5"
     base = _test_accuracy(model, target, targets)
     adapted = adapt_batchnorm(model, target_batches([target], held_out_galaxies(targets), 32))
     gain = _test_accuracy(adapted, target, targets) - base
-    floor = 0.08
+    floor = 0.10
     assert gain > floor, f"{pair}: AdaBN gains {gain:+.3f} over source-only <= {floor:+.2f}"
     broken = adapt_batchnorm(model, target_batches([tmp / "source.h5"], held_out_galaxies(targets), 32))
     assert _test_accuracy(broken, target, targets) - base < floor
@@ -103,12 +103,12 @@ def test_adabn_beats_source_only(domains, pair):
 
 @pytest.mark.parametrize("pair", list(SHIFTS))
 def test_dann_beats_source_only(domains, pair):
-    """DANN's target test accuracy minus source-only's: measured +0.29 (bass_mzls), +0.17 (sdss); floor +0.08.
-    Broken (the source labels shuffled): below source-only."""
+    """DANN's target test accuracy minus source-only's: measured +0.188 (bass_mzls), +0.292 (sdss); floor +0.10.
+    Broken (the source labels shuffled): -0.187, -0.146."""
     tmp, model, targets = domains
     target = tmp / f"{pair}.h5"
     base = _test_accuracy(model, target, targets)
-    floor = 0.08
+    floor = 0.10
 
     def gain(table):
         dann, _ = _one_thread(lambda: train_dann(model, [tmp / "source.h5"], [target], table, ["round"], DANN, 0,
@@ -123,12 +123,12 @@ def test_dann_beats_source_only(domains, pair):
 
 @pytest.mark.parametrize("pair", list(SHIFTS))
 def test_distillation_beats_source_only(domains, pair, tmp_path):
-    """Distillation's target test accuracy minus source-only's: measured +0.31 (bass_mzls), +0.19 (sdss); floor
-    +0.08. Broken (each source galaxy paired with another galaxy's target image): below the floor."""
+    """Distillation's target test accuracy minus source-only's: measured +0.250 (bass_mzls), +0.396 (sdss); floor
+    +0.10. Broken (each source galaxy paired with another galaxy's target image): -0.062, +0.042."""
     tmp, model, targets = domains
     target = tmp / f"{pair}.h5"
     base = _test_accuracy(model, target, targets)
-    floor = 0.08
+    floor = 0.10
 
     def gain(pairs):
         ens, _ = _one_thread(lambda: train_distill(model, [tmp / "source.h5"], [pairs], held_out_galaxies(targets),

@@ -735,14 +735,19 @@ def bootstrap_intervals(
     n = len(ids)
     so_source, so_target = ("source_only", "source"), ("source_only", "target")
 
+    right = {k: np.where(np.isfinite(c), c, 0.0) for k, c in correct.items()}
+    have = {k: np.isfinite(c).astype(float) for k, c in correct.items()}
+    cache: dict[tuple[tuple[str, str], int], np.ndarray] = {}  # every call draws the same resamples: score each once
+
     def accuracies(key: tuple[str, str], idx: np.ndarray) -> np.ndarray:
         """Per question, the accuracy of ``key`` on the resampled galaxies ``idx``; the mean of them last."""
-        w = np.bincount(idx, minlength=n).astype(float)
-        c = correct[key]
-        have = np.isfinite(c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            a = (w @ np.where(have, c, 0.0)) / (w @ have)
-        return np.append(a, np.mean(a))
+        tag = (key, hash(idx.tobytes()))
+        if tag not in cache:
+            w = np.bincount(idx, minlength=n).astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                a = (w @ right[key]) / (w @ have[key])
+            cache[tag] = np.append(a, np.mean(a))
+        return cache[tag]
 
     def interval(a: tuple[str, str], b: tuple[str, str] | None, j: int) -> tuple[float, float]:
         """Interval of entry ``j`` of ``accuracies(a) - accuracies(b)`` (just ``accuracies(a)`` when b is None)."""
