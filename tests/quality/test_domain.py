@@ -6,9 +6,10 @@ so a drop and its recovery could not be told from noise there; the default sky's
 ``tests/quality/test_run.py``. Here the source "survey" sees round and elongated blobs (the question: which),
 and two target surveys see the same galaxies as the pairs do: one blurred and dimmer (BASS/MzLS-like),
 one on 2 x 2 coarser pixels and dimmer (SDSS-like). The test split is 48 galaxies (one is 2.1 points).
-The source CNN is trained once and shared by both pairs, as in the stage. Floors come from the values measured here with a stated margin; each test
-also runs the method broken (adaptation that learns nothing from the target, or the wrong target
-galaxy paired with each source galaxy, or shuffled source labels) and checks that it falls below the floor.
+The source CNN is trained once and shared by both pairs, as in the stage. Floors come from the values
+measured here (one thread) with a stated margin; each test also runs the method broken (adaptation that
+learns nothing from the target, the wrong target galaxy paired with each source galaxy, or shuffled source
+labels) and checks that it falls below the floor.
 """
 
 from __future__ import annotations
