@@ -14,6 +14,8 @@ rule domain_target:
         target_surveys=domain_target_survey_names,
     log:
         "logs/domain/{pair}/target-{shard}.log",
+    benchmark:
+        "logs/benchmarks/domain/{pair}/target-{shard}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
