@@ -20,8 +20,10 @@ Tables (the held-out test split of each run; a table or column a run lacks is le
 * outliers: ROC area, recall at 1 % false positives, recall and false-positive rate of the
   flags (``outliers/metrics.csv``, rows ``all`` and ``none``);
 * flow: closure Spearman r per parameter, sampled and central latents (``flow/closure_spearman.csv``);
-* domain adaptation: mean over questions on the target survey per method: accuracy,
-  change against ``source_only``, fraction of the drop recovered (``domain/metrics.csv``);
+* domain adaptation: per pair, mean over questions on the target survey per method: accuracy,
+  change against ``source_only``, fraction of the drop recovered (``domain/metrics.csv``); and per
+  pair the seed's table for bar and the mean (source, target without and with the best
+  adaptation, 68 % bootstrap intervals, ``domain/summary.csv``);
 * super-resolution: Re scatter (dex) and bias (%), PSNR (dB), SSIM per method (``superres/metrics.csv``);
   the structure table's scatter against Euclid per method (C, A, Gini, M20, Re in dex, the m = 2 arm
   amplitude) and the draws' coverage of the noiseless Re and pixels and invented-arms fraction
@@ -155,15 +157,46 @@ def domain(res: Path) -> pd.DataFrame | None:
     metrics = _read(res / "domain/metrics.csv")
     if metrics is None:
         return None
+    if "pair" not in metrics.columns:  # a run from before domain.pairs: its one pair
+        metrics = metrics.assign(pair="bass_mzls")
     mean = metrics[metrics["question"] == "mean"]
-    src = mean[(mean["method"] == "source_only") & (mean["domain"] == "source")]["accuracy"]
-    tgt = mean[mean["domain"] == "target"].set_index("method")
-    table = tgt[["accuracy", "change", "recovered"]].rename(
-        columns={"accuracy": "target accuracy", "change": "change vs source_only"}
-    )
-    if len(src):
-        table.insert(0, "source accuracy (source_only)", float(src.iloc[0]))
-    return table
+    tables = []
+    for pair, m in mean.groupby("pair", sort=False):
+        src = m[(m["method"] == "source_only") & (m["domain"] == "source")]["accuracy"]
+        tgt = m[m["domain"] == "target"].set_index("method")
+        table = tgt[["accuracy", "change", "recovered"]].rename(
+            columns={"accuracy": "target accuracy", "change": "change vs source_only"}
+        )
+        if len(src):
+            table.insert(0, "source accuracy (source_only)", float(src.iloc[0]))
+        table.index = [f"{pair}: {method}" for method in table.index]
+        tables.append(table)
+    return pd.concat(tables).rename_axis("pair: method")
+
+
+def _interval(value: float, lo: float, hi: float) -> str:
+    """``0.682 [0.668, 0.697]``."""
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def domain_summary(res: Path) -> pd.DataFrame | None:
+    """The seed's table per pair for bar and the mean of the questions (``domain/summary.csv``): source,
+    target without adaptation, target with the best method (chosen on the validation split), each with its
+    68 % bootstrap interval; the drop (± paired s.e.) and the fraction of it recovered."""
+    summary = _read(res / "domain/summary.csv")
+    if summary is None:
+        return None
+    rows = {}
+    for _, r in summary.iterrows():
+        rows[f"{r['pair']}: {r['question']}"] = {
+            "source": _interval(r["source"], r["source_lo"], r["source_hi"]),
+            "target, no adaptation": _interval(r["unadapted"], r["unadapted_lo"], r["unadapted_hi"]),
+            "target, adapted": f"{_interval(r['adapted'], r['adapted_lo'], r['adapted_hi'])} ({r['method']})",
+            "drop (points)": f"{100 * r['drop']:.1f} ± {100 * r['drop_se']:.1f}"
+            + ("" if r["significant"] else " (not significant)"),
+            "recovered": r["recovered"],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pair: question")
 
 
 def superres(res: Path) -> pd.DataFrame | None:
@@ -209,6 +242,9 @@ TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
     "Outliers (injected anomalies against the truth)": outliers,
     "Flow closure (requested vs measured)": flow,
     "Domain adaptation (mean over questions, target survey)": domain,
+    "Domain adaptation per pair, bar and the mean over questions (test split, 68 % bootstrap intervals)": (
+        domain_summary
+    ),
     "Super-resolution (DESI to Euclid, held-out galaxies)": superres,
     "Super-resolution structure against Euclid (scatter after removing the bias; draws' 16-84 % coverage)": (
         superres_structure

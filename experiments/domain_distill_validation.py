@@ -12,7 +12,7 @@ mean validation accuracy over the questions. No test-split galaxy is read.
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python experiments/domain_distill_validation.py \
         results --work runs/domain-val
 
-(``results``: a default-sky run holding classify/, images/ and domain/target/; ~1-2 min per variant on one core.)
+(``results``: a default-sky run holding classify/, images/ and domain/<pair>/target/; ~1-2 min per variant on one core.)
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("results", type=Path)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    ap.add_argument("--pair", default="bass_mzls", help="the pair of domain.pairs (its results/domain/<pair>/target)")
     ap.add_argument("--test-once", action="store_true", help="then train the winner on every non-test galaxy and "
                     "score it once on the test split (for the report)")  # fmt: skip
     ap.add_argument("--test-once-only", action="store_true", help="no selection: the winner of the table already "
@@ -82,7 +83,7 @@ def main() -> None:
     assert not (set(val_targets["id"]) & held_out_galaxies(targets)), "a test-split galaxy in the validation set"
     classifier = str(res / "classify/cnn_image/model.pt")
     sources = sorted(str(p) for p in (res / "images" / cfg["vae"]["survey"]).glob("shard-*.h5"))
-    target_paths = sorted(str(p) for p in (res / "domain/target").glob("shard-*.h5"))
+    target_paths = sorted(str(p) for p in (res / "domain" / args.pair / "target").glob("shard-*.h5"))
     if args.test_once_only:
         table = pd.read_csv(work / "distill_validation.csv")
         winner = table.loc[table["val_accuracy_mean"].idxmax(), "variant"]

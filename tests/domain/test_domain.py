@@ -108,15 +108,67 @@ def test_target_shard_puts_each_band_on_the_source_grid_and_names_missing_galaxi
         target_shard(source, {"bass": bass}, {"g": "bass", "r": "bass", "z": "bass"})
 
 
-def test_domain_config_names_configured_surveys_with_the_band(test_config):
-    for bad, match in (
-        ({"g": "bass", "r": "bass"}, "exactly the bands"),
-        ({"g": "bass", "r": "bass", "z": "nowhere"}, "not configured"),
-        ({"g": "bass", "r": "bass", "z": "bass"}, "has no band 'z'"),
+def _with_pairs(config, *pairs):
+    return dict(config) | {"domain": dict(config["domain"]) | {"pairs": list(pairs)}}
+
+
+def test_domain_pairs_name_configured_surveys_with_every_band(test_config):
+    good = {"name": "sdss", "source": "decals", "target_bands": {"g": "sdss", "r": "sdss", "z": "sdss"}}
+    mixed = {"name": "mixed", "target_bands": {"g": "sdss", "r": "bass", "z": "mzls"}}
+    check_references(_with_pairs(test_config, good, good | mixed))
+    for change, match in (
+        (
+            {"target_bands": {"g": "bass", "r": "bass"}},
+            r"pairs\[0\] \(p\)\.target_bands' has no target survey for band\(s\) z",
+        ),
+        ({"target_bands": {"g": "sdss", "r": "sdss", "z": "sdss", "i": "sdss"}}, r"maps band\(s\) i, not bands"),
+        (
+            {"target_bands": {"g": "bass", "r": "bass", "z": "nowhere"}},
+            "names survey 'nowhere', which is not configured",
+        ),
+        ({"target_bands": {"g": "bass", "r": "bass", "z": "bass"}}, "survey 'bass' has no band 'z'"),
+        ({"source": "sdss"}, "the source must be 'decals'"),
+        ({"distill": {"member": 1}}, "distill' overrides member, not keys of domain.distill"),
     ):
-        cfg = dict(test_config) | {"domain": dict(test_config["domain"]) | {"target_bands": bad}}
         with pytest.raises(ConfigError, match=match):
-            check_references(cfg)
+            check_references(_with_pairs(test_config, good | {"name": "p"} | change))
+    with pytest.raises(ConfigError, match="names pair\\(s\\) sdss twice"):
+        check_references(_with_pairs(test_config, good, good))
+
+
+def test_a_default_pair_whose_survey_is_removed_is_skipped_alone():
+    from galmap.core.config import load_yaml, merge, resolve_config
+    from galmap.data.plan import domain_plan, skipped_messages, stage_plan
+    from tests.conftest import REPO, SCHEMA
+
+    default, schema = load_yaml(REPO / "config" / "config.yaml"), load_yaml(SCHEMA)
+    cfg = resolve_config(merge(default, {"surveys": {"sdss": None, "halpha": None}}), schema, default)
+    assert domain_plan(cfg) == {"bass_mzls": None, "sdss": "sdss: sdss not in the data"}
+    assert stage_plan(cfg)["domain"] is None
+    assert "galmap: domain pair skipped: sdss: sdss not in the data" in skipped_messages(cfg)
+    # pairs the user sets (other than the default's) are checked strictly: a survey not configured stops the run
+    with pytest.raises(ConfigError, match="names survey 'sdss', which is not configured"):
+        only_sdss = {"surveys": {"sdss": None, "halpha": None}, "domain": {"pairs": default["domain"]["pairs"][1:]}}
+        resolve_config(merge(default, only_sdss), schema, default)
+
+
+def test_domain_pairs_are_validated_by_the_schema_and_take_their_overrides(test_config):
+    from galmap.core.config import load_yaml, validate_config
+    from galmap.domain.pairs import pair_settings
+    from tests.conftest import SCHEMA
+
+    schema = load_yaml(SCHEMA)
+    with pytest.raises(ConfigError, match="domain.pairs.0"):
+        validate_config(_with_pairs(test_config, {"name": "Bad Name", "target_bands": {"g": "sdss"}}), schema)
+    with pytest.raises(ConfigError, match="target_bands"):
+        validate_config(_with_pairs(test_config, {"name": "sdss"}), schema)
+    sdss = {"name": "sdss", "target_bands": {"g": "sdss", "r": "sdss", "z": "sdss"}, "distill": {"members": 1}}
+    cfg = validate_config(_with_pairs(test_config, sdss), schema)
+    pair = cfg["domain"]["pairs"][0]
+    assert pair["source"] == "decals" and pair["dann"] == {}  # the items' defaults are filled in
+    assert pair_settings(cfg["domain"], "sdss", "distill")["members"] == 1
+    assert pair_settings(cfg["domain"], "sdss", "distill")["epochs"] == cfg["domain"]["distill"]["epochs"]
+    assert pair_settings(cfg["domain"], "sdss", "dann") == cfg["domain"]["dann"]
 
 
 # --------------------------------------------------------------------------- gradient reversal, AdaBN
@@ -175,6 +227,10 @@ def shifted(tmp_path_factory):
              "norm_softening": [0.2], "preprocessed": True}  # fmt: skip
     write_shard(tmp / "source.h5", Shard(xs, np.full_like(xs, 100.0), ids, attrs))
     write_shard(tmp / "target.h5", Shard(xt, np.full_like(xt, 100.0), ids, attrs | {"survey": "b"}))
+    # a second pair's target: the same galaxies on coarser pixels (2 x 2 blocks) and with more noise
+    xc, _ = _blobs(n, np.random.default_rng(1), 1.0, 0.12, 0.5)
+    xc = np.repeat(np.repeat(xc.reshape(n, 1, 16, 2, 16, 2).mean((3, 5)), 2, 2), 2, 3)
+    write_shard(tmp / "target_sdss.h5", Shard(xc, np.full_like(xc, 50.0), ids, attrs | {"survey": "c"}))
     split = np.where(np.arange(n) % 5 == 0, "test", np.where(np.arange(n) % 5 == 1, "val", "train"))
     source_targets = pd.DataFrame({"id": ids, "question": "round", "class": ys, "split": split})
     target_truth = source_targets.assign(**{"class": yt})  # scoring only
@@ -268,8 +324,12 @@ def test_the_teachers_targets_do_not_depend_on_the_orientation():
     assert (hot >= y[:, 8:11].max(1).values - 1e-6).all()  # a lower temperature sharpens the probabilities
 
 
-def test_distillation_reads_no_label_and_leaves_out_the_test_galaxies(shifted, tmp_path):
-    """The training sees pixels and the teacher's outputs only: scrambling every label changes no weight."""
+PAIRS = ["target.h5", "target_sdss.h5"]  # the two shifts of the fixture: each pair's target shard
+
+
+@pytest.mark.parametrize("target_name", PAIRS)
+def test_distillation_reads_no_label_and_leaves_out_the_test_galaxies(shifted, tmp_path, target_name):
+    """The training sees pixels and the teacher's outputs only: scrambling every label changes no weight (each pair)."""
     from galmap.domain.jobs import domain_distill_file
 
     tmp, model, source_targets, _ = shifted
@@ -281,7 +341,7 @@ def test_distillation_reads_no_label_and_leaves_out_the_test_galaxies(shifted, t
         out = tmp_path / f"run{k}"
         out.mkdir()
         domain_distill_file(params, 3, str(tmp_path / f"targets{k}.parquet"), str(tmp_path / "cnn.pt"),
-                            [str(tmp / "source.h5")], [str(tmp / "target.h5")], str(out / "model.pt"),
+                            [str(tmp / "source.h5")], [str(tmp / target_name)], str(out / "model.pt"),
                             str(out / "history.csv"))  # fmt: skip
         weights.append(load_model(out / "model.pt", CNNEnsemble)[0].state_dict())
         assert not (out / "checkpoint.pt").exists()
@@ -289,24 +349,25 @@ def test_distillation_reads_no_label_and_leaves_out_the_test_galaxies(shifted, t
         assert torch.equal(v, weights[1][key]), key
     # the pairs: target pixels, the teacher's view of the source as y, no test galaxy
     held_out = held_out_galaxies(source_targets)
-    load = domain.paired_loader(model, {tmp / "source.h5": tmp / "target.h5"}, held_out, params, 0)
+    load = domain.paired_loader(model, {tmp / "source.h5": tmp / target_name}, held_out, params, 0)
     pairs = load(tmp / "source.h5")
     assert not set(pairs.ids) & held_out and len(pairs) == len(source_targets) - len(held_out)
     assert pairs.y.shape == (len(pairs), model.channels[-1] + 2)
-    assert torch.equal(pairs.x, target_loader(held_out)(tmp / "target.h5").x)  # the target's pixels
+    assert torch.equal(pairs.x, target_loader(held_out)(tmp / target_name).x)  # the target's pixels
     with pytest.raises(ValueError, match="no galaxy with both a source and a target image outside the test split"):
-        train_distill(model, [tmp / "source.h5"], [tmp / "target.h5"], set(source_targets["id"]), params, 0,
+        train_distill(model, [tmp / "source.h5"], [tmp / target_name], set(source_targets["id"]), params, 0,
                       progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="does not hold the galaxies"):
-        other = read_shard(tmp / "target.h5")
+        other = read_shard(tmp / target_name)
         write_shard(
             tmp_path / "reordered.h5", Shard(other.images[::-1], other.ivar[::-1], other.ids[::-1], other.attrs)
         )
         train_distill(model, [tmp / "source.h5"], [tmp_path / "reordered.h5"], held_out, params, 0, progress=False)
 
 
-def test_no_target_label_reaches_the_training(shifted, monkeypatch):
-    """Labels enter DANN only through the source loader; test-split labels change nothing."""
+@pytest.mark.parametrize("target_name", PAIRS)
+def test_no_target_label_reaches_the_training(shifted, monkeypatch, target_name):
+    """Labels enter DANN only through the source loader; test-split labels change nothing (each pair)."""
     tmp, model, source_targets, _ = shifted
     labelled = []
     real = domain.cnn_loader
@@ -322,19 +383,19 @@ def test_no_target_label_reaches_the_training(shifted, monkeypatch):
 
     monkeypatch.setattr(domain, "cnn_loader", spy)
     params = DANN | {"max_epochs": 2}
-    a, _ = train_dann(model, [tmp / "source.h5"], [tmp / "target.h5"], source_targets, ["round"], params, 3,
+    a, _ = train_dann(model, [tmp / "source.h5"], [tmp / target_name], source_targets, ["round"], params, 3,
                       progress=False)  # fmt: skip
     assert labelled and all(p.endswith("source.h5") for p in labelled)
     # scrambling the labels of the test split (the galaxies the target is scored on) changes no weight
     scrambled = source_targets.copy()
     test = scrambled["split"] == "test"
     scrambled.loc[test, "class"] = 1 - scrambled.loc[test, "class"]
-    b, _ = train_dann(model, [tmp / "source.h5"], [tmp / "target.h5"], scrambled, ["round"], params, 3,
+    b, _ = train_dann(model, [tmp / "source.h5"], [tmp / target_name], scrambled, ["round"], params, 3,
                       progress=False)  # fmt: skip
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
     # a target pool made only of test galaxies leaves nothing to adapt to: a clear error, not a silent run
-    test_only = read_shard(tmp / "target.h5")
+    test_only = read_shard(tmp / target_name)
     keep = np.isin(test_only.ids, sorted(held_out_galaxies(source_targets)))
     test_only = Shard(test_only.images[keep], test_only.ivar[keep], test_only.ids[keep], test_only.attrs)
     write_shard(tmp / "test-only.h5", test_only)
@@ -342,7 +403,7 @@ def test_no_target_label_reaches_the_training(shifted, monkeypatch):
         train_dann(model, [tmp / "source.h5"], [tmp / "test-only.h5"], source_targets, ["round"], params, 3,
                    progress=False)  # fmt: skip
     # the unlabelled target pool carries no targets and leaves out every test galaxy
-    pool = target_loader(held_out_galaxies(source_targets))(tmp / "target.h5")
+    pool = target_loader(held_out_galaxies(source_targets))(tmp / target_name)
     assert pool.y is None and not set(pool.ids) & held_out_galaxies(source_targets)
     assert len(pool) == int((~test).sum())
 
@@ -370,6 +431,52 @@ def test_domain_metrics_are_paired_and_count_the_recovered_drop():
     assert row["change_se"] > 0
     assert m.loc[("mean", "dann", "target"), "recovered"] == pytest.approx(0.75)
     assert m.loc[("mean", "dann", "target"), "change_se"] == pytest.approx(row["change_se"])  # one question
+
+
+def test_bootstrap_intervals_are_paired_and_the_summary_uses_the_validation_split():
+    from galmap.domain.adaptation import best_method, domain_summary
+
+    rng = np.random.default_rng(0)
+    n = 400
+    ids = [f"g{i}" for i in range(n)]
+    split = np.where(np.arange(n) < 300, "test", "val")
+    rows = []
+    for q in ("bar", "arms"):
+        rows.append(pd.DataFrame({"id": ids, "question": q, "class": rng.integers(0, 2, n), "split": split}))
+    targets = pd.concat(rows, ignore_index=True)
+    truth = targets["class"].to_numpy()
+
+    def preds(p_wrong, seed, val_wrong=None):
+        r = np.random.default_rng(seed)
+        wrong = r.random(len(truth)) < np.where(split[np.arange(len(truth)) % n] == "val",
+                                                p_wrong if val_wrong is None else val_wrong, p_wrong)  # fmt: skip
+        return targets.rename(columns={"class": "true_class"}).assign(pred_class=np.where(wrong, 1 - truth, truth))
+
+    so_src = preds(0.2, 1)
+    so_tgt = preds(0.35, 2)
+    fixed = so_tgt.copy()  # adaptation: fixes a third of the target's mistakes, breaks nothing
+    mistakes = np.flatnonzero(fixed["pred_class"] != fixed["true_class"])
+    fixed.loc[mistakes[::3], "pred_class"] = fixed.loc[mistakes[::3], "true_class"]
+    tables = {("source_only", "source"): so_src, ("source_only", "target"): so_tgt, ("distill", "target"): fixed,
+              ("dann", "target"): preds(0.5, 3, val_wrong=0.0)}  # fmt: skip
+    m = domain_metrics(tables, targets, {"bar": ["no", "yes"], "arms": ["no", "yes"]}, resamples=200, seed=4)
+    assert m[["accuracy_lo", "accuracy_hi", "change_lo", "change_hi"]].notna().all().all()
+    assert (m["accuracy_lo"] <= m["accuracy"] + 1e-9).all() and (m["accuracy"] <= m["accuracy_hi"] + 1e-9).all()
+    mi = m.set_index(["question", "method", "domain"])
+    # paired: a change that never hurts has a non-negative interval, narrower than the accuracies' difference would
+    d = mi.loc[("mean", "distill", "target")]
+    assert d["change_lo"] >= 0 and d["change_hi"] - d["change_lo"] < (d["accuracy_hi"] - d["accuracy_lo"])
+    t = mi.loc[("mean", "source_only", "target")]
+    assert t["drop"] == pytest.approx(mi.loc[("mean", "source_only", "source"), "accuracy"] - t["accuracy"])
+    assert t["drop_lo"] < t["drop"] < t["drop_hi"] and t["drop_se"] > 0
+    # the best method is chosen on the validation split: DANN is perfect there (and worse on the test split)
+    assert best_method(tables) == "dann"
+    summary = domain_summary(m, "distill").set_index("question")
+    assert list(summary.index) == ["bar", "mean"]
+    row = summary.loc["mean"]
+    assert row["significant"] and row["worse_questions"] == "" and row["method"] == "distill"
+    assert row["source"] > row["adapted"] > row["unadapted"] and 0 < row["recovered"] < 1
+    assert domain_summary(m, "dann").loc[:, "worse_questions"].iloc[-1] != ""  # DANN is worse on the test split
 
 
 def test_the_training_loop_refuses_an_unknown_choice_of_epoch():

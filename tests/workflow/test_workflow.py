@@ -161,13 +161,22 @@ def test_domain_outputs(workdir: Path, test_config):
 
     truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
     source = read_shard(workdir / "results/images/decals/shard-0000.h5", datasets=())
-    target = read_shard(workdir / "results/domain/target/shard-0000.h5")
-    assert list(target.ids) == list(source.ids) and target.images.shape[1:] == (3, 48, 48)
-    assert target.attrs["pixscale_arcsec"] == source.attrs["pixscale_arcsec"]
-    assert target.attrs["norm_softening"] == source.attrs["norm_softening"]
-    assert target.attrs["survey"] == "bass+mzls" and np.isfinite(target.images).all()
-    assert (target.ivar > 0).mean() > 0.5
-    metrics = pd.read_csv(workdir / "results/domain/metrics.csv")
+    pairs = {p["name"]: p for p in test_config["domain"]["pairs"]}
+    assert list(pairs) == ["bass_mzls", "sdss"]
+    for name, survey in (("bass_mzls", "bass+mzls"), ("sdss", "sdss")):
+        target = read_shard(workdir / f"results/domain/{name}/target/shard-0000.h5")
+        assert list(target.ids) == list(source.ids) and target.images.shape[1:] == (3, 48, 48)
+        assert target.attrs["pixscale_arcsec"] == source.attrs["pixscale_arcsec"]
+        assert target.attrs["norm_softening"] == source.attrs["norm_softening"]
+        assert target.attrs["survey"] == survey and np.isfinite(target.images).all()
+        assert (target.ivar > 0).mean() > 0.5
+    all_metrics = pd.read_csv(workdir / "results/domain/metrics.csv")
+    assert list(dict.fromkeys(all_metrics["pair"])) == list(pairs)
+    summary = pd.read_csv(workdir / "results/domain/summary.csv")
+    assert set(summary["pair"]) == set(pairs) and (summary["question"] == "mean").sum() == 2
+    assert (summary["unadapted_lo"] <= summary["unadapted"]).all()
+    assert (summary["unadapted"] <= summary["unadapted_hi"]).all()
+    metrics = all_metrics[all_metrics["pair"] == "bass_mzls"]
     questions = set(pd.read_csv(workdir / "results/classify/classes.csv")["question"])
     combos = {("source_only", "source"), ("source_only", "target"), ("adabn", "source"), ("adabn", "target"),
               ("dann", "source"), ("dann", "target"), ("distill", "source"), ("distill", "target")}  # fmt: skip
@@ -179,13 +188,16 @@ def test_domain_outputs(workdir: Path, test_config):
     per_q = metrics[metrics["question"] != "mean"]
     assert per_q["accuracy"].between(0, 1).all() and (per_q["n_test"] > 0).all()
     assert (per_q.loc[per_q["method"] == "source_only", "change"] == 0).all()
-    hist = pd.read_csv(workdir / "results/domain/dann/history.csv")
+    hist = pd.read_csv(workdir / "results/domain/bass_mzls/dann/history.csv")
     assert len(hist) == test_config["domain"]["dann"]["max_epochs"]
-    model, meta = load_model(workdir / "results/domain/dann/model.pt", MorphologyCNN)
+    model, meta = load_model(workdir / "results/domain/bass_mzls/dann/model.pt", MorphologyCNN)
     assert meta["adapted"] == "dann" and sorted(meta["questions"]) == sorted(questions)
-    ensemble, meta = load_model(workdir / "results/domain/distill/model.pt", CNNEnsemble)
-    assert meta["adapted"] == "distill" and len(ensemble.members) == test_config["domain"]["distill"]["members"]
-    hist = pd.read_csv(workdir / "results/domain/distill/history.csv")
+    for name in pairs:  # the second pair's override (one student) applies to it alone
+        ensemble, meta = load_model(workdir / f"results/domain/{name}/distill/model.pt", CNNEnsemble)
+        members = (pairs[name]["distill"] or {}).get("members", test_config["domain"]["distill"]["members"])
+        assert meta["adapted"] == "distill" and len(ensemble.members) == members
+    assert len(load_model(workdir / "results/domain/bass_mzls/distill/model.pt", CNNEnsemble)[0].members) == 2
+    hist = pd.read_csv(workdir / "results/domain/bass_mzls/distill/history.csv")
     assert len(hist) == test_config["domain"]["distill"]["epochs"] and np.isfinite(hist["train_kl"]).all()
     failures = pd.read_csv(workdir / "results/domain/failures.csv")
     assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])

@@ -3,7 +3,9 @@ import os
 from snakemake.logging import logger
 
 from galmap.preprocess.settings import survey_params
+from galmap.domain.pairs import domain_pairs, pair_settings, target_surveys
 from galmap.data.plan import (
+    domain_plan,
     manga_surveys,
     shard_names,
     skipped_messages,
@@ -56,8 +58,8 @@ DISTILL_GPU = config["domain"]["distill"]["device"] == "cuda"
 SUPERRES_GPU = config["superres"]["device"] == "cuda"
 HALPHA_GPU = config["halpha"]["device"] == "cuda"
 VAE_SURVEY = config["vae"]["survey"]
-# the surveys that observe the source's bands in the target (survey A -> survey B), in band order
-DOMAIN_TARGETS = list(dict.fromkeys(config["domain"]["target_bands"].values()))
+# the source -> target pairs of the domain stage (survey A -> survey B) whose surveys the data have, by name
+DOMAIN_PAIRS = {k: v for k, v in domain_pairs(config["domain"]).items() if domain_plan(config)[k] is None}
 # What each rule reads of a shared config section, so that a setting reruns only the rules that use it
 # (tests/workflow/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.
@@ -114,6 +116,7 @@ wildcard_constraints:
     survey="|".join(SURVEYS),
     k=r"\d+",
     model="diffusion|regression",
+    pair="|".join(DOMAIN_PAIRS),
 
 
 def every_survey_shard(pattern, surveys=None):
@@ -180,10 +183,41 @@ HALPHA_TARGET = _survey_shards(config["halpha"]["target_survey"])
 
 
 def domain_reference_model(wildcards):
-    """The target-supervised reference CNN when ``domain.reference`` asks for it, else nothing."""
+    """The pair's target-supervised reference CNN when ``domain.reference`` asks for it, else nothing."""
     if config["domain"]["reference"]:
-        return {"reference": "results/domain/target_supervised/model.pt"}
+        return {"reference": f"results/domain/{wildcards.pair}/target_supervised/model.pt"}
     return {}
+
+
+def domain_target_components(wildcards):
+    """The preprocessed shards of the pair's target surveys (band order) for one shard."""
+    surveys = target_surveys(DOMAIN_PAIRS[wildcards.pair])
+    return [f"results/images/{survey}/shard-{wildcards.shard}.h5" for survey in surveys]
+
+
+def domain_target_bands(wildcards):
+    """Which target survey observes each source band, for the pair."""
+    return dict(DOMAIN_PAIRS[wildcards.pair]["target_bands"])
+
+
+def domain_target_survey_names(wildcards):
+    """The pair's target surveys, in the order of :func:`domain_target_components`."""
+    return target_surveys(DOMAIN_PAIRS[wildcards.pair])
+
+
+def domain_pair_shards(wildcards):
+    """Every target shard of the pair (on the source grid)."""
+    return expand("results/domain/{pair}/target/shard-{shard}.h5", pair=wildcards.pair, shard=SHARDS)
+
+
+def domain_dann_params(wildcards):
+    """domain.dann with the pair's overrides."""
+    return pair_settings(config["domain"], wildcards.pair, "dann")
+
+
+def domain_distill_params(wildcards):
+    """domain.distill with the pair's overrides."""
+    return pair_settings(config["domain"], wildcards.pair, "distill")
 
 
 def mock_truth(wildcards):
@@ -222,7 +256,7 @@ def all_outputs():
         "outliers": ["outliers.parquet", "metrics.csv", "roc.csv", "ranking.parquet", "active.csv", "review.html"],
         "classify": ["metrics.csv", "confusion.csv", "comparison.csv", "failures.csv"],
         "flow": ["model.pt", "closure.csv", "closure_spearman.csv", "gallery.h5", "failures.csv"],
-        "domain": ["metrics.csv", "failures.csv"],
+        "domain": ["metrics.csv", "summary.csv", "failures.csv"],
         "superres": ["metrics.csv", "re_compare.parquet", "failures.csv", "structure.csv", "calibration.csv"],
         "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
         "realism": ["c2st.csv", "votes.csv", "stats.parquet", "failures.csv"],

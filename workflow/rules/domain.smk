@@ -1,19 +1,21 @@
-# Survey A -> survey B: the source CNN on the target survey, unadapted, with AdaBN, with DANN and distilled
-# on the overlap (no target label).
+# Survey A -> survey B, for every pair of domain.pairs: the source CNN (shared) on the target survey, unadapted,
+# with AdaBN, with DANN and distilled on the overlap (no target label). One job per pair and step.
 
 
 rule domain_target:
     input:
         source=f"results/images/{VAE_SURVEY}/shard-{{shard}}.h5",
-        target=expand("results/images/{survey}/shard-{{shard}}.h5", survey=DOMAIN_TARGETS),
+        target=domain_target_components,
     output:
-        images="results/domain/target/shard-{shard}.h5",
-        failures="results/domain/target/failures-{shard}.csv",
+        images="results/domain/{pair}/target/shard-{shard}.h5",
+        failures="results/domain/{pair}/target/failures-{shard}.csv",
     params:
-        target_bands=config["domain"]["target_bands"],
-        target_surveys=DOMAIN_TARGETS,
+        target_bands=domain_target_bands,
+        target_surveys=domain_target_survey_names,
     log:
-        "logs/domain/target-{shard}.log",
+        "logs/domain/{pair}/target-{shard}.log",
+    benchmark:
+        "logs/benchmarks/domain/{pair}/target-{shard}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -30,17 +32,17 @@ rule domain_dann:
         classes="results/classify/classes.csv",
         classifier="results/classify/cnn_image/model.pt",
         source=vae_images,
-        target=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
+        target=domain_pair_shards,
     output:
-        model="results/domain/dann/model.pt",
-        history="results/domain/dann/history.csv",
+        model="results/domain/{pair}/dann/model.pt",
+        history="results/domain/{pair}/dann/history.csv",
     params:
-        dann=config["domain"]["dann"],
+        dann=domain_dann_params,
         seed=config["seed"],
     log:
-        "logs/domain/dann.log",
+        "logs/domain/{pair}/dann.log",
     benchmark:
-        "logs/benchmarks/domain/dann.tsv"
+        "logs/benchmarks/domain/{pair}/dann.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -57,17 +59,17 @@ rule domain_distill:
         targets="results/classify/targets.parquet",
         classifier="results/classify/cnn_image/model.pt",
         source=vae_images,
-        target=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
+        target=domain_pair_shards,
     output:
-        model="results/domain/distill/model.pt",
-        history="results/domain/distill/history.csv",
+        model="results/domain/{pair}/distill/model.pt",
+        history="results/domain/{pair}/distill/history.csv",
     params:
-        distill=config["domain"]["distill"],
+        distill=domain_distill_params,
         seed=config["seed"],
     log:
-        "logs/domain/distill.log",
+        "logs/domain/{pair}/distill.log",
     benchmark:
-        "logs/benchmarks/domain/distill.tsv"
+        "logs/benchmarks/domain/{pair}/distill.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -83,19 +85,19 @@ rule domain_reference:
     input:
         targets="results/classify/targets.parquet",
         classes="results/classify/classes.csv",
-        images=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
+        images=domain_pair_shards,
     output:
-        model="results/domain/target_supervised/model.pt",
-        history="results/domain/target_supervised/history.csv",
-        predictions="results/domain/target_supervised/predictions.parquet",
-        failures="results/domain/target_supervised/failures.csv",
+        model="results/domain/{pair}/target_supervised/model.pt",
+        history="results/domain/{pair}/target_supervised/history.csv",
+        predictions="results/domain/{pair}/target_supervised/predictions.parquet",
+        failures="results/domain/{pair}/target_supervised/failures.csv",
     params:
         classify=CLASSIFY_CNN,
         seed=config["seed"],
     log:
-        "logs/domain/reference.log",
+        "logs/domain/{pair}/reference.log",
     benchmark:
-        "logs/benchmarks/domain/reference.tsv"
+        "logs/benchmarks/domain/{pair}/reference.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -113,17 +115,19 @@ rule domain_predict:
         targets="results/classify/targets.parquet",
         classes="results/classify/classes.csv",
         classifier="results/classify/cnn_image/model.pt",
-        dann="results/domain/dann/model.pt",
-        distill="results/domain/distill/model.pt",
+        dann="results/domain/{pair}/dann/model.pt",
+        distill="results/domain/{pair}/distill/model.pt",
         source=vae_images,
-        target=expand("results/domain/target/shard-{shard}.h5", shard=SHARDS),
+        target=domain_pair_shards,
     output:
-        predictions="results/domain/predictions.parquet",
-        failures="results/domain/predict-failures.csv",
+        predictions="results/domain/{pair}/predictions.parquet",
+        failures="results/domain/{pair}/predict-failures.csv",
     params:
         batch_size=config["domain"]["batch_size"],
     log:
-        "logs/domain/predict.log",
+        "logs/domain/{pair}/predict.log",
+    benchmark:
+        "logs/benchmarks/domain/{pair}/predict.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -138,11 +142,18 @@ rule domain_metrics:
     input:
         targets="results/classify/targets.parquet",
         classes="results/classify/classes.csv",
-        predictions="results/domain/predictions.parquet",
+        predictions=expand("results/domain/{pair}/predictions.parquet", pair=DOMAIN_PAIRS),
     output:
         metrics="results/domain/metrics.csv",
+        summary="results/domain/summary.csv",
+    params:
+        pairs=list(DOMAIN_PAIRS),
+        resamples=config["domain"]["bootstrap_resamples"],
+        seed=config["seed"],
     log:
         "logs/domain/metrics.log",
+    benchmark:
+        "logs/benchmarks/domain/metrics.tsv"
     localrule: True
     threads: 1
     resources:
@@ -156,8 +167,8 @@ rule domain_metrics:
 
 rule domain_failures:
     input:
-        expand("results/domain/target/failures-{shard}.csv", shard=SHARDS),
-        "results/domain/predict-failures.csv",
+        expand("results/domain/{pair}/target/failures-{shard}.csv", pair=DOMAIN_PAIRS, shard=SHARDS),
+        expand("results/domain/{pair}/predict-failures.csv", pair=DOMAIN_PAIRS),
     output:
         "results/domain/failures.csv",
     log:
@@ -177,7 +188,7 @@ rule figure_domain:
     input:
         metrics_path="results/domain/metrics.csv",
         source_path=f"results/images/{VAE_SURVEY}/shard-{SHARDS[0]}.h5",
-        target_path=f"results/domain/target/shard-{SHARDS[0]}.h5",
+        target_path=f"results/domain/{next(iter(DOMAIN_PAIRS))}/target/shard-{SHARDS[0]}.h5",
     output:
         pdf="results/figures/domain.pdf",
         png=report("results/figures/domain.png", caption="../report/domain.rst", category="Domain adaptation"),

@@ -222,26 +222,10 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
                 f"not among flow.parameters ({', '.join(fl.get('parameters', []))})"
             )
     dom = config.get("domain")
-    vae_survey = config.get("vae", {}).get("survey")
-    if dom and "target_bands" in dom and vae_survey in surveys:
-        source_bands = list(surveys[vae_survey]["bands"])
-        tb = dom["target_bands"]
-        if sorted(tb) != sorted(source_bands):
-            raise ConfigError(
-                f"invalid configuration: config key 'domain.target_bands' maps bands {', '.join(tb)}; it needs "
-                f"exactly the bands of the source survey {vae_survey!r} ({', '.join(source_bands)})"
-            )
-        for band, name in tb.items():
-            if name not in surveys:
-                raise ConfigError(
-                    f"invalid configuration: config key 'domain.target_bands.{band}' names survey {name!r}, "
-                    f"which is not configured (surveys: {', '.join(surveys)})"
-                )
-            if band not in surveys[name]["bands"]:
-                raise ConfigError(
-                    f"invalid configuration: config key 'domain.target_bands.{band}': survey {name!r} has no band "
-                    f"{band!r} ({', '.join(surveys[name]['bands'])})"
-                )
+    if dom and "pairs" in dom:
+        # the default's pairs may name a survey a config removed: that pair is skipped (galmap.data.plan.domain_plan)
+        strict = explicit is None or "pairs" in ((explicit or {}).get("domain") or {})
+        check_domain_pairs(dom, surveys, config.get("vae", {}).get("survey"), strict)
     sr, st_survey = config.get("superres") or {}, (config.get("structure") or {}).get("survey")
     if sr.get("sersic_base") and st_survey is not None and sr.get("source_survey") != st_survey:
         raise ConfigError(
@@ -275,8 +259,68 @@ def check_references(config: Mapping[str, Any], explicit: Mapping[str, Any] | No
             raise ConfigError(f"invalid configuration: config key 'classify.questions': {exc}") from None
 
 
+def check_domain_pairs(
+    domain: Mapping[str, Any], surveys: Mapping[str, Any], classifier_survey: str | None, strict: bool = True
+) -> None:
+    """Check ``domain.pairs``: unique names, the classifier's survey as source, configured target surveys that
+    observe every band of the source, and overrides that name keys of ``domain.dann`` / ``domain.distill``.
+
+    ``strict`` false (the pairs are the default's, not the user's): a pair naming a survey that is not
+    configured is left unchecked (the stage skips it) rather than stopping the run."""
+    names = [p.get("name") for p in domain["pairs"]]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"invalid configuration: config key 'domain.pairs' names pair(s) {', '.join(dup)} twice")
+    for k, pair in enumerate(domain["pairs"]):
+        key = f"domain.pairs[{k}] ({pair.get('name')})"
+        source = pair.get("source", classifier_survey)
+        if classifier_survey is not None and source != classifier_survey:
+            raise ConfigError(
+                f"invalid configuration: config key '{key}.source' is {source!r}; the classifier adapted is trained "
+                f"on vae.survey {classifier_survey!r}, so the source must be {classifier_survey!r}"
+            )
+        if source not in surveys:
+            raise ConfigError(
+                f"invalid configuration: config key '{key}.source' names survey {source!r}, which is not configured "
+                f"(surveys: {', '.join(surveys)})"
+            )
+        source_bands = list(surveys[source]["bands"])
+        tb = pair["target_bands"]
+        if not strict and any(name not in surveys for name in tb.values()):
+            continue
+        if missing := [b for b in source_bands if b not in tb]:
+            raise ConfigError(
+                f"invalid configuration: config key '{key}.target_bands' has no target survey for band(s) "
+                f"{', '.join(missing)}; it needs exactly the bands of the source survey {source!r} "
+                f"({', '.join(source_bands)})"
+            )
+        if extra := [b for b in tb if b not in source_bands]:
+            raise ConfigError(
+                f"invalid configuration: config key '{key}.target_bands' maps band(s) {', '.join(extra)}, not bands "
+                f"of the source survey {source!r}; it needs exactly {', '.join(source_bands)}"
+            )
+        for band, name in tb.items():
+            if name not in surveys:
+                raise ConfigError(
+                    f"invalid configuration: config key '{key}.target_bands.{band}' names survey {name!r}, "
+                    f"which is not configured (surveys: {', '.join(surveys)})"
+                )
+            if band not in surveys[name]["bands"]:
+                raise ConfigError(
+                    f"invalid configuration: config key '{key}.target_bands.{band}': survey {name!r} has no band "
+                    f"{band!r} ({', '.join(surveys[name]['bands'])})"
+                )
+        for method in ("dann", "distill"):
+            if unknown := sorted(set(pair.get(method) or {}) - set(domain.get(method) or {})):
+                raise ConfigError(
+                    f"invalid configuration: config key '{key}.{method}' overrides {', '.join(unknown)}, not keys of "
+                    f"domain.{method} ({', '.join(sorted(domain.get(method) or {}))})"
+                )
+
+
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
-    """Fill ``default`` values of object properties recursively (JSON-schema style)."""
+    """Fill ``default`` values of object properties recursively (JSON-schema style), also in arrays' items."""
+    if isinstance(instance, list) and schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        return [_fill_defaults(item, schema["items"]) for item in instance]
     if not isinstance(instance, dict) or schema.get("type") != "object":
         return instance
     out = dict(instance)

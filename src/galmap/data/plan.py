@@ -185,14 +185,13 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
     else:
         plan["classify"] = None
     plan["flow"] = plan["structure"] or plan["vae"]
-    targets = sorted(set(config["domain"]["target_bands"].values()) - surveys)
+    pairs = domain_plan(config)
     plan["domain"] = (
         ("it needs the classification stage, which is skipped" if plan["classify"] else None)
         or (UNCALIBRATED if colour else None)
-        or (
-            f"the target survey(s) {', '.join(targets)} of domain.target_bands are not in the data" if targets else None
-        )
-    )
+        or ("no pair of domain.pairs has its target surveys in the data: " + "; ".join(pairs.values())
+            if all(pairs.values()) else None)
+    )  # fmt: skip
     for stage, keys in (
         ("superres", ("source_survey", "target_survey")),
         ("halpha", ("input_survey", "target_survey")),
@@ -223,10 +222,22 @@ def realism_skip(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def domain_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
+    """Each pair of ``domain.pairs`` -> None (it runs) or why it is skipped (a target survey not in the data)."""
+    surveys = set(source_surveys(config))
+    out = {}
+    for pair in config["domain"]["pairs"]:
+        absent = sorted(set(pair["target_bands"].values()) - surveys)
+        out[str(pair["name"])] = f"{pair['name']}: {', '.join(absent)} not in the data" if absent else None
+    return out
+
+
 def skipped_messages(config: Mapping[str, Any]) -> list[str]:
     """One line per skipped stage (and per question classification cannot answer), for the run's log."""
     plan = stage_plan(config)
     lines = [f"galmap: stage '{k}' skipped: {v}" for k, v in plan.items() if v and k != "truth"]
+    if not plan["domain"]:
+        lines += [f"galmap: domain pair skipped: {why}" for why in domain_plan(config).values() if why]
     if not plan["classify"]:
         _, why = usable_questions(config)
         lines += [f"galmap: question '{q}' not classified: {v}" for q, v in why.items()]

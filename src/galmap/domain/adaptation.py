@@ -617,7 +617,11 @@ def paired_change(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, int]:
 
 
 def domain_metrics(
-    predictions: Mapping[tuple[str, str], pd.DataFrame], targets: pd.DataFrame, classes: Mapping[str, Sequence[str]]
+    predictions: Mapping[tuple[str, str], pd.DataFrame],
+    targets: pd.DataFrame,
+    classes: Mapping[str, Sequence[str]],
+    resamples: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per question, method and domain: test accuracy (with its standard error), macro F1, n_test, and the change.
 
@@ -628,6 +632,13 @@ def domain_metrics(
     ``source_only`` that the method wins back. A row ``question = "mean"``
     averages every column over the questions (its standard errors are those of
     the mean, its ``n_test`` the number of galaxy-question pairs).
+
+    With ``resamples`` > 0, ``accuracy_lo/hi`` and ``change_lo/hi`` are 68 %
+    bootstrap intervals (:func:`bootstrap_intervals`: the test galaxies
+    resampled, every model and question on the same resamples, so the change is
+    a paired bootstrap), and target rows get ``drop`` (source-only's accuracy on
+    the source minus on the target, the same galaxies) with ``drop_se`` and
+    ``drop_lo/hi``.
     """
     from galmap.classify.targets import score_predictions
 
@@ -675,7 +686,144 @@ def domain_metrics(
     mean_drop = drop.mean() if len(drop) else np.nan
     mt = means["domain"] == "target"
     means.loc[mt, "recovered"] = means.loc[mt, "change"] / mean_drop if mean_drop > 0 else np.nan
-    return pd.concat([out, means], ignore_index=True).reindex(columns=METRIC_COLUMNS)
+    out = pd.concat([out, means], ignore_index=True)
+    if resamples > 0:
+        out = out.merge(bootstrap_intervals(tests, list(classes), resamples, seed), how="left",
+                        on=["question", "method", "domain"])  # fmt: skip
+        so = {d: tests.get(("source_only", d)) for d in ("source", "target")}
+        if so["source"] is not None and so["target"] is not None:
+            src, tgt_p = so["source"], so["target"]
+            se = {q: paired_change(src[src["question"] == q], tgt_p[tgt_p["question"] == q])[1] for q in classes}
+            ses = pd.Series(se, dtype=float)
+            se["mean"] = float(np.sqrt((ses**2).sum(min_count=1)) / ses.count()) if ses.count() else np.nan
+            on_target = out["domain"] == "target"
+            out.loc[on_target, "drop"] = out.loc[on_target, "question"].map(drop.to_dict() | {"mean": mean_drop})
+            out.loc[on_target, "drop_se"] = out.loc[on_target, "question"].map(se)
+        return out.reindex(columns=METRIC_COLUMNS + INTERVAL_COLUMNS)
+    return out.reindex(columns=METRIC_COLUMNS)
+
+
+def _correctness(pred: pd.DataFrame, ids: Sequence[str], questions: Sequence[str]) -> np.ndarray:
+    """(galaxies, questions) matrix of 1 (right), 0 (wrong) and NaN (no prediction) on the galaxies ``ids``."""
+    row = {g: i for i, g in enumerate(ids)}
+    col = {q: j for j, q in enumerate(questions)}
+    out = np.full((len(ids), len(questions)), np.nan)
+    p = pred[pred["question"].isin(col) & pred["id"].astype(str).isin(row)]
+    out[p["id"].astype(str).map(row).to_numpy(), p["question"].map(col).to_numpy()] = (
+        p["true_class"].to_numpy() == p["pred_class"].to_numpy()
+    )
+    return out
+
+
+def bootstrap_intervals(
+    tests: Mapping[tuple[str, str], pd.DataFrame], questions: Sequence[str], resamples: int, seed: int
+) -> pd.DataFrame:
+    """68 % bootstrap intervals of the accuracies, changes and drop per question, method and domain (and the mean).
+
+    ``tests`` maps ``(method, domain)`` to the predictions on the test split. The
+    unit resampled is the galaxy (all of its questions together), with
+    :func:`galmap.core.stats.bootstrap_interval` and one seed for every statistic,
+    so every model is scored on the same resamples: ``change_lo/hi`` (to
+    ``source_only`` on the same domain) and ``drop_lo/hi`` (``source_only``,
+    source minus target) are paired bootstraps. The ``mean`` row's statistic is
+    the mean over the questions of the resampled accuracies.
+    """
+    from galmap.core.stats import bootstrap_interval
+
+    ids = sorted({str(g) for p in tests.values() for g in p["id"]})
+    correct = {k: _correctness(p, ids, questions) for k, p in tests.items()}
+    n = len(ids)
+    so_source, so_target = ("source_only", "source"), ("source_only", "target")
+
+    right = {k: np.where(np.isfinite(c), c, 0.0) for k, c in correct.items()}
+    have = {k: np.isfinite(c).astype(float) for k, c in correct.items()}
+    cache: dict[tuple[tuple[str, str], int], np.ndarray] = {}  # every call draws the same resamples: score each once
+
+    def accuracies(key: tuple[str, str], idx: np.ndarray) -> np.ndarray:
+        """Per question, the accuracy of ``key`` on the resampled galaxies ``idx``; the mean of them last."""
+        tag = (key, hash(idx.tobytes()))
+        if tag not in cache:
+            w = np.bincount(idx, minlength=n).astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                a = (w @ right[key]) / (w @ have[key])
+            cache[tag] = np.append(a, np.mean(a))
+        return cache[tag]
+
+    def interval(a: tuple[str, str], b: tuple[str, str] | None, j: int) -> tuple[float, float]:
+        """Interval of entry ``j`` of ``accuracies(a) - accuracies(b)`` (just ``accuracies(a)`` when b is None)."""
+        if b is None:
+            return bootstrap_interval(lambda idx: accuracies(a, idx)[j], n, seed, resamples)
+        return bootstrap_interval(lambda idx: accuracies(a, idx)[j] - accuracies(b, idx)[j], n, seed, resamples)
+
+    rows = []
+    for key in correct:
+        method, domain = key
+        base = ("source_only", domain)
+        for j, q in enumerate([*questions, "mean"]):
+            row = {"question": q, "method": method, "domain": domain}
+            row["accuracy_lo"], row["accuracy_hi"] = interval(key, None, j)
+            if base in correct:
+                row["change_lo"], row["change_hi"] = interval(key, base, j)
+            if domain == "target" and {so_source, so_target} <= set(correct):
+                row["drop_lo"], row["drop_hi"] = interval(so_source, so_target, j)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: which adaptation method is "best": the highest mean target accuracy on the validation split (never the test split)
+ADAPTATIONS = ("adabn", "dann", "distill")
+
+
+def best_method(predictions: Mapping[tuple[str, str], pd.DataFrame]) -> str:
+    """The adaptation method with the highest target accuracy on the validation split, averaged over questions."""
+    scores = {}
+    for method in ADAPTATIONS:
+        p = predictions.get((method, "target"))
+        if p is None:
+            continue
+        v = p[p["split"] == "val"]
+        if len(v):
+            scores[method] = float((v["pred_class"] == v["true_class"]).groupby(v["question"]).mean().mean())
+    if not scores:
+        raise ValueError("domain: no adaptation method has target predictions on the validation split")
+    return max(scores, key=scores.get)
+
+
+def domain_summary(metrics: pd.DataFrame, best: str, questions: Sequence[str] = ("bar", "mean")) -> pd.DataFrame:
+    """The seed's table for one pair: source, target without adaptation, target with the ``best`` method.
+
+    One row per question of ``questions`` present in ``metrics`` (the output of
+    :func:`domain_metrics` with intervals): accuracies with their 68 % bootstrap
+    intervals, the drop (± paired s.e.; ``significant`` when it exceeds twice
+    that), the fraction ``recovered`` by ``best``, and (``worse_questions``) the
+    questions where ``best`` is worse than the unadapted CNN by more than its
+    68 % interval (the upper end of its paired change interval below 0).
+    """
+    m = metrics.set_index(["question", "method", "domain"])
+    per_q = metrics[(metrics["method"] == best) & (metrics["domain"] == "target") & (metrics["question"] != "mean")]
+    worse = per_q.loc[per_q["change_hi"] < 0, "question"].tolist()
+    rows = []
+    for q in questions:
+        if (q, "source_only", "source") not in m.index:
+            continue
+        src, tgt = m.loc[(q, "source_only", "source")], m.loc[(q, "source_only", "target")]
+        ada = m.loc[(q, best, "target")]
+        rows.append(
+            {
+                "question": q,
+                "n_test": int(tgt["n_test"]),
+                "source": src["accuracy"], "source_lo": src["accuracy_lo"], "source_hi": src["accuracy_hi"],
+                "unadapted": tgt["accuracy"], "unadapted_lo": tgt["accuracy_lo"], "unadapted_hi": tgt["accuracy_hi"],
+                "method": best,
+                "adapted": ada["accuracy"], "adapted_lo": ada["accuracy_lo"], "adapted_hi": ada["accuracy_hi"],
+                "drop": tgt["drop"], "drop_se": tgt["drop_se"], "drop_lo": tgt["drop_lo"], "drop_hi": tgt["drop_hi"],
+                "significant": bool(tgt["drop"] > 2 * tgt["drop_se"]),
+                "recovered": ada["recovered"],
+                "change": ada["change"], "change_lo": ada["change_lo"], "change_hi": ada["change_hi"],
+                "worse_questions": ";".join(worse) if q == "mean" else ("" if ada["change_hi"] >= 0 else q),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 METRIC_COLUMNS = [
@@ -691,3 +839,5 @@ METRIC_COLUMNS = [
     "change_se",
     "recovered",
 ]
+#: the columns :func:`domain_metrics` adds with bootstrap intervals
+INTERVAL_COLUMNS = ["accuracy_lo", "accuracy_hi", "change_lo", "change_hi", "drop", "drop_se", "drop_lo", "drop_hi"]

@@ -180,14 +180,44 @@ def domain_predict_file(
     failures.write(failures_path)
 
 
-def domain_metrics_file(targets_path: str, classes_path: str, predictions_path: str, metrics_path: str) -> None:
-    """``domain/metrics.csv`` (:func:`galmap.domain.adaptation.domain_metrics`) from the predictions of every method."""
-    from galmap.classify.targets import class_names
-    from galmap.domain.adaptation import domain_metrics
+def domain_metrics_file(
+    targets_path: str,
+    classes_path: str,
+    predictions_paths: Sequence[str],
+    pairs: Sequence[str],
+    metrics_path: str,
+    summary_path: str,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> None:
+    """``domain/metrics.csv`` and ``domain/summary.csv`` from the predictions of every method, for every pair.
 
-    preds = read_table(predictions_path)
-    groups = {(m, d): g.drop(columns=["method", "domain"]) for (m, d), g in preds.groupby(["method", "domain"])}
-    metrics = domain_metrics(groups, read_table(targets_path), class_names(read_table(classes_path)))
+    ``predictions_paths[k]`` holds pair ``pairs[k]``'s predictions. The metrics
+    (:func:`galmap.domain.adaptation.domain_metrics`, with 68 % bootstrap
+    intervals of ``resamples`` resamples seeded by ``seed``) get a ``pair``
+    column; the summary is the seed's table per pair (source, target without and
+    with the best adaptation, :func:`galmap.domain.adaptation.domain_summary`),
+    the best method chosen on the validation split.
+    """
+    from galmap.classify.targets import class_names
+    from galmap.domain.adaptation import best_method, domain_metrics, domain_summary
+
+    if len(predictions_paths) != len(pairs):
+        raise ValueError(f"domain: {len(predictions_paths)} prediction files for {len(pairs)} pairs ({pairs})")
+    targets, classes = read_table(targets_path), class_names(read_table(classes_path))
+    tables, summaries = [], []
+    for pair, path in zip(pairs, predictions_paths, strict=True):
+        preds = read_table(path)
+        groups = {(m, d): g.drop(columns=["method", "domain"]) for (m, d), g in preds.groupby(["method", "domain"])}
+        metrics = domain_metrics(groups, targets, classes, resamples, seed)
+        tables.append(metrics.assign(pair=pair))
+        summaries.append(domain_summary(metrics, best_method(groups)).assign(pair=pair))
+    metrics = pd.concat(tables, ignore_index=True)
+    metrics = metrics[["pair", *[c for c in metrics.columns if c != "pair"]]]
+    summary = pd.concat(summaries, ignore_index=True)
+    summary = summary[["pair", *[c for c in summary.columns if c != "pair"]]]
     write_table(metrics_path, metrics)
-    cols = ["question", "method", "domain", "n_test", "accuracy", "change", "change_se", "recovered"]
+    write_table(summary_path, summary)
+    cols = ["pair", "question", "method", "domain", "n_test", "accuracy", "change", "change_se", "recovered"]
     log.info("domain adaptation on the test split:\n%s", metrics[cols].round(3).to_string(index=False))
+    log.info("summary (best method chosen on the validation split):\n%s", summary.round(3).to_string(index=False))

@@ -425,10 +425,15 @@ def flow_figure(closure_path: str, summary_path: str, gallery_path: str) -> plt.
 
 
 def domain_figure(metrics_path: str, source_path: str, target_path: str, n_show: int = 6) -> plt.Figure:
-    """The same galaxies in the source and the (resampled) target survey, and test accuracy per method."""
+    """The same galaxies in the source and the (resampled) target survey, and test accuracy per method.
+
+    The metrics shown are the first pair's of ``metrics.csv`` (``pair`` column), that of ``target_path``.
+    """
     from galmap.domain.adaptation import METHODS, REFERENCE
 
     metrics = read_table(metrics_path)
+    if "pair" in metrics.columns:
+        metrics = metrics[metrics["pair"] == metrics["pair"].iloc[0]]
     source = read_shard(source_path)
     target = read_shard(target_path)
     row = {str(g): i for i, g in enumerate(target.ids)}
