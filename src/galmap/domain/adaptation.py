@@ -7,7 +7,8 @@ for training or model selection, only to score the predictions.
 
 **Input grid.** Each target band is resampled from its native grid to the
 source grid (:mod:`galmap.core.resample`: Lanczos-3, flux-conserving, variance
-propagated; BASS 0.454''/px -> 0.262''/px, MzLS z already on it) and put on the
+propagated; SDSS 0.396''/px -> 0.262''/px; the BASS and MzLS coadds are already on it, BASS's
+native 0.454''/px where ``mock.systematics.coadd`` is off) and put on the
 source's asinh scale (the source shards' ``norm_softening``): the same flux in
 nanomaggies gives the same network input in both surveys, and what differs is
 what the surveys really differ in (resolution, PSF, noise).
