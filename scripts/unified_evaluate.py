@@ -20,7 +20,11 @@ with job_log(snakemake.log[0]):
         halpha={"params": snakemake.params.halpha, "metrics": inputs.halpha_metrics}
         if "halpha_metrics" in inputs.keys()
         else None,
-        superres={"params": snakemake.params.superres, "metrics": inputs.superres_metrics, "re_compare": inputs.superres_re}
+        superres={
+            "params": snakemake.params.superres,
+            "metrics": inputs.superres_metrics,
+            "re_compare": inputs.superres_re,
+        }
         if "superres_metrics" in inputs.keys()
         else None,
         truth_path=inputs.truth if "truth" in inputs.keys() else None,

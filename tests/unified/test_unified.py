@@ -30,10 +30,10 @@ def _galaxies(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _blur_rebin(img: np.ndarray) -> np.ndarray:
-    """A 1-2-1 blur twice (a ~1.4 px Gaussian) and a 2x2 mean: the "lo" survey's view."""
+    """A 1-2-1 blur six times (a ~1.7 px Gaussian) and a 2x2 mean: the "lo" survey's view."""
     k = np.array([1, 2, 1], np.float32) / 4
     out = img
-    for _ in range(2):
+    for _ in range(6):
         out = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), -1, out)
         out = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), -2, out)
     n, b, h, w = out.shape
@@ -60,8 +60,8 @@ def _sky(n: int = 240, seed: int = 3) -> tuple[SurveyStack, np.ndarray]:
 
 
 PARAMS = {
-    "surveys": ["hi", "lo"], "decode_only": [], "latent_dim": 6, "channels": [8, 16], "batch_size": 16,
-    "max_epochs": 25, "patience": 25, "learning_rate": 0.003, "kl_weight": 1.0, "kl_warmup_epochs": 2,
+    "surveys": ["hi", "lo"], "decode_only": [], "latent_dim": 8, "channels": [8, 16], "batch_size": 16,
+    "max_epochs": 30, "patience": 30, "learning_rate": 0.003, "kl_weight": 1.0, "kl_warmup_epochs": 2,
     "sys_error": 0.0, "cross": True, "val_fraction": 0.15, "test_fraction": 0.25, "device": "cpu",
 }  # fmt: skip
 
@@ -83,8 +83,10 @@ def test_pair_latents_closer_than_other_galaxies(trained):
     mu_l, lv_l, _ = post["lo"]
     d = latent_distances(mu_h[test], np.exp(lv_h[test]), mu_l[test], np.exp(lv_l[test]))
     own = np.diag(d)
-    other = d[~np.eye(len(test), dtype=bool)]
-    assert np.median(own) < 0.2 * np.median(other)
+    other = np.where(np.eye(len(test), dtype=bool), np.nan, d)
+    # nearly every galaxy's two views are closer than the typical other galaxy, and much closer on average
+    assert np.mean(own < np.nanmedian(other, axis=1)) >= 0.75  # an untrained model: ~0.5
+    assert np.median(own) < 0.35 * np.nanmedian(other)
     assert top_k_rate(d, 1) > 0.2  # chance: 1 / 74
     table = retrieval_table(stack, post, ["hi", "lo"])
     uni = table[table["method"] == "unified"]
@@ -156,3 +158,33 @@ def test_retrieval_table_columns():
     table = retrieval_table(stack, posteriors(model, stack), ["hi", "lo"])
     assert set(table["method"]) == {"unified", "measured"}
     assert isinstance(table, pd.DataFrame) and table["top1"].between(0, 1).all()
+
+
+def test_evaluation_tables_of_an_untrained_model():
+    from galmap.unified.evaluate import classification_predictions, invariance_table, translation_table
+
+    torch.manual_seed(2)
+    stack, _ = _sky(n=60)
+    model = UnifiedVAE(stack.shapes(), 4, [4, 8])
+    post = posteriors(model, stack)
+    assert set(post) == {"hi", "lo", "joint"}
+    trans = translation_table(model, stack, post)
+    assert len(trans) == 6 and trans["chi2_nu_median"].gt(0).all()
+    assert trans["ssim_median"].isna().eq(trans["target"] == "lo").all()  # 8 px: smaller than the SSIM window
+    inv = invariance_table(stack, post, ["hi", "lo"], seed=1, n_estimators=5)
+    assert list(inv["latent"]) == ["mean", "draw"] and inv["chance"].eq(0.5).all()
+    rng = np.random.default_rng(0)
+    targets = pd.DataFrame(
+        {"id": stack.ids.astype(str), "question": "q", "class": rng.integers(0, 2, len(stack)),
+         "split": np.where(np.arange(len(stack)) < 40, "train", "test")}
+    )  # fmt: skip
+    preds, problems = classification_predictions(
+        targets, post, stack.ids, RF, seed=1, decision="balanced", train_set="hi"
+    )
+    assert not problems
+    for name in ("hi", "lo", "joint"):
+        p = preds[name]
+        assert len(p) == 20 and set(p["id"]) == set(stack.ids[40:]) and (p["split"] == "test").all()
+
+
+RF = {"n_estimators": 5, "min_samples_leaf": 1, "max_features": "sqrt"}

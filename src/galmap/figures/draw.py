@@ -650,7 +650,9 @@ def realism_figure(examples_path: str, c2st_path: str) -> plt.Figure:
     return fig
 
 
-def unified_figure(translations_path: str, retrieval_path: str, classification_path: str, metrics_path: str) -> plt.Figure:
+def unified_figure(
+    translations_path: str, retrieval_path: str, classification_path: str, metrics_path: str
+) -> plt.Figure:
     """One held-out galaxy in every survey, real and translated from each survey alone; retrieval and classification."""
     import h5py
 

@@ -85,7 +85,9 @@ def load_surveys(
     for s in surveys:
         if not paths[s]:
             raise ValueError(f"unified: survey {s!r} has no shard")
-        parts = [shard_inputs(read_shard(p, datasets=()), seed, val_fraction, test_fraction, sys_error) for p in paths[s]]
+        parts = [
+            shard_inputs(read_shard(p, datasets=()), seed, val_fraction, test_fraction, sys_error) for p in paths[s]
+        ]
         x = torch.cat([p.x for p in parts])
         w = torch.cat([p.w for p in parts])
         ids = [str(g) for p in parts for g in p.ids]

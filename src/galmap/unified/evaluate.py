@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galmap.nn.imagemetrics import ellipse_of, masked_errors, ssim
+from galmap.nn.imagemetrics import SSIM_RADIUS_PX, ellipse_of, masked_errors, ssim
 from galmap.nn.inputs import denormalise
 from galmap.nn.training import derived_seed
 from galmap.unified.data import SurveyStack
@@ -248,7 +248,10 @@ def translation_table(
             xhat = translate(model, mu[idx], b)
             err = masked_errors(x, xhat, w)
             soft = stack.attrs[b]["norm_softening"]
-            s = ssim(denormalise(x, soft), denormalise(xhat, soft), w > 0).numpy()
+            if min(x.shape[-2:]) > 2 * SSIM_RADIUS_PX:
+                s = ssim(denormalise(x, soft), denormalise(xhat, soft), w > 0).numpy()
+            else:  # a stamp smaller than the SSIM window
+                s = np.full(x.shape[:2], np.nan)
             ok = np.isfinite(s)
             s_gal = np.where(ok.any(1), np.where(ok, s, 0).sum(1) / np.maximum(ok.sum(1), 1), np.nan)
             rows.append(
@@ -284,12 +287,12 @@ def classification_predictions(
     lat_parts, tgt_parts = [], [targets[targets["split"] == "train"]]
     others = targets[targets["split"] != "train"]
     for name, (mu, _, has) in post.items():
-        keep = has & ~np.isin(ids, list(train_ids)) if name != train_set else has
+        is_train = np.isin(ids, list(train_ids))
+        keep = has if name == train_set else has & ~is_train
+        # the training galaxies under their own id (train_set only), every other galaxy as <id>@<set>
         rows = pd.DataFrame(mu[keep], columns=cols)
-        rows.insert(0, "id", ids[keep] if name == train_set else np.char.add(ids[keep], f"@{name}"))
-        if name == train_set:
-            rows = pd.concat([rows[rows["id"].isin(train_ids)], rows[~rows["id"].isin(train_ids)].assign(
-                id=lambda t: t["id"] + f"@{name}")])  # fmt: skip
+        own = (name == train_set) & is_train[keep]
+        rows.insert(0, "id", np.where(own, ids[keep], np.char.add(ids[keep].astype(str), f"@{name}")))
         lat_parts.append(rows)
         tgt_parts.append(others.assign(id=others["id"].astype(str) + f"@{name}"))
     latents = pd.concat(lat_parts, ignore_index=True)

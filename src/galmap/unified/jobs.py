@@ -127,15 +127,30 @@ def _goal_rows(
     for model, v in mean_ba.items():
         name = str(model).removeprefix("unified_")
         if name == "decals":
-            add("classification", name, "", "balanced_accuracy_mean", float(v), reference_ba,
-                goals["classification_decals_points"], reference_ba - v <= goals["classification_decals_points"] / 100)
+            add(
+                "classification",
+                name,
+                "",
+                "balanced_accuracy_mean",
+                float(v),
+                reference_ba,
+                goals["classification_decals_points"],
+                reference_ba - v <= goals["classification_decals_points"] / 100,
+            )
         else:
-            add("classification", name, "", "balanced_accuracy_mean", float(v), dec,
-                goals["classification_transfer_points"], dec - v <= goals["classification_transfer_points"] / 100)
+            add(
+                "classification",
+                name,
+                "",
+                "balanced_accuracy_mean",
+                float(v),
+                dec,
+                goals["classification_transfer_points"],
+                dec - v <= goals["classification_transfer_points"] / 100,
+            )
     for _, r in translation.iterrows():
         add("translation", r["source"], r["target"], "ssim_median", float(r["ssim_median"]), np.nan, np.nan, True)
-        add("translation", r["source"], r["target"], "chi2_nu_median", float(r["chi2_nu_median"]), np.nan, np.nan,
-            True)
+        add("translation", r["source"], r["target"], "chi2_nu_median", float(r["chi2_nu_median"]), np.nan, np.nan, True)
     if halpha is not None:
         ref = halpha_ref.set_index("subset") if halpha_ref is not None else None
         for _, r in halpha.iterrows():

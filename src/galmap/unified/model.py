@@ -86,7 +86,9 @@ class UnifiedVAE(nn.Module):
             raise ValueError("the unified model needs at least one survey with an encoder")
         self.nets = nn.ModuleDict(
             {
-                s: ConvVAE(v["bands"], v["size"], self.latent_dim, survey_channels(v["size"], self.channels, max_bottom))
+                s: ConvVAE(
+                    v["bands"], v["size"], self.latent_dim, survey_channels(v["size"], self.channels, max_bottom)
+                )
                 for s, v in self.surveys.items()
             }
         )
