@@ -50,6 +50,8 @@ def halpha_scores(
     mu, _, has = post[source]
     test_ids = data.ids[data.split == "test"].astype(str)
     usable = np.array([g in row and has[row[g]] and stack.split[row[g]] != "train" for g in test_ids])
+    if not usable.any():
+        raise ValueError(f"unified: none of the Hα stage's {len(test_ids)} held-out galaxies is held out here")
     keep = np.isin(data.ids.astype(str), test_ids[usable]) | (data.split != "test")
     data.split = np.where(keep, data.split, "unused")
     idx = [row[g] for g in data.ids[data.split == "test"].astype(str)]
@@ -81,6 +83,8 @@ def euclid_re_scatter(
     t = re_compare[np.isfinite(re_compare["re_euclid_arcsec"])]
     ok = np.array([g in row and has[row[g]] and stack.split[row[g]] != "train" for g in t["id"].astype(str)])
     t = t[ok]
+    if not len(t):
+        raise ValueError("unified: none of the super-resolution stage's held-out galaxies is held out here")
     idx = np.array([row[g] for g in t["id"].astype(str)], dtype=int)
     bin_, size = int(params["target_bin"]), int(params["target_px"])
     soft = stack.attrs[target]["norm_softening"]
