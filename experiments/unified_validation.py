@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--run", default="results", help="run directory with images/ and classify/")
     ap.add_argument("--out", default="runs/unified-validation")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     params = dict(config["unified"])
     for item in args.set:
@@ -57,6 +59,8 @@ def main() -> None:
     t0 = time.process_time()
     model, history, _ = train_unified(stack, params, seed, progress=False)
     cpu = time.process_time() - t0
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), Path(args.out) / f"model-{args.name}.pt")
     post = ev.posteriors(model, stack)
     singles = list(model.encoders)
     ret = ev.retrieval_table(stack, post, singles, split="val")

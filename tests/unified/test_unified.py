@@ -62,7 +62,7 @@ def _sky(n: int = 240, seed: int = 3) -> tuple[SurveyStack, np.ndarray]:
 PARAMS = {
     "surveys": ["hi", "lo"], "decode_only": [], "latent_dim": 8, "channels": [8, 16], "batch_size": 16,
     "max_epochs": 30, "patience": 30, "learning_rate": 0.003, "kl_weight": 1.0, "kl_warmup_epochs": 2,
-    "sys_error": 0.0, "cross": True, "val_fraction": 0.15, "test_fraction": 0.25, "device": "cpu",
+    "sys_error": 0.0, "cross": True, "align_weight": 0.0, "val_fraction": 0.15, "test_fraction": 0.25, "device": "cpu",
 }  # fmt: skip
 
 

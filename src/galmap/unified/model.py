@@ -161,11 +161,14 @@ def unified_loss(
     beta: float,
     gen: torch.Generator | None,
     cross: bool = True,
+    align_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """The loss of the module docstring, per batch (mean over galaxies, per pixel), and its parts.
 
     ``xs``, ``ws``: stamps and weights per survey (N, B_s, H_s, W_s); ``avail``: 1 where a
     galaxy has that survey's stamp, else 0 (its stamp and weights are then ignored).
+    ``align_weight`` > 0 adds ``align_weight * sum_s avail_s KL(q_joint || q_s)`` (the joint
+    posterior held fixed): every single-survey posterior is pulled onto the joint one.
     """
     experts = model.experts(xs)
     mu, logvar = product_of_experts(experts, avail)
@@ -188,11 +191,24 @@ def unified_loss(
         kl_cross = kl_divergence(mu_r, logvar_r)
         loss = loss + 0.5 * chi2_cross + beta * kl_cross
         out |= {"chi2_cross": chi2_cross.mean(), "kl_cross": kl_cross.mean()}
+    if align_weight > 0 and experts:
+        m_j, v_j = mu.detach(), logvar.detach().exp()
+        align = torch.zeros_like(kl_joint)
+        for s in experts:
+            m_s, lv_s = product_of_experts(
+                experts, {t: avail[t] if t == s else torch.zeros_like(avail[t]) for t in experts}
+            )
+            kl = 0.5 * (lv_s - torch.log(v_j) + (v_j + (m_j - m_s) ** 2) / lv_s.exp() - 1.0).sum(1)
+            align = align + avail[s].to(kl.dtype) * kl
+        loss = loss + align_weight * align
+        out["align"] = align.mean()
     out["loss"] = loss.mean() / npix
     return out
 
 
-def make_step(surveys: Sequence[str], kl_weight: float, warmup_epochs: int, cross: bool = True):
+def make_step(
+    surveys: Sequence[str], kl_weight: float, warmup_epochs: int, cross: bool = True, align_weight: float = 0.0
+):
     """The step of :func:`galmap.nn.training.train` for batches ``(x_1, w_1, ..., x_S, w_S, avail)``.
 
     ``avail`` is (N, S) with 1 where the galaxy has survey ``s``'s stamp. Validation always
@@ -208,6 +224,6 @@ def make_step(surveys: Sequence[str], kl_weight: float, warmup_epochs: int, cros
         av = batch[-1]
         avail = {s: av[:, j] for j, s in enumerate(names)}
         beta = kl_beta(epoch, kl_weight, warmup_epochs) if training else kl_weight
-        return unified_loss(model, xs, ws, avail, beta, gen, cross)
+        return unified_loss(model, xs, ws, avail, beta, gen, cross, align_weight)
 
     return step

@@ -20,7 +20,7 @@ log = logging.getLogger("galmap")
 #: the settings a trained model depends on (the checkpoint's fingerprint)
 TRAIN_KEYS = (
     "surveys", "decode_only", "latent_dim", "channels", "batch_size", "max_epochs", "patience", "learning_rate",
-    "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "val_fraction", "test_fraction",
+    "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "align_weight", "val_fraction", "test_fraction",
 )  # fmt: skip
 
 
@@ -53,7 +53,13 @@ def train_unified(
     val_batches = split_batches(stack.split, "val", 4 * bs, settings.seed, False, *tensors)
     if not (stack.split == "train").any():
         raise ValueError("unified: no galaxy in the train split")
-    step = make_step(stack.surveys, float(params["kl_weight"]), int(params["kl_warmup_epochs"]), bool(params["cross"]))
+    step = make_step(
+        stack.surveys,
+        float(params["kl_weight"]),
+        int(params["kl_warmup_epochs"]),
+        bool(params["cross"]),
+        float(params.get("align_weight", 0.0)),
+    )
     fingerprint = repr([params.get(k) for k in TRAIN_KEYS]) + data_digest(stack.ids, *tensors)
     best, history = train(
         model,
