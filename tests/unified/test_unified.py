@@ -115,7 +115,7 @@ def test_masking_a_survey_removes_its_loss_and_gradient():
 
     def loss(x_lo, w_lo, av=avail):
         gen = torch.Generator().manual_seed(3)
-        return unified_loss(model, dict(xs, lo=x_lo), dict(ws, lo=w_lo), av, 1.0, gen)["loss"]
+        return unified_loss(model, dict(xs, lo=x_lo), dict(ws, lo=w_lo), av, 1.0, gen, align_weight=2.0)["loss"]
 
     garbage_x = xs["lo"].clone()
     garbage_w = ws["lo"].clone()
@@ -130,7 +130,7 @@ def test_masking_a_survey_removes_its_loss_and_gradient():
     gen = torch.Generator().manual_seed(3)
     sub = {s: v[sel] for s, v in xs.items()}
     sub_w = {s: v[sel] for s, v in ws.items()}
-    out = unified_loss(model, sub, sub_w, {"hi": torch.ones(2), "lo": torch.zeros(2)}, 1.0, gen)
+    out = unified_loss(model, sub, sub_w, {"hi": torch.ones(2), "lo": torch.zeros(2)}, 1.0, gen, align_weight=2.0)
     out["loss"].backward()
     enc = [p.grad for n, p in model.nets["lo"].named_parameters() if n.startswith(("encoder", "to_latent"))]
     assert all(g is None or float(g.abs().max()) == 0.0 for g in enc)
