@@ -287,16 +287,16 @@ def classification_predictions(
     k = post[train_set][0].shape[1]
     cols = [f"mu_{i}" for i in range(k)]
     ids = np.asarray(ids).astype(str)
-    train_ids = set(targets.loc[targets["split"] == "train", "id"].astype(str))
-    lat_parts, tgt_parts = [], [targets[targets["split"] == "train"]]
+    # the forest learns from train_set's latents under the galaxies' own ids (the split is per question, so a
+    # galaxy can train one question's forest and test another's); every set's latents also appear as <id>@<set>
+    mu0, _, has0 = post[train_set]
+    own = pd.DataFrame(mu0[has0], columns=cols)
+    own.insert(0, "id", ids[has0])
+    lat_parts, tgt_parts = [own], [targets[targets["split"] == "train"]]
     others = targets[targets["split"] != "train"]
     for name, (mu, _, has) in post.items():
-        is_train = np.isin(ids, list(train_ids))
-        keep = has if name == train_set else has & ~is_train
-        # the training galaxies under their own id (train_set only), every other galaxy as <id>@<set>
-        rows = pd.DataFrame(mu[keep], columns=cols)
-        own = (name == train_set) & is_train[keep]
-        rows.insert(0, "id", np.where(own, ids[keep], np.char.add(ids[keep].astype(str), f"@{name}")))
+        rows = pd.DataFrame(mu[has], columns=cols)
+        rows.insert(0, "id", np.char.add(ids[has], f"@{name}"))
         lat_parts.append(rows)
         tgt_parts.append(others.assign(id=others["id"].astype(str) + f"@{name}"))
     latents = pd.concat(lat_parts, ignore_index=True)
