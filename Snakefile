@@ -39,6 +39,7 @@ include: "workflow/rules/domain.smk"
 include: "workflow/rules/superres.smk"
 include: "workflow/rules/halpha.smk"
 include: "workflow/rules/realism.smk"
+include: "workflow/rules/unified.smk"
 include: "workflow/rules/dvc.smk"
 
 

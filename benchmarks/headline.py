@@ -236,6 +236,17 @@ def halpha(res: Path) -> pd.DataFrame | None:
     return pd.concat(tables).rename_axis("model, subset") if tables else None
 
 
+def unified(res: Path) -> pd.DataFrame | None:
+    """The unified latent space's measured uses against the issue's goals (``unified/metrics.csv``, no translations)."""
+    metrics = _read(res / "unified/metrics.csv")
+    if metrics is None:
+        return None
+    m = metrics[(metrics["use"] != "translation") | metrics["goal"].notna()]
+    index = m["use"] + ": " + m["source"].astype(str) + ("→" + m["target"].fillna("").astype(str)).str.rstrip("→")
+    t = m.assign(row=index + " " + m["metric"]).set_index("row")[["value", "reference", "met"]]
+    return t.rename_axis("use: survey(s) metric")
+
+
 TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
     "Classification (test split per question; balanced accuracy: mean recall over classes)": classification,
     "Sérsic fits against the truth (isolated single-Sérsic mock galaxies, r band)": sersic,
@@ -250,6 +261,7 @@ TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
         superres_structure
     ),
     "Hα from u, g, r, i, z (held-out galaxies)": halpha,
+    "Unified latent space (held-out galaxies; reference: the baseline or dedicated model)": unified,
 }
 
 

@@ -246,8 +246,32 @@ def test_superres_and_halpha_outputs(workdir: Path, test_config):
         assert list(failures.columns) == ["id", "stage", "reason"] and set(failures["id"]) <= set(truth["id"])
 
 
+@pytest.mark.slow
+def test_unified_outputs(workdir: Path, test_config):
+    """The unified latent space: latents per survey set, retrieval per survey pair, goals, translations."""
+    import h5py
+
+    cfg = test_config["unified"]
+    truth = pd.read_parquet(workdir / "results/catalog/truth.parquet")
+    lat = pd.read_parquet(workdir / "results/unified/latents.parquet")
+    assert {"joint", "bass+mzls", *cfg["surveys"]} == set(lat["survey"]) and set(lat["id"]) <= set(truth["id"])
+    assert f"mu_{cfg['latent_dim'] - 1}" in lat and np.isfinite(lat.filter(like="mu_").to_numpy()).all()
+    ret = pd.read_csv(workdir / "results/unified/retrieval.csv")
+    n = len(cfg["surveys"])
+    assert len(ret) == 2 * n * (n - 1) and set(ret["method"]) == {"unified", "measured"}
+    metrics = pd.read_csv(workdir / "results/unified/metrics.csv")
+    assert {"retrieval", "invariance", "classification", "translation"} <= set(metrics["use"])
+    assert list(metrics.columns) == ["use", "source", "target", "metric", "value", "reference", "goal", "met"]
+    hist = pd.read_csv(workdir / "results/unified/history.csv")
+    assert len(hist) == cfg["max_epochs"]
+    with h5py.File(workdir / "results/unified/translations.h5") as fh:
+        assert len(fh["ids"]) <= cfg["n_examples"]
+    failures = pd.read_csv(workdir / "results/unified/failures.csv")
+    assert list(failures.columns) == ["id", "stage", "reason"]
+
+
 FIGURES = ["survey_examples", "sersic_truth", "sersic_residuals", "morphometry", "vae", "outliers"]
-FIGURES += ["classify", "flow", "domain", "superres", "halpha"]
+FIGURES += ["classify", "flow", "domain", "superres", "halpha", "unified"]
 
 
 @pytest.mark.slow

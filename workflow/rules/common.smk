@@ -85,6 +85,11 @@ HALPHA_DIFFUSION_TRAIN_PARAMS = {
 } | {
     "diffusion": {k: v for k, v in HALPHA_DIFFUSION.items() if k not in ("enabled", "sample_steps", "n_draws", "eta")}
 }
+# the unified latent space: its training settings (not the evaluation's), its surveys (encoded, then decode-only)
+UNIFIED = config["unified"]
+UNIFIED_SURVEYS = list(dict.fromkeys([*UNIFIED["surveys"], *UNIFIED["decode_only"]]))
+UNIFIED_TRAIN = {k: v for k, v in UNIFIED.items() if k not in ("probe_trees", "n_examples", "goals")}
+UNIFIED_GPU = UNIFIED["device"] == "cuda"
 # the outlier flags' settings, and the anomaly search's (galmap.anomalies): each rule reruns for its own keys only
 OUTLIER_PARAMS = {k: config["outliers"][k] for k in ("threshold_sigma", "per_band")}
 ANOMALY_PARAMS = {k: v for k, v in config["outliers"].items() if k not in OUTLIER_PARAMS}
@@ -107,6 +112,7 @@ FIGURE_STAGES = {
     "superres": ["superres"],
     "halpha": ["halpha"],
     "realism": ["realism"],
+    "unified": ["unified"],
 }
 FIGURE_NAMES = [name for name, needs in FIGURE_STAGES.items() if not any(PLAN[s] for s in needs)]
 
@@ -260,6 +266,7 @@ def all_outputs():
         "superres": ["metrics.csv", "re_compare.parquet", "failures.csv", "structure.csv", "calibration.csv"],
         "halpha": ["metrics.csv", "predictions.parquet", "failures.csv"],
         "realism": ["c2st.csv", "votes.csv", "stats.parquet", "failures.csv"],
+        "unified": ["model.pt", "latents.parquet", "metrics.csv", "retrieval.csv", "translations.h5", "failures.csv"],
     }
     for stage, names in stage_outputs.items():
         if stage in runs:
@@ -284,3 +291,22 @@ def superres_apply_cutout(wildcards):
 def vae_noiseless(wildcards):
     """The noiseless test stamps (the mock draws them), else nothing: real data have no noiseless image."""
     return {"noiseless": "results/vae/noiseless/test.h5"} if SOURCE == "mock" else {}
+
+
+def unified_images(wildcards):
+    """Every preprocessed shard of each survey of the unified model, by survey name."""
+    return {s: _survey_shards(s) for s in UNIFIED_SURVEYS}
+
+
+def unified_references(wildcards):
+    """The dedicated models' tables the unified translations are scored against, when their stages run."""
+    refs = {}
+    names = set(UNIFIED_SURVEYS)
+    if PLAN["halpha"] is None and {config["halpha"]["input_survey"], config["halpha"]["target_survey"]} <= names:
+        refs["halpha_metrics"] = "results/halpha/metrics.csv"
+    if PLAN["superres"] is None and {config["superres"]["source_survey"], config["superres"]["target_survey"]} <= names:
+        refs["superres_metrics"] = "results/superres/metrics.csv"
+        refs["superres_re"] = "results/superres/re_compare.parquet"
+    if SOURCE == "mock":
+        refs["truth"] = "results/catalog/truth.parquet"
+    return refs

@@ -204,6 +204,14 @@ def stage_plan(config: Mapping[str, Any]) -> dict[str, str | None]:
             else (f"{' and '.join(missing)} not in the data ({sorted(surveys)})" if missing else None)
         )
     plan["truth"] = None if source == "mock" else "only the mock survey has a truth table"
+    uni = config.get("unified") or {}
+    missing = [s for s in [*uni.get("surveys", []), *uni.get("decode_only", [])] if s not in surveys]
+    plan["unified"] = (
+        ("it needs the classification stage, which is skipped" if plan["classify"] else None)
+        or (UNCALIBRATED if colour else None)
+        or (f"unified survey(s) {', '.join(missing)} not in the data ({sorted(surveys)})" if missing else None)
+        or (None if uni.get("surveys") else "unified.surveys is empty")
+    )
     plan["realism"] = realism_skip(config)
     return plan
 

@@ -655,6 +655,65 @@ def realism_figure(examples_path: str, c2st_path: str) -> plt.Figure:
     return fig
 
 
+def unified_figure(
+    translations_path: str, retrieval_path: str, classification_path: str, metrics_path: str
+) -> plt.Figure:
+    """One held-out galaxy in every survey, real and translated from each survey alone; retrieval and classification."""
+    import h5py
+
+    with h5py.File(translations_path, "r") as fh:
+        surveys = [str(s) for s in fh.attrs["surveys"]]
+        sources = [s for s in (str(v) for v in fh.attrs["sources"]) if s in surveys]
+        n = len(fh["ids"])
+        gid = fh["ids"][0].decode() if n else "none"
+        bands = {s: [str(b) for b in fh.attrs[f"bands_{s}"]] for s in surveys}
+        sigma = {s: list(fh.attrs[f"sky_sigma_{s}"]) for s in surveys}
+        real = {s: fh[f"real/{s}"][0] for s in surveys} if n else {}
+        trans = {(a, s): fh[f"from_{a}/{s}"][0] for a in sources for s in surveys} if n else {}
+    rows = 1 + len(sources)
+    fig = plt.figure(figsize=(1.3 * len(surveys) + 0.5, 1.3 * rows + 3.2))
+    grid = fig.add_gridspec(rows + 2, len(surveys), height_ratios=[1] * rows + [0.25, 2.4])
+    for c, s in enumerate(surveys):
+        for r in range(rows):
+            ax = fig.add_subplot(grid[r, c])
+            if not n:
+                ax.axis("off")
+                continue
+            image = real[s] if r == 0 else trans[(sources[r - 1], s)]
+            _show(ax, image, bands[s], sigma[s] if np.all(np.isfinite(sigma[s])) else None, s if r == 0 else None)
+            if c == 0:
+                ax.set_ylabel("real" if r == 0 else f"from {sources[r - 1]}", fontsize=7)
+    half = max(1, len(surveys) // 2)
+    ax = fig.add_subplot(grid[rows + 1, :half])
+    ret = read_table(retrieval_path)
+    names = list(dict.fromkeys(ret["source"]))
+    for method, marker in (("unified", "o"), ("measured", "x")):
+        m = ret[ret["method"] == method]
+        ax.plot(np.arange(len(m)), m["top1"], marker, label=method, ms=4)
+    m = ret[ret["method"] == "unified"]
+    ax.set_xticks(np.arange(len(m)), [f"{a}→{b}" for a, b in zip(m["source"], m["target"], strict=True)],
+                  rotation=90, fontsize=5)  # fmt: skip
+    ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel("retrieval top-1")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=6)
+    ax.set_title(f"retrieval among {int(m['n_galaxies'].min()) if len(m) else 0}+ test galaxies ({len(names)} surveys)",
+                 fontsize=7)  # fmt: skip
+    ax = fig.add_subplot(grid[rows + 1, half:])
+    cls = read_table(classification_path)
+    mean = cls.groupby("model", sort=False)["balanced_accuracy"].mean()
+    ax.barh(np.arange(len(mean)), mean.to_numpy(), color=["grey"] + ["C0"] * (len(mean) - 1))
+    ax.set_yticks(np.arange(len(mean)), [str(k).replace("unified_", "from ") for k in mean.index], fontsize=6)
+    ax.set_xlabel("balanced accuracy (mean of the questions)")
+    ax.set_xlim(0, 1)
+    ax.set_title("forest trained on DECaLS latents", fontsize=7)
+    metrics = read_table(metrics_path)
+    inv = metrics[metrics["use"] == "invariance"]
+    text = ", ".join(f"{r['metric'].removeprefix('above_chance_')} {r['value']:+.2f}" for _, r in inv.iterrows())
+    fig.suptitle(f"One latent space for every survey ({gid}); survey probe above chance: {text}", fontsize=8)
+    return fig
+
+
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "survey_examples": survey_examples_figure,
     "sersic_truth": sersic_truth_figure,
@@ -668,6 +727,7 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "superres": superres_figure,
     "halpha": halpha_figure,
     "realism": realism_figure,
+    "unified": unified_figure,
 }
 
 
