@@ -87,9 +87,20 @@ def test_parameter_names_are_checked():
 
 
 @pytest.fixture(scope="module")
-def measured(rendered, test_config):
-    """The structure stage's tables of the test population's DECaLS images, and the preprocessed shard."""
-    pre = preprocess_shard(rendered["decals"], test_config["preprocess"])
+def measured(test_config):
+    """The structure stage's tables of the test population's DECaLS images, and the preprocessed shard.
+
+    Drawn through the nominal PSF (``mock.systematics.psf`` off): the closure measurement's consistency is tested
+    here; what a PSF mismatch does to the fits is tested in ``tests/mock/test_systematics.py``."""
+    from galmap.core.surveys import surveys_from_config
+    from galmap.mock.population import draw_population
+    from galmap.mock.render import render_shard
+
+    systematics = dict(test_config["mock"]["systematics"]) | {"psf": {"enabled": False}}
+    cfg = test_config | {"mock": dict(test_config["mock"]) | {"systematics": systematics}}
+    decals = surveys_from_config(cfg)["decals"]
+    raw = render_shard(draw_population(cfg), [decals], cfg["seed"], progress=False)["decals"]
+    pre = preprocess_shard(raw, test_config["preprocess"])
     sersic = fit_sersic_shard(pre, test_config["structure"])
     morph = morphometry_shard(pre, test_config["structure"]["morph_band"])
     table, reasons = parameter_table(sersic, morph, NAMES)

@@ -20,8 +20,14 @@ LATENT_DIM = 8
 
 @pytest.fixture(scope="session")
 def sky(test_config, tmp_path_factory):
-    """The test config's mock with 400 galaxies (50 injected anomalies), rendered and preprocessed in DECaLS."""
-    cfg = test_config | {"mock": test_config["mock"] | {"n_galaxies": N_GALAXIES}}
+    """The test config's mock with 400 galaxies (50 injected anomalies), rendered and preprocessed in DECaLS.
+
+    Drawn through the survey's nominal PSF (``mock.systematics.psf`` off): the guards measure their stages, and
+    the floors were set on this sky; with per-galaxy PSFs the flow's closure of Re on 89 galaxies no longer
+    separates a working flow (0.400) from a broken one (0.287). What the PSF mismatch does is measured in
+    ``tests/mock/test_systematics.py`` and ``experiments/psf_mismatch_sersic.py``."""
+    systematics = dict(test_config["mock"]["systematics"]) | {"psf": {"enabled": False}}
+    cfg = test_config | {"mock": test_config["mock"] | {"n_galaxies": N_GALAXIES, "systematics": systematics}}
     truth = draw_population(cfg)
     decals = surveys_from_config(cfg)["decals"]
     raw = render_shard(truth, [decals], cfg["seed"], FailureLog("data"), progress=False)["decals"]
