@@ -60,6 +60,8 @@ HALPHA_GPU = config["halpha"]["device"] == "cuda"
 VAE_SURVEY = config["vae"]["survey"]
 # the source -> target pairs of the domain stage (survey A -> survey B) whose surveys the data have, by name
 DOMAIN_PAIRS = {k: v for k, v in domain_pairs(config["domain"]).items() if domain_plan(config)[k] is None}
+# the pair the domain figure shows (the first; a placeholder name when every pair is skipped: the rule is then not run)
+DOMAIN_FIGURE_PAIR = next(iter(DOMAIN_PAIRS), "none")
 # What each rule reads of a shared config section, so that a setting reruns only the rules that use it
 # (tests/workflow/test_faults.py checks with `snakemake -n`): the Sérsic fits vs the morphometry band, the training
 # vs the evaluation settings of the image-to-image networks, the classification targets vs each classifier.

@@ -191,7 +191,7 @@ rule figure_domain:
     input:
         metrics_path="results/domain/metrics.csv",
         source_path=f"results/images/{VAE_SURVEY}/shard-{SHARDS[0]}.h5",
-        target_path=f"results/domain/{next(iter(DOMAIN_PAIRS))}/target/shard-{SHARDS[0]}.h5",
+        target_path=f"results/domain/{DOMAIN_FIGURE_PAIR}/target/shard-{SHARDS[0]}.h5",
     output:
         pdf="results/figures/domain.pdf",
         png=report("results/figures/domain.png", caption="../report/domain.rst", category="Domain adaptation"),
