@@ -348,7 +348,9 @@ def test_config_references_and_the_stage_plan():
     # without the sdss survey (and with the defaults, not set by the user) the stage is skipped, not an error
     no_sdss = dict(cfg, surveys={k: v for k, v in cfg["surveys"].items() if k != "sdss"})
     no_sdss.pop("halpha")
-    plan = stage_plan(validate_config(no_sdss, schema))
+    # the domain pairs are the embedded default's too (not the user's): the SDSS pair is skipped with its survey
+    explicit = dict(no_sdss, domain={k: v for k, v in no_sdss["domain"].items() if k != "pairs"})
+    plan = stage_plan(validate_config(no_sdss, schema, explicit))
     assert "halpha.input_survey 'sdss'" in plan["halpha"] and plan["superres"] is None
 
 

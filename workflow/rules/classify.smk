@@ -64,7 +64,8 @@ rule classify_cnn:
         "logs/classify/cnn.log",
     benchmark:
         "logs/benchmarks/classify/cnn.tsv"
-    threads: 1  # two threads used ~1.1 cores (benchmark cpu_time) while holding two from the scheduler
+    # two threads used ~1.1 cores (benchmark cpu_time) while holding two from the scheduler
+    threads: 1
     priority: 5  # heads the longest chain (domain adaptation of every pair reads its model)
     resources:
         mem_mb=4000,

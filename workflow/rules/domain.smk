@@ -43,7 +43,8 @@ rule domain_dann:
         "logs/domain/{pair}/dann.log",
     benchmark:
         "logs/benchmarks/domain/{pair}/dann.tsv"
-    threads: 1  # two threads used ~1.5 cores; a two-core job waits for both cores and left one idle (issue 28's run)
+    # two threads used ~1.5 cores; a two-core job waits for both cores and left one idle (issue 28's run)
+    threads: 1
     priority: 5  # on the longest chain (classify_cnn -> dann -> distill -> predict)
     resources:
         mem_mb=4000,
@@ -71,7 +72,8 @@ rule domain_distill:
         "logs/domain/{pair}/distill.log",
     benchmark:
         "logs/benchmarks/domain/{pair}/distill.tsv"
-    threads: 1  # two threads used ~1.5 cores; a two-core job waits for both cores and left one idle (issue 28's run)
+    # two threads used ~1.5 cores; a two-core job waits for both cores and left one idle (issue 28's run)
+    threads: 1
     priority: 5  # on the longest chain (classify_cnn -> dann -> distill -> predict)
     resources:
         mem_mb=4000,
@@ -130,7 +132,8 @@ rule domain_predict:
         "logs/domain/{pair}/predict.log",
     benchmark:
         "logs/benchmarks/domain/{pair}/predict.tsv"
-    threads: 1  # two threads used ~1.5 cores; a two-core job waits for both cores and left one idle (issue 28's run)
+    # two threads used ~1.5 cores; a two-core job waits for both cores and left one idle (issue 28's run)
+    threads: 1
     priority: 5  # on the longest chain (classify_cnn -> dann -> distill -> predict)
     resources:
         mem_mb=4000,

@@ -52,7 +52,8 @@ rule flow_closure:
         "logs/flow/closure.log",
     benchmark:
         "logs/benchmarks/flow/closure.tsv"
-    threads: 1  # two threads used ~1.1 cores (benchmark cpu_time) while holding two from the scheduler
+    # two threads used ~1.1 cores (benchmark cpu_time) while holding two from the scheduler
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

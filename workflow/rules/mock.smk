@@ -17,7 +17,8 @@ rule mock_catalog:
         "logs/data/mock_catalog.log",
     benchmark:
         "logs/benchmarks/data/mock_catalog.tsv"
-    threads: 2  # the features' visibility renders over two processes (the first job: nothing else can run)
+    # the features' visibility renders over two processes (the first job: nothing else can run)
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=10,
