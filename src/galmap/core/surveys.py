@@ -1,9 +1,11 @@
 """Survey descriptions: bands, pixel scale, PSF, depth and noise.
 
 Units: pixel scales in arcsec/pixel, PSF FWHM in arcsec, depths as 5-sigma
-point-source AB magnitudes (for Ha, magnitudes of a flux in units of
-1e-17 erg/s/cm^2 with the same 22.5 zero point), fluxes in nanomaggies
-(``m = 22.5 - 2.5 log10(f)``).
+AB magnitudes of a point source, or of a round exponential galaxy of half-light
+radius ``depth_hlr_arcsec`` where a survey states its depth that way (DECaLS:
+the DESI requirement g=24.0, r=23.4, z=22.5 is for a 0.45'' ELG); for Ha,
+magnitudes of a flux in units of 1e-17 erg/s/cm^2 with the same 22.5 zero point;
+fluxes in nanomaggies (``m = 22.5 - 2.5 log10(f)``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Survey:
     #: the detector's own pixel scale (arcsec) when the survey delivers coadds resampled to ``pixscale_arcsec``
     #: (the Legacy Surveys' 0.262'' bricks from BASS's 0.454'' pixels); ``None``: images on the native grid
     native_pixscale_arcsec: float | None = None
+    #: half-light radius (arcsec) of the round exponential galaxy the depths refer to; 0: point-source depths
+    depth_hlr_arcsec: float = 0.0
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping[str, Any], coadd: bool = True) -> Survey:
@@ -86,6 +90,7 @@ class Survey:
             depth_mag=tuple(float(cfg["depth_mag"][b]) for b in bands),
             gain_e_per_nmgy=float(cfg.get("gain_e_per_nmgy", 1000.0)),
             native_pixscale_arcsec=None if native is None else float(native),
+            depth_hlr_arcsec=float(cfg.get("depth_hlr_arcsec") or 0.0),
         )
 
     @property
@@ -144,10 +149,13 @@ class Survey:
     def sky_sigma(self) -> tuple[float, ...]:
         """Per-pixel sky noise sigma per band, in the band's flux unit.
 
-        From the 5-sigma point-source depth and the noise-equivalent area of the
-        pixelated PSF: ``sigma_pix = F_5sigma / 5 / sqrt(NEA)``, ``NEA = 1 / sum(p_i^2)``;
-        for a coadd, that of the native pixels carried through the resampling (the mean
-        per-pixel sigma; neighbouring coadd pixels are correlated).
+        From the 5-sigma depth and the noise-equivalent area of the source the depth
+        refers to, on the survey's pixels: ``sigma_pix = F_5sigma / 5 / sqrt(NEA)``,
+        ``NEA = 1 / sum(p_i^2)`` with ``p`` the pixelated PSF (point-source depths) or the
+        pixelated round exponential of half-light radius ``depth_hlr_arcsec`` seen
+        through the PSF (galaxy depths: a larger NEA, so less noise per pixel for the
+        same depth); for a coadd, that of the native pixels carried through the
+        resampling (the mean per-pixel sigma; neighbouring coadd pixels are correlated).
         """
         if self.is_coadd:
             # the native pixels' noise, per coadd pixel (flux scales with the pixel area), reduced by resampling
@@ -156,11 +164,20 @@ class Survey:
         out = []
         for band, depth in zip(self.bands, self.depth_mag, strict=True):
             fwhm = self.psf_fwhm_arcsec[self.bands.index(band)]
-            size = int(np.ceil(12 * fwhm / self.pixscale_arcsec)) | 1
-            p = self.psf_image(band, max(size, 15)).astype(float)
+            size = int(np.ceil((12 * fwhm + 10 * self.depth_hlr_arcsec) / self.pixscale_arcsec)) | 1
+            p = self.depth_source_image(band, max(size, 15))
             nea = 1.0 / np.sum(p**2)
             out.append(float(mag_to_flux(depth) / 5.0 / np.sqrt(nea)))
         return tuple(out)
+
+    def depth_source_image(self, band: str, size_px: int) -> np.ndarray:
+        """The source the depth of ``band`` refers to, pixelated and summing to 1: the PSF, or
+        the round exponential of half-light radius ``depth_hlr_arcsec`` convolved with it."""
+        if self.depth_hlr_arcsec <= 0:
+            return self.psf_image(band, size_px).astype(float)
+        gal = galsim.Exponential(half_light_radius=self.depth_hlr_arcsec, gsparams=GSPARAMS)
+        img = galsim.Convolve(gal, self.psf(band)).drawImage(nx=size_px, ny=size_px, scale=self.pixscale_arcsec).array
+        return img / img.sum()
 
     def attrs(self) -> dict[str, Any]:
         """HDF5 attributes describing this survey (DESIGN.md image-store format)."""
