@@ -28,7 +28,8 @@ they say which part of the PSF model limits the fits. Prints, per PSF model, the
 |Δn/n| and |ΔRe/Re| of the r-band rows (the shape is shared by the bands) against the truth
 (``bulge_n``, ``bulge_re_arcsec``) over every finite fit and over the fits with ``flag == 0``,
 and the median signed errors; then the median signed errors in bins of the r-band FWHM ratio
-truth/nominal for ``nominal`` and ``catalogue``. The last line is machine-readable; ``--out``
+truth/nominal for ``nominal`` and ``catalogue``, and by the true Moffat β for ``catalogue``.
+The last line is machine-readable; ``--out``
 writes the per-galaxy table.
 """
 
@@ -92,6 +93,7 @@ def fit_table(cfg: dict, shard: Shard, truth: pd.DataFrame, model: str, nominal_
         "id": t.index, "model": model, "n_true": t["bulge_n"], "re_true": t["bulge_re_arcsec"],
         "n_fit": r["n"].reindex(t.index), "re_fit": r["re_arcsec"].reindex(t.index),
         "flag": r["flag"].reindex(t.index), "fwhm_ratio_r": t["psf_fwhm_decals_r"] / nominal_r,
+        "psf_beta": t["psf_beta_decals"],
     })  # fmt: skip
     out["dn"] = out["n_fit"] / out["n_true"] - 1
     out["dre"] = out["re_fit"] / out["re_true"] - 1
@@ -177,6 +179,10 @@ def main() -> None:
         by = t.groupby(bins, observed=True)[["dn", "dre"]].median()
         print(f"{model} PSF, median signed errors by r-band FWHM truth/nominal:")
         print(by.assign(count=t.groupby(bins, observed=True).size()).to_string(float_format=lambda v: f"{v:+.4f}"))
+    t = table[table["model"] == "catalogue"]
+    beta = surveys_from_config(cfg)["decals"].psf_beta
+    print(f"catalogue PSF (nominal beta {beta}), median signed errors by the true beta:")
+    print(t.groupby("psf_beta")[["dn", "dre"]].median().T.to_string(float_format=lambda v: f"{v:+.3f}"))
     if args.out:
         table.to_csv(args.out, index=False)
     cells = " ".join(f"abs_dn_{m}={res[m]['abs_dn']:.4f} abs_dre_{m}={res[m]['abs_dre']:.4f}" for m in MODELS)
