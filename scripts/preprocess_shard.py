@@ -11,4 +11,5 @@ with job_log(snakemake.log[0]):
         raw_path=snakemake.input.raw,
         out_path=snakemake.output.images,
         failures_path=snakemake.output.failures,
+        catalog_path=snakemake.input.catalog,
     )

@@ -6,15 +6,18 @@ import copy
 
 import galsim
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from galmap.core.io import Shard
 from galmap.core.resample import resample_matrix
 from galmap.core.surveys import Survey, moffat_psf, surveys_from_config
 from galmap.mock.population import draw_population
 from galmap.mock.render import GalaxyModel, draw, render_shard
-from galmap.mock.systematics import FilterShift, galaxy_psf
+from galmap.mock.systematics import FilterShift, catalogue_psfsize, galaxy_psf
 from galmap.preprocess.stamps import preprocess_shard
+from galmap.structure.measure import fit_sersic_shard
 from galmap.structure.sersic import SersicFitter
 from tests.measure import fwhm, total_flux
 
@@ -202,3 +205,71 @@ def test_sersic_fit_with_too_narrow_psf_overestimates_re(test_config):
     # the PSF's missing width goes into the galaxy: larger and less concentrated
     assert re["narrow"] > 1.03 * re["right"]
     assert n["narrow"] < 0.95 * n["right"]
+
+
+def test_catalogue_psfsize_scatters_around_the_truth_by_the_documented_error(big_population, default_config):
+    """The catalogue's PSF size: one column per varied band, the true FWHM times a log-normal error of the config's
+    size."""
+    p = default_config["mock"]["systematics"]["psf"]
+    surveys = surveys_from_config(default_config).values()
+    t = big_population
+    ps = catalogue_psfsize(t, surveys, p, default_config["seed"])
+    truth_cols = [c for c in t.columns if c.startswith("psf_fwhm_")]
+    assert sorted(ps.columns) == sorted(c.replace("psf_fwhm_", "psfsize_") for c in truth_cols)
+    assert not any("euclid" in c for c in ps.columns)  # observed through the nominal PSF: nothing to publish
+    for name, band in (("decals", "r"), ("bass", "g"), ("mzls", "z")):
+        err = np.log(ps[f"psfsize_{name}_{band}"] / t[f"psf_fwhm_{name}_{band}"])
+        assert np.std(err) == pytest.approx(p["psfsize_error"], rel=0.06)
+        assert abs(np.median(err)) < 0.003
+    assert p["psfsize_error"] > 0
+    # reproducible from the seed; switched off (or without PSF variation): no columns
+    pd.testing.assert_frame_equal(ps, catalogue_psfsize(t, surveys, p, default_config["seed"]))
+    assert catalogue_psfsize(t, surveys, p | {"catalogue": False}, 42).empty
+    assert catalogue_psfsize(t, surveys, p | {"enabled": False}, 42).empty
+
+
+def _seen_through(fwhm: float, survey: Survey, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A GalSim Sérsic (n = 2.5, half-light radius 1.2'', q = 0.8) in every band of ``survey`` through a Moffat of
+    ``fwhm`` (arcsec, the survey's β), with noise: image and ivar (1, bands, size, size)."""
+    gal = galsim.Sersic(n=2.5, half_light_radius=1.2, flux=200.0).shear(q=0.8, beta=30 * galsim.degrees)
+    psf = moffat_psf(fwhm, survey.psf_beta)
+    image = galsim.Convolve(gal, psf).drawImage(nx=size, ny=size, scale=survey.pixscale_arcsec)
+    sigma = 0.02
+    noise = np.random.default_rng(seed).normal(0, sigma, (len(survey.bands), size, size))
+    data = (image.array[None] + noise)[None].astype(np.float32)
+    return data, np.full(data.shape, 1 / sigma**2, np.float32)
+
+
+def test_sersic_fit_uses_each_galaxys_catalogue_psf(test_config):
+    """Two galaxies seen through PSFs 30 % wider and 25 % narrower than the nominal one, with the catalogue's PSF sizes:
+    preprocessing (``psf: catalogue``) hands the fitter each galaxy's PSF and Re and n come out right; with the nominal
+    PSF (``psf: nominal``) they are off in the directions the PSF widths say."""
+    decals = surveys_from_config(test_config)["decals"]
+    size = 64
+    fwhm = {"wide": 1.3 * decals.psf_fwhm_arcsec[1], "narrow": 0.75 * decals.psf_fwhm_arcsec[1]}
+    parts = [_seen_through(f, decals, size, seed) for seed, f in enumerate(fwhm.values())]
+    shard = Shard(
+        images=np.concatenate([p[0] for p in parts]), ivar=np.concatenate([p[1] for p in parts]),
+        ids=np.array(list(fwhm)), attrs=decals.attrs() | {"psf_beta": decals.psf_beta},
+    )  # fmt: skip
+    catalog = pd.DataFrame({"id": list(fwhm)} | {f"psfsize_decals_{b}": list(fwhm.values()) for b in decals.bands})
+    pre = test_config["preprocess"]
+    own = preprocess_shard(shard, pre | {"psf": "catalogue"}, progress=False, catalog=catalog)
+    assert own.attrs["psf_source"] == "catalogue"
+    np.testing.assert_allclose(own.extra["psf_fwhm"][:, 1], list(fwhm.values()), rtol=1e-6)
+    nominal = preprocess_shard(shard, pre | {"psf": "nominal"}, progress=False, catalog=catalog)
+    assert nominal.attrs["psf_source"] == "nominal" and "psf_fwhm" not in nominal.extra
+    params = test_config["structure"] | {"device": "cpu"}
+    fits = {
+        k: fit_sersic_shard(s, params).query("band == 'r'").set_index("id")
+        for k, s in (("own", own), ("nominal", nominal))
+    }
+    re_true = 1.2 / np.sqrt(0.8)  # semi-major axis (arcsec)
+    for gid in fwhm:
+        assert fits["own"].loc[gid, "re_arcsec"] == pytest.approx(re_true, rel=0.04)
+        assert fits["own"].loc[gid, "n"] == pytest.approx(2.5, rel=0.1)
+    # the nominal PSF: the wide PSF's extra blur goes into the galaxy (larger, less concentrated); the core of the one
+    # seen through the narrow PSF is sharper than the nominal PSF allows: a cuspier profile (n at its bound here)
+    assert fits["nominal"].loc["wide", "re_arcsec"] > 1.06 * re_true
+    assert fits["nominal"].loc["wide", "n"] < 0.8 * 2.5
+    assert fits["nominal"].loc["narrow", "n"] > 1.2 * 2.5

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from galmap.core.failures import FailureLog
@@ -241,3 +244,32 @@ def test_clipped_stats_match_astropy():
     rng = np.random.default_rng(5)
     x = np.concatenate([rng.normal(1.0, 2.0, 3000), rng.uniform(20, 50, 100)])
     np.testing.assert_allclose(clipped_stats(x), sigma_clipped_stats(x, sigma=3.0, maxiters=5), rtol=1e-10)
+
+
+def test_catalogue_psf_and_its_fallback_to_the_nominal_one(rendered, test_config, caplog):
+    """``psf: catalogue``: each galaxy's FWHM from the catalogue's psfsize_<survey>_<band>; a galaxy or band
+    without one, and a catalogue (real data) without the columns, get the survey's nominal PSF, with a logged note."""
+    shard = rendered["decals"]
+    ids = [str(i) for i in shard.ids]
+    nominal = np.asarray(shard.attrs["psf_fwhm_arcsec"], dtype=np.float32)
+    size = 1.1 + 0.01 * np.arange(len(ids))
+    catalog = pd.DataFrame({"id": ids} | {f"psfsize_decals_{b}": size + k for k, b in enumerate(shard.bands)})
+    catalog.loc[1, "psfsize_decals_g"] = np.nan
+    catalog = catalog.drop(index=2)  # a galaxy the catalogue does not have
+    params = test_config["preprocess"] | {"psf": "catalogue"}
+    with caplog.at_level(logging.INFO, logger="galmap"):
+        out = preprocess_shard(shard, params, progress=False, catalog=catalog)
+    fwhm = out.extra["psf_fwhm"]
+    assert out.attrs["psf_source"] == "catalogue" and fwhm.shape == (len(ids), len(shard.bands))
+    np.testing.assert_allclose(fwhm[0], size[0] + np.arange(3), rtol=1e-6)
+    np.testing.assert_allclose(fwhm[1], [nominal[0], size[1] + 1, size[1] + 2], rtol=1e-6)
+    np.testing.assert_allclose(fwhm[2], nominal, rtol=1e-6)
+    assert "2 of" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="galmap"):
+        plain = preprocess_shard(shard, params, progress=False, catalog=catalog[["id"]])
+    assert plain.attrs["psf_source"] == "nominal" and "psf_fwhm" not in plain.extra
+    assert "no PSF size" in caplog.text
+    np.testing.assert_array_equal(plain.extra["psf"], out.extra["psf"])  # the nominal PSF images either way
+    with pytest.raises(ValueError, match="preprocess.psf"):
+        preprocess_shard(shard, params | {"psf": "truth"}, progress=False)

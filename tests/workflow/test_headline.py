@@ -42,3 +42,24 @@ def test_headline_tables_of_two_runs(local_run, tmp_path):
     sr = pd.read_csv(local_run / "results/superres/metrics.csv").set_index("method")
     line = next(row for row in text.splitlines() if row.startswith("| regression |"))
     assert f"{sr.loc['regression', 'psnr_db']:.3g}" in line
+
+
+def test_domain_worst_question_says_whether_the_best_method_makes_a_question_worse(tmp_path):
+    """Met when no question's 68 % interval of the best method's change lies wholly below 0; the worst one reported."""
+    headline = _headline()
+    (tmp_path / "domain").mkdir()
+    rows = [  # pair, question, method, change, change_lo, change_hi
+        ("a", "bar", "dann", -0.02, -0.04, 0.01), ("a", "merging", "dann", 0.01, 0.0, 0.02),
+        ("a", "bar", "distill", -0.05, -0.07, -0.03), ("b", "bar", "distill", -0.05, -0.07, -0.03),
+        ("b", "merging", "distill", 0.03, 0.01, 0.05), ("b", "mean", "distill", -0.01, -0.02, 0.0),
+    ]  # fmt: skip
+    metrics = pd.DataFrame(rows, columns=["pair", "question", "method", "change", "change_lo", "change_hi"])
+    metrics.assign(domain="target").to_csv(tmp_path / "domain/metrics.csv", index=False)
+    pd.DataFrame({"pair": ["a", "b"], "question": "mean", "method": ["dann", "distill"]}).to_csv(
+        tmp_path / "domain/summary.csv", index=False
+    )
+    t = headline.domain_worst_question(tmp_path)
+    assert t.loc["a", "best method"] == "dann" and t.loc["a", "worst question"] == "bar" and t.loc["a", "met"]
+    assert t.loc["a", "its change (points) [68 %]"] == "-2.0 [-4.0, +1.0]"
+    assert t.loc["b", "worst question"] == "bar" and not t.loc["b", "met"]  # not the mean over questions
+    assert t.loc["b", "worse beyond the interval"] == "bar"

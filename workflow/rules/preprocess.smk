@@ -4,6 +4,8 @@
 rule preprocess:
     input:
         raw=raw_shard,
+        # the catalogue's per-object PSF size (psfsize_<survey>_<band>), when it has one: preprocess.psf
+        catalog="results/catalog/catalog.parquet",
     output:
         images="results/images/{survey}/shard-{shard}.h5",
         failures="results/images/{survey}/failures-{shard}.csv",

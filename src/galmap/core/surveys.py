@@ -45,6 +45,26 @@ def moffat_psf(fwhm_arcsec: float, beta: float) -> galsim.GSObject:
     return galsim.Moffat(beta=beta, fwhm=fwhm_arcsec, trunc=6.0 * fwhm_arcsec, gsparams=GSPARAMS)
 
 
+def moffat_images(
+    fwhm_arcsec: np.ndarray, beta: float, pixscale_arcsec: float, size_px: int, pixel: bool = True
+) -> np.ndarray:
+    """Images of :func:`moffat_psf` for an array of FWHMs (arcsec): shape ``fwhm.shape + (size, size)``, float32.
+
+    Each image is centred on the central pixel of an odd ``size_px`` (rounded up to odd) grid of
+    ``pixscale_arcsec`` pixels and sums to 1. ``pixel=True``: the effective (pixel-integrated) PSF,
+    the kernel for models sampled at pixel centres; ``pixel=False``: the PSF profile sampled at
+    pixel centres, the kernel for models already integrated over the pixels (the Sérsic fitter's).
+    """
+    fwhm = np.asarray(fwhm_arcsec, dtype=float)
+    size_px = int(size_px) | 1
+    method = "auto" if pixel else "no_pixel"
+    out = np.empty(fwhm.shape + (size_px, size_px), np.float32)
+    for k, f in np.ndenumerate(fwhm):
+        img = moffat_psf(float(f), beta).drawImage(nx=size_px, ny=size_px, scale=pixscale_arcsec, method=method).array
+        out[k] = img / img.sum()
+    return out
+
+
 @dataclass(frozen=True)
 class Survey:
     """One survey's imaging properties (one pixel grid for all its bands)."""

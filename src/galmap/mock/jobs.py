@@ -28,6 +28,9 @@ def shard_rows(n_total: int, shard_size: int, shard: int) -> slice:
 def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: str, processes: int = 1) -> None:
     """Draw the mock population; write the truth table and the id/ra/dec/shard catalog.
 
+    The catalog also holds what a survey publishes of each galaxy's PSF: ``psfsize_<survey>_<band>``
+    (:func:`galmap.mock.systematics.catalogue_psfsize`).
+
     The truth holds the physical answers (``true_<question>``) and, for the volunteers'
     survey ``config["label_survey"]``, the features' S/N and the visible answers with
     ``config["visibility"]["snr_threshold"]``
@@ -35,6 +38,7 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
     """
     from galmap.core.surveys import surveys_from_config
     from galmap.mock.population import draw_population, true_answers
+    from galmap.mock.systematics import catalogue_psfsize
     from galmap.mock.visibility import add_visibility
 
     truth = draw_population(config)
@@ -44,6 +48,9 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
     truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold, processes)
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
+    # what the survey publishes of each galaxy's PSF: its size with a measurement error (psfsize_<survey>_<band>)
+    psf_cfg = (config["mock"].get("systematics") or {}).get("psf") or {}
+    catalog = pd.concat([catalog, catalogue_psfsize(truth, surveys.values(), psf_cfg, int(config["seed"]))], axis=1)
     write_table(truth_path, truth)
     write_table(catalog_path, catalog)
     log.info("mock population: %d galaxies", len(truth))

@@ -8,7 +8,11 @@ sources of the values are in docs/mock.md):
   nominal one, with its own β (on a grid of ``beta_step``) and ellipticity (shear
   ``g1, g2``). The truth table keeps them (``psf_fwhm_<survey>_<band>`` in arcsec,
   ``psf_beta_<survey>``, ``psf_g1_<survey>``, ``psf_g2_<survey>``); the images'
-  attributes keep only the survey's nominal PSF, which is what preprocessing builds.
+  attributes keep only the survey's nominal PSF. What a survey publishes about it, the
+  mock's catalogue does (:func:`catalogue_psfsize`): each galaxy's PSF FWHM per band with a
+  measurement error (``psfsize_<survey>_<band>`` in ``catalog/catalog.parquet``, as the Legacy
+  Surveys' Tractor catalogues give ``psfsize_g/r/z``), from which preprocessing builds each
+  galaxy's PSF (``preprocess.psf``), not knowing its β or shear.
 * **Filters** (``filters``): the north (BASS/MzLS) bandpasses differ from DECam's: a
   galaxy (each component with its own colour) is ``zero_point + slope * colour`` mag
   fainter in the north band than in DECam's (:class:`FilterShift`).
@@ -26,11 +30,14 @@ from typing import Any
 
 import galsim
 import numpy as np
+import pandas as pd
 
 from galmap.core.surveys import Survey, moffat_psf
 
 #: Random stream of the PSF draws (independent of every other draw of the population).
 PSF_STREAM = 0x9F5
+#: Random stream of the catalogue's PSF-size measurement errors.
+PSFSIZE_STREAM = 0x9F6
 
 
 def draw_psf_truth(n: int, surveys: Iterable[Survey], psf_cfg: Mapping[str, Any], seed: int) -> dict[str, np.ndarray]:
@@ -56,6 +63,30 @@ def draw_psf_truth(n: int, surveys: Iterable[Survey], psf_cfg: Mapping[str, Any]
         out[f"psf_beta_{s.name}"] = np.round(rng.uniform(lo, hi, n) / step) * step
         for comp in ("g1", "g2"):
             out[f"psf_{comp}_{s.name}"] = rng.normal(0.0, float(psf_cfg["ellipticity_rms"]), n)
+    return out
+
+
+def catalogue_psfsize(
+    truth: pd.DataFrame, surveys: Iterable[Survey], psf_cfg: Mapping[str, Any], seed: int
+) -> pd.DataFrame:
+    """The catalogue's per-object PSF size: ``psfsize_<survey>_<band>`` (FWHM, arcsec), one row per ``truth`` row.
+
+    For every band whose PSF varies (a truth column ``psf_fwhm_<survey>_<band>``): the true
+    FWHM times ``exp(N(0, psfsize_error))``, the catalogue's measurement error (its own random
+    stream). No columns when ``psf_cfg["enabled"]`` or ``psf_cfg["catalogue"]`` is false, or for
+    surveys observed through their nominal PSF (the pipeline then uses that one).
+    """
+    out = pd.DataFrame(index=truth.index)
+    if not (psf_cfg.get("enabled", False) and psf_cfg.get("catalogue", False)):
+        return out
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), PSFSIZE_STREAM]))
+    err = float(psf_cfg["psfsize_error"])
+    for s in surveys:
+        for band in s.bands:
+            key = f"psf_fwhm_{s.name}_{band}"
+            if key in truth.columns:
+                scatter = np.exp(rng.normal(0.0, err, len(truth)))
+                out[f"psfsize_{s.name}_{band}"] = truth[key].to_numpy(float) * scatter
     return out
 
 

@@ -16,7 +16,8 @@ For every galaxy of a shard (:func:`preprocess_shard`):
 
 The output shard adds ``segmap`` (bool, N x H x W), ``mask`` (bool), ``psf``
 (bands x P x P, the survey's nominal effective, pixel-integrated PSF summing to 1), ``psf_profile``
-(the PSF profile sampled at pixel centres, for pixel-integrated models), ``background``
+(the PSF profile sampled at pixel centres, for pixel-integrated models), ``psf_fwhm`` (N x bands,
+arcsec: each galaxy's PSF FWHM from the catalogue, with ``psf = "catalogue"``: :func:`galaxy_psf_fwhm`), ``background``
 (N x bands, image units) and ``flags`` (N, bitmask: see :data:`FLAGS`), and records
 the network normalisation in its attributes: ``norm = "asinh"`` with one
 ``norm_softening`` per band, applied by :func:`normalise` and inverted by
@@ -25,11 +26,13 @@ the network normalisation in its attributes: ``norm = "asinh"`` with one
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy import ndimage
@@ -38,8 +41,10 @@ from tqdm import tqdm
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.stats import asinh_scale, from_asinh_scale
-from galmap.core.surveys import moffat_psf
+from galmap.core.surveys import moffat_images
 from galmap.preprocess.settings import survey_params
+
+log = logging.getLogger("galmap")
 
 #: Bits of the ``flags`` dataset.
 FLAGS = {
@@ -62,7 +67,12 @@ DEFAULTS = {
     "mask_dilate_px": 2,
     "psf_stamp_px": 51,
     "norm_softening": 3.0,
+    "psf": "catalogue",
 }
+
+#: The PSF models preprocessing can attach (``preprocess.psf``): each galaxy's from the catalogue's
+#: PSF size (a Moffat of the survey's nominal β), or the survey's nominal one.
+PSF_SOURCES = ("catalogue", "nominal")
 
 
 def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np.ndarray:
@@ -78,15 +88,31 @@ def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np
     ``pixel=False`` the PSF profile sampled at pixel centres, the kernel for models
     already integrated over the pixels (as the Sérsic fitter's are).
     """
-    size_px = size_px | 1
     beta = float(attrs.get("psf_beta", 3.5))
-    out = []
-    for fwhm in attrs["psf_fwhm_arcsec"]:
-        psf = moffat_psf(float(fwhm), beta)
-        method = "auto" if pixel else "no_pixel"
-        img = psf.drawImage(nx=size_px, ny=size_px, scale=float(attrs["pixscale_arcsec"]), method=method).array
-        out.append(img / img.sum())
-    return np.asarray(out, dtype=np.float32)
+    return moffat_images(np.asarray(attrs["psf_fwhm_arcsec"]), beta, float(attrs["pixscale_arcsec"]), size_px, pixel)
+
+
+def galaxy_psf_fwhm(shard: Shard, catalog: pd.DataFrame | None) -> tuple[np.ndarray | None, str]:
+    """Each galaxy's PSF FWHM (N, bands; arcsec) from the catalogue, or ``None``, and a note saying what was used.
+
+    The catalogue's ``psfsize_<survey>_<band>`` (the Legacy Surveys' Tractor ``psfsize_g/r/z``:
+    the weighted-average PSF FWHM at the object's position) by ``id``. A survey without these
+    columns (a user's folder, downloads without the Tractor catalogue) gets ``None``: the
+    nominal PSF. A galaxy or band without a finite, positive value gets the nominal FWHM.
+    """
+    survey = str(shard.attrs.get("survey", ""))
+    cols = [f"psfsize_{survey}_{b}" for b in shard.bands]
+    if catalog is None or not set(cols) <= set(catalog.columns):
+        return None, f"{survey}: the catalogue has no PSF size ({', '.join(cols)}): the nominal PSF"
+    nominal = np.asarray(shard.attrs["psf_fwhm_arcsec"], dtype=float)
+    table = catalog.assign(id=catalog["id"].astype(str)).drop_duplicates("id").set_index("id")
+    values = table.reindex(np.asarray(shard.ids, dtype=str))[cols].to_numpy(float)
+    bad = ~(np.isfinite(values) & (values > 0))
+    fwhm = np.where(bad, nominal[None, :], values).astype(np.float32)
+    note = f"{survey}: each galaxy's PSF from the catalogue's PSF size"
+    if bad.any():
+        note += f" ({int(bad.any(axis=1).sum())} of {len(fwhm)} galaxies without one in some band: the nominal FWHM)"
+    return fwhm, note
 
 
 def normalise(images: np.ndarray, softening: np.ndarray | list[float]) -> np.ndarray:
@@ -205,9 +231,18 @@ def sky_sigma(attrs: Mapping[str, Any], ivar: np.ndarray) -> list[float]:
 
 
 def preprocess_shard(
-    shard: Shard, params: Mapping[str, Any] | None = None, failures: FailureLog | None = None, progress: bool = True
+    shard: Shard,
+    params: Mapping[str, Any] | None = None,
+    failures: FailureLog | None = None,
+    progress: bool = True,
+    catalog: pd.DataFrame | None = None,
 ) -> Shard:
     """Background-subtract, segment, mask and attach PSFs to every galaxy of ``shard``.
+
+    ``params["psf"]``: ``"catalogue"`` attaches each galaxy's PSF FWHM from ``catalog``
+    (a table with ``id`` and ``psfsize_<survey>_<band>`` in arcsec: :func:`galaxy_psf_fwhm`),
+    falling back to the survey's nominal PSF, with a logged note, where it has none;
+    ``"nominal"`` always uses the nominal PSF.
 
     Galaxies that cannot be processed (no valid pixels, no source at the centre of a
     broad-band image) are recorded in ``failures`` with the reason and kept in the
@@ -216,6 +251,12 @@ def preprocess_shard(
     ``progress``: a progress bar over the galaxies (stderr: the job's log).
     """
     p = DEFAULTS | survey_params(params or {}, str(shard.attrs.get("survey", "")))
+    if p["psf"] not in PSF_SOURCES:
+        raise ValueError(f"unknown preprocess.psf {p['psf']!r} ({', '.join(PSF_SOURCES)})")
+    psf_fwhm, note = (None, "the nominal PSF (preprocess.psf: nominal)")
+    if p["psf"] == "catalogue":
+        psf_fwhm, note = galaxy_psf_fwhm(shard, catalog)
+    log.info("PSF of %s: %s", shard.attrs.get("survey", "?"), note)
     images = np.array(shard.images, dtype=np.float32, copy=True)
     ivar = np.array(shard.ivar, dtype=np.float32, copy=True)
     n, nb, h, w = images.shape
@@ -285,7 +326,8 @@ def preprocess_shard(
         "norm": "asinh",
         "norm_softening": softening,
         "flag_bits": [f"{k}={v}" for k, v in FLAGS.items()],
-        "psf_source": "nominal",  # the survey's nominal Moffat (psf_images), not each galaxy's own PSF
+        # psf and psf_profile: the survey's nominal Moffat (psf_images); catalogue: each galaxy's FWHM in psf_fwhm
+        "psf_source": "nominal" if psf_fwhm is None else "catalogue",
         "preprocessed": True,
     }
     extra = {
@@ -296,4 +338,6 @@ def preprocess_shard(
         "background": background,
         "flags": flags,
     }
+    if psf_fwhm is not None:
+        extra["psf_fwhm"] = psf_fwhm
     return Shard(images=images, ivar=ivar, ids=shard.ids, attrs=attrs, extra=extra)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
+from galmap.core.surveys import moffat_images
 from galmap.preprocess.stamps import FLAGS as PRE_FLAGS
 from galmap.structure.flags import SERSIC_FLAGS
 from galmap.structure.parameters import MORPH_PARAMETERS
@@ -55,6 +56,24 @@ def _flux_to_mag(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mag, mag_err
 
 
+def galaxy_psfs(shard: Shard, idx: np.ndarray, size_px: int) -> np.ndarray | None:
+    """The PSF profiles (len(idx), bands, P, P) galaxies ``idx`` of ``shard`` are fitted with, or ``None`` (nominal).
+
+    A per-galaxy ``psf_profile`` (N, bands, P, P) as it is; else ``psf_fwhm`` (N, bands; arcsec,
+    the catalogue's PSF size attached by preprocessing) as Moffats of the survey's nominal β
+    (:func:`galmap.core.surveys.moffat_images`, sampled at pixel centres: the fitter's models
+    are pixel-integrated); else ``None``.
+    """
+    profile = shard.extra.get("psf_profile")
+    if profile is not None and np.ndim(profile) == 4:
+        return np.asarray(profile)[idx]
+    fwhm = shard.extra.get("psf_fwhm")
+    if fwhm is None:
+        return None
+    beta = float(shard.attrs.get("psf_beta", 3.5))
+    return moffat_images(np.asarray(fwhm)[idx], beta, float(shard.attrs["pixscale_arcsec"]), size_px, pixel=False)
+
+
 def fit_sersic_shard(
     shard: Shard, params: Mapping[str, Any] | None = None, failures: FailureLog | None = None
 ) -> pd.DataFrame:
@@ -63,7 +82,9 @@ def fit_sersic_shard(
     Parameters
     ----------
     shard : a preprocessed shard (``images`` in the band's flux unit, ``ivar`` with 0 on
-        masked pixels, ``segmap``, ``flags`` and ``psf_profile`` or ``psf``).
+        masked pixels, ``segmap``, ``flags`` and ``psf_profile`` or ``psf``). Each galaxy is
+        fitted with its own PSF where the shard has one (:func:`galaxy_psfs`: ``psf_fwhm`` from
+        the catalogue, or a per-galaxy ``psf_profile``), else with the survey's nominal PSF.
     params : ``batch_size`` (galaxies fitted together), ``fit_sky`` (a constant sky per
         band), ``max_iter``, ``device`` (``None``: cuda when present).
 
@@ -80,7 +101,9 @@ def fit_sersic_shard(
         raise ValueError(f"shard of survey {shard.attrs.get('survey')} has no PSF: run preprocessing first")
     pre_flags = shard.extra.get("flags", np.zeros(n_gal, np.int32))
     skip = (pre_flags & (PRE_FLAGS["no_data"] | PRE_FLAGS["no_central_source"])) > 0
-    fitter = SersicFitter(psf, (h, w), fit_sky=bool(p["fit_sky"]), max_iter=int(p["max_iter"]), device=p["device"])
+    psf = np.asarray(psf)
+    nominal = psf if psf.ndim == 3 else psf[0]
+    fitter = SersicFitter(nominal, (h, w), fit_sky=bool(p["fit_sky"]), max_iter=int(p["max_iter"]), device=p["device"])
     scale = float(shard.attrs["pixscale_arcsec"])
     out = {k: np.full((n_gal, nb), np.nan) for k in ("flux", "flux_err", "sky")}
     out |= {k: np.full(n_gal, np.nan) for k in ("n", "n_err", "re", "re_err", "q", "q_err", "pa", "pa_err")}
@@ -92,7 +115,8 @@ def fit_sersic_shard(
     for start in tqdm(range(0, len(todo), batch), desc="sersic", unit="batch", mininterval=2):
         idx = todo[start : start + batch]
         seg = shard.extra.get("segmap")
-        fit = fitter.fit(shard.images[idx], shard.ivar[idx], None if seg is None else seg[idx])
+        own = galaxy_psfs(shard, idx, nominal.shape[-1])
+        fit = fitter.fit(shard.images[idx], shard.ivar[idx], None if seg is None else seg[idx], psf=own)
         for key, value in (
             ("n", fit.n), ("n_err", fit.n_err), ("re", fit.re_px * scale), ("re_err", fit.re_err_px * scale),
             ("q", fit.q), ("q_err", fit.q_err), ("pa", fit.pa_deg), ("pa_err", fit.pa_err_deg),

@@ -9,7 +9,8 @@ band, optionally a constant sky level per band, fitted to many galaxies at once:
   elliptical (semi-major-axis) radius, integrated over each pixel by sub-sampling
   (``oversample`` per axis everywhere, ``centre_oversample`` in the ``centre_box``
   pixels around the centre, where high-n profiles are steep), times the band flux, and
-  convolved with the band's PSF image by FFT;
+  convolved with the band's PSF image by FFT (one per band for all galaxies, or each galaxy's
+  own: ``SersicFitter.fit(psf=...)``);
 * residuals are weighted by the inverse-variance map (0 on masked pixels);
 * parameters are transformed to be unbounded (n, q through scaled logistic functions,
   Re and fluxes through logarithms) and solved by batched Levenberg–Marquardt with
@@ -146,8 +147,19 @@ class SersicModel:
         psf_t = torch.as_tensor(np.asarray(psf), **kw)
         self.nb, p, _ = psf_t.shape
         self.fh, self.fw = _fast_size(self.h + p - 1), _fast_size(self.w + p - 1)
-        self.psf_fft = torch.fft.rfft2(psf_t, s=(self.fh, self.fw))  # (bands, fh, fw//2+1)
+        self.psf_size = p
+        self.psf_fft = self.psf_spectrum(psf_t)  # (bands, fh, fw//2+1)
         self.crop = p // 2
+
+    def psf_spectrum(self, psf: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The FFT of PSF images (..., bands, P, P) of the model's size P, on the model's padded grid."""
+        psf_t = torch.as_tensor(np.asarray(psf), device=self.device, dtype=self.dtype)
+        if psf_t.shape[-3:] != (self.nb, self.psf_size, self.psf_size):
+            raise ValueError(
+                f"PSF images of shape {tuple(psf_t.shape[-3:])}, the model's are ({self.nb}, {self.psf_size}, "
+                f"{self.psf_size})"
+            )
+        return torch.fft.rfft2(psf_t, s=(self.fh, self.fw))
 
     def _surface(self, x, y, xc, yc, n, re, q, pa, derivs: bool = False) -> torch.Tensor:
         """Unit-flux Sérsic surface brightness (per pixel area) at points (x, y), batched.
@@ -211,15 +223,21 @@ class SersicModel:
         out = flat.view(bsz, k, self.h, self.w)
         return out if derivs else out[:, 0]
 
-    def convolve(self, images: torch.Tensor) -> torch.Tensor:
-        """Convolve (B, K, H, W) single-band images with every band's PSF: (B, K, bands, H, W)."""
+    def convolve(self, images: torch.Tensor, psf_fft: torch.Tensor | None = None) -> torch.Tensor:
+        """Convolve (B, K, H, W) single-band images with every band's PSF: (B, K, bands, H, W).
+
+        ``psf_fft``: each galaxy's own PSF spectra (B, bands, ...: :meth:`psf_spectrum`); ``None``:
+        the model's, shared by all.
+        """
         spec = torch.fft.rfft2(images, s=(self.fh, self.fw))
-        conv = torch.fft.irfft2(spec[:, :, None] * self.psf_fft[None, None], s=(self.fh, self.fw))
+        kernel = self.psf_fft[None, None] if psf_fft is None else psf_fft[:, None]
+        conv = torch.fft.irfft2(spec[:, :, None] * kernel, s=(self.fh, self.fw))
         return conv[..., self.crop : self.crop + self.h, self.crop : self.crop + self.w]
 
-    def render(self, xc, yc, n, re, q, pa, flux, sky=None) -> torch.Tensor:
-        """PSF-convolved model images (B, bands, H, W); ``flux`` is (B, bands), ``sky`` (B, bands)."""
-        conv = self.convolve(self.shape_image(xc, yc, n, re, q, pa)[:, None])[:, 0]
+    def render(self, xc, yc, n, re, q, pa, flux, sky=None, psf_fft=None) -> torch.Tensor:
+        """PSF-convolved model images (B, bands, H, W); ``flux`` is (B, bands), ``sky`` (B, bands);
+        ``psf_fft`` as in :meth:`convolve`."""
+        conv = self.convolve(self.shape_image(xc, yc, n, re, q, pa)[:, None], psf_fft)[:, 0]
         out = conv * flux[:, :, None, None]
         if sky is not None:
             out = out + sky[:, :, None, None]
@@ -330,14 +348,14 @@ class SersicFitter:
         sky = t[:, 6 + nb : 6 + 2 * nb] if self.fit_sky else None
         return xc, yc, n, re, q, pa, flux, sky
 
-    def _residuals(self, t, data, sqrt_w):
-        res = (self.model.render(*self._physical(t)) - data) * sqrt_w
+    def _residuals(self, t, data, sqrt_w, psf_fft=None):
+        res = (self.model.render(*self._physical(t), psf_fft=psf_fft) - data) * sqrt_w
         return res.reshape(t.shape[0], -1).to(torch.float64)
 
-    def _jacobian(self, t, data, sqrt_w):
+    def _jacobian(self, t, data, sqrt_w, psf_fft=None):
         """Weighted residuals (B, M) and their exact Jacobian (B, M, P) from analytic derivatives."""
         xc, yc, n, re, q, pa, flux, sky = self._physical(t)
-        conv = self.model.convolve(self.model.shape_image(xc, yc, n, re, q, pa, derivs=True))
+        conv = self.model.convolve(self.model.shape_image(xc, yc, n, re, q, pa, derivs=True), psf_fft)
         unit = conv[:, 0] * flux[:, :, None, None]  # (B, bands, H, W)
         model = unit if sky is None else unit + sky[:, :, None, None]
         bsz = t.shape[0]
@@ -361,9 +379,17 @@ class SersicFitter:
         ivar: np.ndarray,
         segmap: np.ndarray | None = None,
         return_model: bool = False,
+        psf: np.ndarray | None = None,
     ) -> SersicFit:
-        """Fit every stamp of ``images`` (B, bands, H, W) weighted by ``ivar``; returns a :class:`SersicFit`."""
+        """Fit every stamp of ``images`` (B, bands, H, W) weighted by ``ivar``; returns a :class:`SersicFit`.
+
+        ``psf``: each galaxy's own PSF images (B, bands, P, P; each summing to 1, of the fitter's
+        PSF size P) in place of the fitter's one PSF per band.
+        """
         b = images.shape[0]
+        pf = None if psf is None else self.model.psf_spectrum(psf)
+        if pf is not None and pf.shape[0] != b:
+            raise ValueError(f"{pf.shape[0]} PSFs for {b} galaxies")
         kw = {"device": self.device, "dtype": torch.float64}
         mkw = {"device": self.device, "dtype": self.model.dtype}
         images = np.nan_to_num(np.asarray(images, np.float64))
@@ -381,13 +407,14 @@ class SersicFitter:
         n_iter = np.zeros(b, int)
         eye = torch.eye(self.n_par, **kw)
         with torch.no_grad():
-            chi2 = (self._residuals(t, data, sqrt_w) ** 2).sum(1)
+            chi2 = (self._residuals(t, data, sqrt_w, pf) ** 2).sum(1)
         for it in range(self.max_iter):
             idx = torch.nonzero(active).flatten()
             if len(idx) == 0:
                 break
             ta, da, wa = t[idx], data[idx], sqrt_w[idx]
-            res, jac = self._jacobian(ta, da, wa)
+            psf_a = None if pf is None else pf[idx]
+            res, jac = self._jacobian(ta, da, wa, psf_a)
             jtj = jac.transpose(1, 2) @ jac
             grad = (jac.transpose(1, 2) @ res[..., None])[..., 0]
             diag = torch.diagonal(jtj, dim1=1, dim2=2).clamp_min(1e-12)
@@ -405,7 +432,8 @@ class SersicFitter:
                 trial = ta[todo] + step
                 trial[:, 5] = torch.remainder(trial[:, 5], math.pi)  # position angle modulo 180 deg
                 with torch.no_grad():
-                    c2 = (self._residuals(trial, da[todo], wa[todo]) ** 2).sum(1)
+                    psf_t = None if psf_a is None else psf_a[todo]
+                    c2 = (self._residuals(trial, da[todo], wa[todo], psf_t) ** 2).sum(1)
                 ok = torch.isfinite(c2) & (c2 <= chi2[idx][todo])
                 sub = torch.nonzero(todo).flatten()
                 good = sub[ok]
@@ -423,11 +451,11 @@ class SersicFitter:
             # parameters then move by ~sqrt(tol) of their uncertainty), or no step helps
             done = (accepted & (drop < self.tol)) | (~accepted & (la >= 1e8))
             active[idx[done]] = False
-        return self._finish(t, data, sqrt_w, chi2, n_pix, n_iter, active, guess, return_model)
+        return self._finish(t, data, sqrt_w, chi2, n_pix, n_iter, active, guess, return_model, pf)
 
-    def _finish(self, t, data, sqrt_w, chi2, n_pix, n_iter, active, guess, return_model) -> SersicFit:
+    def _finish(self, t, data, sqrt_w, chi2, n_pix, n_iter, active, guess, return_model, pf=None) -> SersicFit:
         b = t.shape[0]
-        res, jac = self._jacobian(t, data, sqrt_w)
+        res, jac = self._jacobian(t, data, sqrt_w, pf)
         jtj = jac.transpose(1, 2) @ jac
         cov, sing = _covariance(jtj)
         var_t = torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0)
@@ -456,7 +484,7 @@ class SersicFitter:
         model = None
         if return_model:
             with torch.no_grad():
-                model = to(self.model.render(xc, yc, n, re, q, pa, flux, sky))
+                model = to(self.model.render(xc, yc, n, re, q, pa, flux, sky, psf_fft=pf))
         return SersicFit(
             x0=to(xc),
             y0=to(yc),
