@@ -9,8 +9,9 @@ The labels are the mock truth's answers to the Galaxy Zoo questions (:func:`galm
 grouped into each question's classes as the stage groups the votes), given to the stage as class-column
 questions: an independent reference, without the volunteers' noise. With the simulated volunteers' votes the
 400-galaxy sky gave no signal (docs/testing.md: on this faint sky many labels are the volunteers' guesses,
-e.g. 285 galaxies get a how-rounded label where 105 are smooth, and 36 % of those labels are the truth's). Chance is what answering one class always
-scores, 1 / (number of classes present), whatever the class sizes (``chance_balanced_accuracy``).
+e.g. 285 galaxies get a how-rounded label where 105 are smooth, and 36 % of those labels are the truth's).
+Chance is what answering one class always scores, 1 / (number of classes present), whatever the class sizes
+(``chance_balanced_accuracy``).
 
 Every model is trained and scored on ``N_SPLITS`` stratified splits (the stage's :func:`make_targets` with
 seeds ``seed + k``) and the margins averaged: one split's test set (18–100 galaxies per question) is too
