@@ -6,11 +6,8 @@ mock's truth. Every floor comes from a measured value with a stated margin; each
 computes the same metric for a broken stage (an untrained encoder, shuffled truth or scores)
 and checks that it falls below the floor, so the floor does separate working from broken.
 
-The classification stage has no guard at this size: with 400 galaxies and the test config's
-networks, neither the forest nor the CNN beats chance (the majority class) by a margin on
-held-out galaxies (measured: mean accuracy 0.50 and 0.55 against 0.54 chance; balanced
-accuracy 0.39 and 0.40 against an untrained encoder's 0.38); see ``tests/quality/test_run.py``,
-which guards it, and the stages that need the other surveys, on a full run's outputs.
+The classification stage is guarded on the same sky in ``tests/quality/test_classify.py`` (against the
+truth's answers, not the simulated volunteers' votes, which carry no signal at this size).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ RERUNS = {
     "structure.max_iter": (20, ["sersic", "superres_train"], ["morphometry", "vae_train"]),  # the Sérsic base
     "superres.n_draws": (3, ["superres_evaluate"], ["superres_train"]),
     "superres.regression_epochs": (2, ["superres_train"], ["vae_train"]),
-    "superres.loss_weight_power": (1.0, ["superres_train", "superres_evaluate"], ["vae_train", "preprocess"]),
+    "superres.loss_weight_power": (0.5, ["superres_train", "superres_evaluate"], ["vae_train", "preprocess"]),
     "superres.sersic_base": (False, ["superres_train", "superres_evaluate"], ["sersic", "vae_train", "preprocess"]),
     "halpha.detect_snr": (2.0, ["halpha_evaluate", "halpha_diffusion_evaluate"], ["halpha_train"]),
     "halpha.diffusion.n_draws": (
