@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 
 import galmap.domain.adaptation as domain
-from galmap.classify.cnn import MorphologyCNN, predict, train_cnn
+from galmap.classify.cnn import MorphologyCNN, predict, prediction_inputs, train_cnn
 from galmap.core.config import ConfigError, check_references
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard, read_shard, write_shard
@@ -198,6 +198,31 @@ def test_adabn_reestimates_batchnorm_statistics_only():
     assert not adapted.training
     with pytest.raises(ValueError, match="no target image"):
         adapt_batchnorm(model, [])
+
+
+def test_shards_read_once_give_the_same_predictions_and_adabn_batches_as_their_paths(tmp_path):
+    """domain_predict reads each shard once for every model: the same tables and AdaBN batches as from the paths."""
+    rng = np.random.default_rng(3)
+    n = 50
+    images = rng.normal(1.0, 0.5, (n, 1, 16, 16)).astype(np.float32)
+    ids = np.array([f"g{i:03d}" for i in range(n)], object)
+    attrs = {"survey": "a", "bands": ["r"], "pixscale_arcsec": 0.2, "psf_fwhm_arcsec": [1.0],
+             "norm_softening": [0.2], "preprocessed": True}  # fmt: skip
+    paths = [tmp_path / "s0.h5", tmp_path / "s1.h5"]
+    write_shard(paths[0], Shard(images[:30], np.ones_like(images[:30]), ids[:30], attrs))
+    write_shard(paths[1], Shard(images[30:], np.ones_like(images[30:]), ids[30:], attrs))
+    split = np.where(np.arange(n) % 4 == 0, "test", "train")
+    targets = pd.DataFrame({"id": ids[:45], "question": "round", "class": np.arange(45) % 2, "split": split[:45]})
+    torch.manual_seed(0)
+    model = MorphologyCNN(1, [2], [4]).eval()
+    read = [prediction_inputs(p, targets, ["round"]) for p in paths]
+    by_path = predict(model, paths, targets, ["round"], batch_size=16)
+    pd.testing.assert_frame_equal(predict(model, read, targets, ["round"], batch_size=16), by_path, check_exact=True)
+    assert len(by_path) == 45  # galaxies without a label are read but not reported
+    held = held_out_galaxies(targets)
+    a, b = list(target_batches(paths, held, 8)), list(target_batches(read, held, 8))
+    assert [len(x) for x in a] == [len(x) for x in b] and sum(len(x) for x in a) == n - len(held)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 # --------------------------------------------------------------------------- a synthetic domain shift

@@ -212,10 +212,18 @@ def train_cnn(
     return model, history, meta
 
 
+def prediction_inputs(path: str | Path, targets: pd.DataFrame, questions: Sequence[str]) -> ShardInputs:
+    """One shard's network inputs as :func:`predict` reads them (every galaxy, its labels in ``y``).
+
+    Read once and passed to :func:`predict` in place of the path, one shard serves several models.
+    """
+    return loader(target_lookup(targets, questions), len(questions), None)(Path(path))
+
+
 @torch.no_grad()
 def predict(
     model: MorphologyCNN,
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | ShardInputs],
     targets: pd.DataFrame,
     questions: Sequence[str],
     batch_size: int = 256,
@@ -223,6 +231,8 @@ def predict(
 ) -> pd.DataFrame:
     """Class predictions of every galaxy of ``targets`` (:data:`PREDICTION_COLUMNS`), shard by shard.
 
+    ``paths``: the preprocessed shards, each a path or its inputs already read
+    (:func:`prediction_inputs` with the same ``targets`` and ``questions``).
     ``decision`` turns the softmax probabilities into the answer
     (:func:`galmap.classify.targets.decide`, with the training galaxies' class frequencies);
     ``confidence`` is the probability of the answer.
@@ -234,7 +244,7 @@ def predict(
     split_name = {v: k for k, v in SPLIT_CODE.items()}
     parts = []
     for path in paths:
-        data = load(Path(path))
+        data = path if isinstance(path, ShardInputs) else load(Path(path))
         probs = [[] for _ in questions]
         for start in range(0, len(data), batch_size):
             logits = model(data.x[start : start + batch_size].to(device))

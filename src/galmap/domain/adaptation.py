@@ -593,11 +593,20 @@ def train_distill(
 
 
 # --------------------------------------------------------------------------- evaluation
-def target_batches(paths: Sequence[str | Path], exclude: set[str], batch_size: int) -> Iterator[torch.Tensor]:
-    """Unlabelled target images outside ``exclude``, shard by shard, in batches (for :func:`adapt_batchnorm`)."""
+def target_batches(
+    paths: Sequence[str | Path | ShardInputs], exclude: set[str], batch_size: int
+) -> Iterator[torch.Tensor]:
+    """Unlabelled target images outside ``exclude``, shard by shard, in batches (for :func:`adapt_batchnorm`).
+
+    ``paths``: the target shards, each a path or its inputs already read (every galaxy: the
+    ``exclude``-d ones are left out here, as :func:`target_loader` does).
+    """
     load = target_loader(exclude)
     for path in paths:
-        x = load(Path(path)).x
+        if isinstance(path, ShardInputs):
+            x = path.select(np.array([str(g) not in exclude for g in path.ids], bool)).x
+        else:
+            x = load(Path(path)).x
         for start in range(0, len(x), batch_size):
             yield x[start : start + batch_size]
 

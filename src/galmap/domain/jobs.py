@@ -139,7 +139,7 @@ def domain_predict_file(
     """
     import torch
 
-    from galmap.classify.cnn import MorphologyCNN, predict
+    from galmap.classify.cnn import MorphologyCNN, predict, prediction_inputs
     from galmap.classify.targets import class_names
     from galmap.domain.adaptation import (
         METHODS,
@@ -155,9 +155,14 @@ def domain_predict_file(
     targets = read_table(targets_path)
     questions = list(class_names(read_table(classes_path)))
     base, _ = load_model(classifier_path, MorphologyCNN)
+    # each shard is read once and serves every model (reading and normalising it cost as much as the predictions)
+    inputs = {
+        domain: [prediction_inputs(p, targets, questions) for p in paths]
+        for domain, paths in (("source", source_paths), ("target", target_paths))
+    }
     models = {
         "source_only": base,
-        "adabn": adapt_batchnorm(base, target_batches(target_paths, held_out_galaxies(targets), batch_size)),
+        "adabn": adapt_batchnorm(base, target_batches(inputs["target"], held_out_galaxies(targets), batch_size)),
         "dann": load_model(dann_path, MorphologyCNN)[0],
         "distill": load_model(distill_path, CNNEnsemble)[0],
     }
@@ -167,8 +172,8 @@ def domain_predict_file(
     for method in [*METHODS, REFERENCE]:
         if method not in models:
             continue
-        for domain, paths in (("source", source_paths), ("target", target_paths)):
-            p = predict(models[method], paths, targets, questions, batch_size)
+        for domain in ("source", "target"):
+            p = predict(models[method], inputs[domain], targets, questions, batch_size)
             parts.append(p.assign(method=method, domain=domain))
     preds = pd.concat(parts, ignore_index=True)
     failures = FailureLog("domain")
