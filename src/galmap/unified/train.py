@@ -20,7 +20,8 @@ log = logging.getLogger("galmap")
 #: the settings a trained model depends on (the checkpoint's fingerprint)
 TRAIN_KEYS = (
     "surveys", "decode_only", "latent_dim", "channels", "batch_size", "max_epochs", "patience", "learning_rate",
-    "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "align_weight", "val_fraction", "test_fraction",
+    "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "align_weight", "contrastive_weight", "temperature",
+    "contrastive_metric", "adversary_weight", "adversary_hidden", "val_fraction", "test_fraction",
 )  # fmt: skip
 
 
@@ -39,7 +40,14 @@ def train_unified(
     device = pick_device(params.get("device", "auto"))
     latent_dim = int(params["latent_dim"])
     torch.manual_seed(derived_seed(seed, latent_dim, 0x0E1F))
-    model = UnifiedVAE(stack.shapes(), latent_dim, params["channels"], params.get("decode_only", [])).to(device)
+    adversary = float(params.get("adversary_weight", 0.0))
+    model = UnifiedVAE(
+        stack.shapes(),
+        latent_dim,
+        params["channels"],
+        params.get("decode_only", []),
+        adversary_hidden=int(params.get("adversary_hidden", 64)) if adversary > 0 else 0,
+    ).to(device)
     settings = TrainSettings(
         max_epochs=int(params["max_epochs"]),
         patience=int(params["patience"]),
@@ -59,6 +67,11 @@ def train_unified(
         int(params["kl_warmup_epochs"]),
         bool(params["cross"]),
         float(params.get("align_weight", 0.0)),
+        float(params.get("contrastive_weight", 0.0)),
+        float(params.get("temperature", 0.1)),
+        str(params.get("contrastive_metric", "cosine")),
+        adversary,
+        int(params["max_epochs"]),
     )
     fingerprint = repr([params.get(k) for k in TRAIN_KEYS]) + data_digest(stack.ids, *tensors)
     best, history = train(
