@@ -13,7 +13,7 @@ import yaml
 from galmap.nn.inputs import assign_split
 from galmap.unified.data import SurveyStack
 from galmap.unified.evaluate import posteriors, retrieval_distances, retrieval_table, top_k_rate, translate
-from galmap.unified.model import UnifiedVAE, product_of_experts, unified_loss
+from galmap.unified.model import Alignment, UnifiedVAE, product_of_experts, unified_loss
 from galmap.unified.train import train_unified
 
 NOISE = 0.05  # per-pixel noise (asinh scale) of both surveys
@@ -67,6 +67,8 @@ DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "conf
 ALIGN = {k: DEFAULT[k] for k in ("align_weight", "contrastive_weight", "temperature", "contrastive_metric",
                                  "adversary_weight", "adversary_hidden")}  # fmt: skip
 METRIC = DEFAULT["retrieval_metric"]
+#: every alignment term on (the masking test)
+EVERY_TERM = Alignment(align_weight=2.0, contrastive_weight=1.0, adversary_weight=1.0)
 
 PARAMS = {
     "surveys": ["hi", "lo"], "decode_only": [], "latent_dim": 8, "channels": [8, 16], "batch_size": 16,
@@ -132,16 +134,14 @@ def test_translation_beats_identity(trained):
 def test_masking_a_survey_removes_its_loss_and_gradient():
     torch.manual_seed(1)
     stack, _ = _sky(n=8)
-    model = UnifiedVAE(stack.shapes(), 4, [4, 8])
+    model = UnifiedVAE(stack.shapes(), 4, [4, 8], adversary_hidden=4)
     xs = {s: stack.x[s] for s in stack.surveys}
     ws = {s: stack.w[s] for s in stack.surveys}
     avail = {"hi": torch.ones(8), "lo": torch.tensor([1.0, 0, 1, 0, 1, 1, 1, 1])}
 
     def loss(x_lo, w_lo, av=avail):
         gen = torch.Generator().manual_seed(3)
-        return unified_loss(
-            model, dict(xs, lo=x_lo), dict(ws, lo=w_lo), av, 1.0, gen, align_weight=2.0, contrastive_weight=1.0
-        )["loss"]
+        return unified_loss(model, dict(xs, lo=x_lo), dict(ws, lo=w_lo), av, 1.0, gen, align=EVERY_TERM)["loss"]
 
     garbage_x = xs["lo"].clone()
     garbage_w = ws["lo"].clone()
@@ -163,8 +163,7 @@ def test_masking_a_survey_removes_its_loss_and_gradient():
         {"hi": torch.ones(2), "lo": torch.zeros(2)},
         1.0,
         gen,
-        align_weight=2.0,
-        contrastive_weight=1.0,
+        align=EVERY_TERM,
     )
     out["loss"].backward()
     enc = [p.grad for n, p in model.nets["lo"].named_parameters() if n.startswith(("encoder", "to_latent"))]
@@ -259,7 +258,7 @@ def test_adversary_needs_a_discriminator_and_reverses_the_encoder_gradient():
     avail = {s: torch.ones(8) for s in stack.surveys}
     plain = UnifiedVAE(stack.shapes(), 4, [4, 8])
     with pytest.raises(ValueError, match="adversary_hidden"):
-        unified_loss(plain, xs, ws, avail, 1.0, torch.Generator().manual_seed(0), adversary_weight=1.0)
+        unified_loss(plain, xs, ws, avail, 1.0, torch.Generator().manual_seed(0), align=Alignment(adversary_weight=1.0))
     model = UnifiedVAE(stack.shapes(), 4, [4, 8], adversary_hidden=8)
     grads = {}
     for strength in (0.0, 1.0):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -229,6 +230,27 @@ def adversary_loss(
     return nn.functional.cross_entropy(model.discriminator(reverse_gradient(z, strength)), y)
 
 
+@dataclass(frozen=True)
+class Alignment:
+    """The terms that align the surveys' latents (the ``unified`` config keys of the same names); all off by default.
+
+    ``align_weight``: KL(joint || single-survey posterior); ``contrastive_weight``, ``temperature``,
+    ``contrastive_metric``: :func:`contrastive_loss`; ``adversary_weight``: :func:`adversary_loss`.
+    """
+
+    align_weight: float = 0.0
+    contrastive_weight: float = 0.0
+    temperature: float = 0.1
+    contrastive_metric: str = "cosine"
+    adversary_weight: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Alignment:
+        """The settings of a config's ``unified`` section (absent keys: off)."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{k: type(getattr(cls, k))(params[k]) for k in names if k in params})
+
+
 def unified_loss(
     model: UnifiedVAE,
     xs: Mapping[str, torch.Tensor],
@@ -237,23 +259,19 @@ def unified_loss(
     beta: float,
     gen: torch.Generator | None,
     cross: bool = True,
-    align_weight: float = 0.0,
-    contrastive_weight: float = 0.0,
-    temperature: float = 0.1,
-    contrastive_metric: str = "cosine",
-    adversary_weight: float = 0.0,
+    align: Alignment = Alignment(),
     adversary_strength: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """The loss of the module docstring, per batch (mean over galaxies, per pixel), and its parts.
 
     ``xs``, ``ws``: stamps and weights per survey (N, B_s, H_s, W_s); ``avail``: 1 where a
     galaxy has that survey's stamp, else 0 (its stamp and weights are then ignored).
-    ``align_weight`` > 0 adds ``align_weight * sum_s avail_s KL(q_joint || q_s)`` (the joint
-    posterior held fixed): every single-survey posterior is pulled onto the joint one.
-    ``contrastive_weight`` > 0 adds that times :func:`contrastive_loss` of the single-survey
-    posterior means (per galaxy, beside the per-pixel reconstruction: it is not divided by the pixels).
-    ``adversary_weight`` > 0 (a model with a discriminator) adds that times :func:`adversary_loss`
-    with the reversal ``adversary_strength``.
+    ``align`` (:class:`Alignment`): ``align_weight`` > 0 adds ``align_weight * sum_s avail_s
+    KL(q_joint || q_s)`` (the joint posterior held fixed): every single-survey posterior is pulled
+    onto the joint one. ``contrastive_weight`` > 0 adds that times :func:`contrastive_loss` of the
+    single-survey posterior means (per galaxy, beside the per-pixel reconstruction: it is not
+    divided by the pixels). ``adversary_weight`` > 0 (a model with a discriminator) adds that
+    times :func:`adversary_loss` with the reversal ``adversary_strength``.
     """
     experts = model.experts(xs)
     mu, logvar = product_of_experts(experts, avail)
@@ -276,28 +294,28 @@ def unified_loss(
         kl_cross = kl_divergence(mu_r, logvar_r)
         loss = loss + 0.5 * chi2_cross + beta * kl_cross
         out |= {"chi2_cross": chi2_cross.mean(), "kl_cross": kl_cross.mean()}
-    if align_weight > 0 and experts:
+    if align.align_weight > 0 and experts:
         m_j, v_j = mu.detach(), logvar.detach().exp()
-        align = torch.zeros_like(kl_joint)
+        kl_align = torch.zeros_like(kl_joint)
         for s in experts:
             m_s, lv_s = product_of_experts(
                 experts, {t: avail[t] if t == s else torch.zeros_like(avail[t]) for t in experts}
             )
             kl = 0.5 * (lv_s - torch.log(v_j) + (v_j + (m_j - m_s) ** 2) / lv_s.exp() - 1.0).sum(1)
-            align = align + avail[s].to(kl.dtype) * kl
-        loss = loss + align_weight * align
-        out["align"] = align.mean()
+            kl_align = kl_align + avail[s].to(kl.dtype) * kl
+        loss = loss + align.align_weight * kl_align
+        out["align"] = kl_align.mean()
     total = loss.mean() / npix
     means = single_survey_means(experts) if experts else {}
-    if contrastive_weight > 0 and len(experts) > 1:
-        nce = contrastive_loss(means, avail, temperature, contrastive_metric)
-        total = total + contrastive_weight * nce
+    if align.contrastive_weight > 0 and len(experts) > 1:
+        nce = contrastive_loss(means, avail, align.temperature, align.contrastive_metric)
+        total = total + align.contrastive_weight * nce
         out["nce"] = nce
-    if adversary_weight > 0 and experts:
+    if align.adversary_weight > 0 and experts:
         if model.adversary_hidden <= 0:
             raise ValueError("unified: adversary_weight > 0 needs a model with a discriminator (adversary_hidden > 0)")
         adv = adversary_loss(model, means, avail, adversary_strength)
-        total = total + adversary_weight * adv
+        total = total + align.adversary_weight * adv
         out["adversary"] = adv
     out["loss"] = total
     return out
@@ -308,11 +326,7 @@ def make_step(
     kl_weight: float,
     warmup_epochs: int,
     cross: bool = True,
-    align_weight: float = 0.0,
-    contrastive_weight: float = 0.0,
-    temperature: float = 0.1,
-    contrastive_metric: str = "cosine",
-    adversary_weight: float = 0.0,
+    align: Alignment = Alignment(),
     max_epochs: int = 1,
 ):
     """The step of :func:`galmap.nn.training.train` for batches ``(x_1, w_1, ..., x_S, w_S, avail)``.
@@ -332,9 +346,6 @@ def make_step(
         avail = {s: av[:, j] for j, s in enumerate(names)}
         beta = kl_beta(epoch, kl_weight, warmup_epochs) if training else kl_weight
         strength = reversal_strength((epoch + 1) / max(1, max_epochs))
-        return unified_loss(
-            model, xs, ws, avail, beta, gen, cross, align_weight, contrastive_weight, temperature, contrastive_metric,
-            adversary_weight, strength,
-        )  # fmt: skip
+        return unified_loss(model, xs, ws, avail, beta, gen, cross, align, strength)
 
     return step

@@ -13,7 +13,7 @@ import torch
 from galmap.core.device import pick_device
 from galmap.nn.training import TrainSettings, data_digest, derived_seed, split_batches, train
 from galmap.unified.data import SurveyStack
-from galmap.unified.model import UnifiedVAE, make_step
+from galmap.unified.model import Alignment, UnifiedVAE, make_step
 
 log = logging.getLogger("galmap")
 
@@ -40,13 +40,13 @@ def train_unified(
     device = pick_device(params.get("device", "auto"))
     latent_dim = int(params["latent_dim"])
     torch.manual_seed(derived_seed(seed, latent_dim, 0x0E1F))
-    adversary = float(params.get("adversary_weight", 0.0))
+    align = Alignment.from_params(params)
     model = UnifiedVAE(
         stack.shapes(),
         latent_dim,
         params["channels"],
         params.get("decode_only", []),
-        adversary_hidden=int(params.get("adversary_hidden", 64)) if adversary > 0 else 0,
+        adversary_hidden=int(params.get("adversary_hidden", 64)) if align.adversary_weight > 0 else 0,
     ).to(device)
     settings = TrainSettings(
         max_epochs=int(params["max_epochs"]),
@@ -66,11 +66,7 @@ def train_unified(
         float(params["kl_weight"]),
         int(params["kl_warmup_epochs"]),
         bool(params["cross"]),
-        float(params.get("align_weight", 0.0)),
-        float(params.get("contrastive_weight", 0.0)),
-        float(params.get("temperature", 0.1)),
-        str(params.get("contrastive_metric", "cosine")),
-        adversary,
+        align,
         int(params["max_epochs"]),
     )
     fingerprint = repr([params.get(k) for k in TRAIN_KEYS]) + data_digest(stack.ids, *tensors)
