@@ -26,6 +26,12 @@ which is what translation and retrieval ask of it):
 ``chi2_s = sum w (x - xhat)^2`` on the asinh scale with the VAE's noise weights
 (:mod:`galmap.nn.inputs`), divided by the mean number of pixels per galaxy so that the
 learning rate does not depend on the stamps' size.
+
+The reconstruction does not align the surveys' experts; :class:`Alignment` adds terms on the
+single-survey posterior means (per galaxy, not divided by the pixels): a symmetric InfoNCE
+between the same galaxy's latents in every pair of surveys (:func:`contrastive_loss`), their
+mean squared distance (:func:`mean_alignment`) and a survey discriminator behind a gradient
+reversal (:func:`adversary_loss`).
 """
 
 from __future__ import annotations
@@ -209,6 +215,25 @@ def contrastive_loss(
     return torch.stack(terms).mean()
 
 
+def mean_alignment(means: Mapping[str, torch.Tensor], avail: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over survey pairs of the mean squared distance ``|z_a,i - z_b,i|^2`` of a galaxy's latents in both.
+
+    The positive half of the Euclidean InfoNCE without its saturation: it keeps pulling the
+    same galaxy's latents together (and so removes survey offsets) after the galaxy is found
+    in the batch; the contrastive term's negatives and the reconstruction keep it from collapsing.
+    """
+    names = list(means)
+    terms = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = (avail[a] > 0) & (avail[b] > 0)
+            if bool(both.any()):
+                terms.append(((means[a][both] - means[b][both]) ** 2).sum(1).mean())
+    if not terms:
+        return next(iter(means.values())).sum() * 0.0
+    return torch.stack(terms).mean()
+
+
 def adversary_loss(
     model: UnifiedVAE, means: Mapping[str, torch.Tensor], avail: Mapping[str, torch.Tensor], strength: float
 ) -> torch.Tensor:
@@ -235,7 +260,8 @@ class Alignment:
     """The terms that align the surveys' latents (the ``unified`` config keys of the same names); all off by default.
 
     ``align_weight``: KL(joint || single-survey posterior); ``contrastive_weight``, ``temperature``,
-    ``contrastive_metric``: :func:`contrastive_loss`; ``adversary_weight``: :func:`adversary_loss`.
+    ``contrastive_metric``: :func:`contrastive_loss`; ``adversary_weight``: :func:`adversary_loss`;
+    ``mean_align_weight``: :func:`mean_alignment`.
     """
 
     align_weight: float = 0.0
@@ -243,6 +269,7 @@ class Alignment:
     temperature: float = 0.1
     contrastive_metric: str = "cosine"
     adversary_weight: float = 0.0
+    mean_align_weight: float = 0.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Alignment:
@@ -270,7 +297,8 @@ def unified_loss(
     KL(q_joint || q_s)`` (the joint posterior held fixed): every single-survey posterior is pulled
     onto the joint one. ``contrastive_weight`` > 0 adds that times :func:`contrastive_loss` of the
     single-survey posterior means (per galaxy, beside the per-pixel reconstruction: it is not
-    divided by the pixels). ``adversary_weight`` > 0 (a model with a discriminator) adds that
+    divided by the pixels); ``mean_align_weight`` > 0 likewise adds :func:`mean_alignment`.
+    ``adversary_weight`` > 0 (a model with a discriminator) adds that
     times :func:`adversary_loss` with the reversal ``adversary_strength``.
     """
     experts = model.experts(xs)
@@ -311,6 +339,10 @@ def unified_loss(
         nce = contrastive_loss(means, avail, align.temperature, align.contrastive_metric)
         total = total + align.contrastive_weight * nce
         out["nce"] = nce
+    if align.mean_align_weight > 0 and len(experts) > 1:
+        pull = mean_alignment(means, avail)
+        total = total + align.mean_align_weight * pull
+        out["mean_align"] = pull
     if align.adversary_weight > 0 and experts:
         if model.adversary_hidden <= 0:
             raise ValueError("unified: adversary_weight > 0 needs a model with a discriminator (adversary_hidden > 0)")

@@ -21,7 +21,8 @@ log = logging.getLogger("galmap")
 TRAIN_KEYS = (
     "surveys", "decode_only", "latent_dim", "channels", "batch_size", "max_epochs", "patience", "learning_rate",
     "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "align_weight", "contrastive_weight", "temperature",
-    "contrastive_metric", "adversary_weight", "adversary_hidden", "val_fraction", "test_fraction",
+    "contrastive_metric", "adversary_weight", "adversary_hidden", "mean_align_weight",
+    "val_fraction", "test_fraction",
 )  # fmt: skip
 
 
