@@ -11,7 +11,10 @@ parsed as YAML). The run directory holds ``images/<survey>/shard-*.h5`` and
 retrieval (top-1, every survey pair), the survey-invariance probe and the transfer of the
 DECaLS-trained forest are measured on the unified model's val split (retrieval, invariance)
 and on the classification stage's val split (the forest, trained on its train split).
-Reports the CPU-s of the training (process time, one thread).
+Retrieval is measured with every latent distance (:data:`galmap.unified.evaluate.RETRIEVAL_METRICS`; per pair
+in ``<out>/validation_pairs.csv``). Reports the CPU-s of the training and of the scoring (process time, one
+thread). The model is written as ``<out>/model-<name>.pt`` in the format of the rule ``unified_train`` (same
+config, seed and data: the same model).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import yaml
 
 from galmap.classify.targets import class_names, score_predictions
 from galmap.core.io import read_table
+from galmap.nn.training import save_model
 from galmap.unified import evaluate as ev
 from galmap.unified.jobs import _stack
 from galmap.unified.train import train_unified
@@ -57,13 +61,15 @@ def main() -> None:
     stack = _stack(paths, params, seed)
     t_load = time.process_time() - t0
     t0 = time.process_time()
-    model, history, _ = train_unified(stack, params, seed, progress=False)
+    model, history, meta = train_unified(stack, params, seed, progress=False)
     cpu = time.process_time() - t0
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), Path(args.out) / f"model-{args.name}.pt")
+    save_model(Path(args.out) / f"model-{args.name}.pt", model, meta)  # the file of the rule unified_train
     post = ev.posteriors(model, stack)
     singles = list(model.encoders)
-    ret = ev.retrieval_table(stack, post, singles, split="val")
+    t0 = time.process_time()
+    rets = {m: ev.retrieval_table(stack, post, singles, split="val", metric=m) for m in ev.RETRIEVAL_METRICS}
+    ret = rets[str(params.get("retrieval_metric", "cosine"))]
     inv = ev.invariance_table(stack, post, singles, seed, split="val", n_estimators=int(params["probe_trees"]))
     targets = read_table(run / "classify" / "targets.parquet")
     val = targets[targets["split"] != "test"].copy()
@@ -87,11 +93,22 @@ def main() -> None:
         "top1_min": float(uni["top1"].min()),
         "top1_mean": float(uni["top1"].mean()),
         "baseline_top1_mean": float(base["top1"].mean()),
+        "baseline_top1_min": float(base["top1"].min()),
+        **{
+            f"top1_{m}_{f}": float(getattr(r.loc[r["method"] == "unified", "top1"], f)())
+            for m, r in rets.items()
+            for f in ("min", "mean")
+        },  # fmt: skip
         **{f"inv_{r['latent']}": float(r["above_chance"]) for _, r in inv.iterrows()},
         **{f"ba_{k}": float(v) for k, v in ba.items()},
     }
+    row["cpu_s_evaluate"] = round(time.process_time() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    pairs = pd.concat([r.assign(name=args.name) for r in rets.values()])
+    pairs = pairs.drop_duplicates(["source", "target", "method", "metric"])
+    per_pair = out / "validation_pairs.csv"
+    pairs.to_csv(per_pair, mode="a", header=not per_pair.exists(), index=False)
     table = out / "validation.csv"
     pd.DataFrame([row]).to_csv(table, mode="a", header=not table.exists(), index=False)
     print(pd.Series(row).to_string())

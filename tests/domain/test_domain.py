@@ -20,8 +20,6 @@ from galmap.domain.adaptation import (
     adapt_batchnorm,
     domain_metrics,
     held_out_galaxies,
-    reversal_strength,
-    reverse_gradient,
     target_batches,
     target_loader,
     target_shard,
@@ -29,6 +27,7 @@ from galmap.domain.adaptation import (
     train_dann,
     train_distill,
 )
+from galmap.nn.adversarial import reversal_strength, reverse_gradient
 from galmap.nn.training import load_model, save_model
 
 

@@ -90,7 +90,7 @@ HALPHA_DIFFUSION_TRAIN_PARAMS = {
 # the unified latent space: its training settings (not the evaluation's), its surveys (encoded, then decode-only)
 UNIFIED = config["unified"]
 UNIFIED_SURVEYS = list(dict.fromkeys([*UNIFIED["surveys"], *UNIFIED["decode_only"]]))
-UNIFIED_TRAIN = {k: v for k, v in UNIFIED.items() if k not in ("probe_trees", "n_examples", "goals")}
+UNIFIED_TRAIN = {k: v for k, v in UNIFIED.items() if k not in ("probe_trees", "n_examples", "goals", "retrieval_metric")}
 UNIFIED_GPU = UNIFIED["device"] == "cuda"
 # the outlier flags' settings, and the anomaly search's (galmap.anomalies): each rule reruns for its own keys only
 OUTLIER_PARAMS = {k: config["outliers"][k] for k in ("threshold_sigma", "per_band")}

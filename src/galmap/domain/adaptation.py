@@ -67,6 +67,7 @@ from galmap.classify.cnn import loader as cnn_loader
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard, read_shard
 from galmap.core.resample import resample_stamps
+from galmap.nn.adversarial import reversal_strength, reverse_gradient
 from galmap.nn.augment import dihedral_views, random_dihedral
 from galmap.nn.inputs import ShardCache, ShardInputs, ShardStream, shard_inputs
 from galmap.nn.training import TrainSettings, data_digest, derived_seed, train
@@ -202,29 +203,6 @@ def adapt_batchnorm(model: nn.Module, batches: Iterator[torch.Tensor] | Sequence
 
 
 # --------------------------------------------------------------------------- DANN
-class GradientReversal(torch.autograd.Function):
-    """Identity in the forward pass; multiplies the gradient by ``-strength`` in the backward pass."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, strength: float) -> torch.Tensor:
-        ctx.strength = float(strength)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.strength * grad, None
-
-
-def reverse_gradient(x: torch.Tensor, strength: float) -> torch.Tensor:
-    """:class:`GradientReversal` applied to ``x``."""
-    return GradientReversal.apply(x, strength)
-
-
-def reversal_strength(progress: float, gamma: float = 10.0) -> float:
-    """Ganin et al.'s schedule ``2 / (1 + exp(-gamma p)) - 1``: 0 at the start of training, -> 1 at the end."""
-    return float(2.0 / (1.0 + np.exp(-gamma * float(np.clip(progress, 0.0, 1.0)))) - 1.0)
-
-
 class DomainAdversarial(nn.Module):
     """A :class:`~galmap.classify.cnn.MorphologyCNN` and a domain discriminator on its pooled features."""
 

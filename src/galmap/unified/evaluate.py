@@ -4,9 +4,11 @@
   (``q_s``: the prior times its expert), BASS and MzLS together (``bass+mzls``: the
   north's three bands) and every survey the galaxy has (``joint``).
 - **Retrieval** (:func:`retrieval_table`): for every ordered pair of surveys (A, B), each
-  test galaxy seen in A looks for itself among the test galaxies seen in B; the distance
-  is ``sum_k (mu_A,k - mu_B,k)^2 / (sigma_A,k^2 + sigma_B,k^2)`` (latents that a survey
-  constrains poorly count less). Top-1 is the fraction found first. The baseline matches
+  test galaxy seen in A looks for itself among the test galaxies seen in B by the
+  posterior means (:func:`retrieval_distances`): their cosine distance (``metric =
+  "cosine"``, what the contrastive term trains), the Euclidean distance, or
+  ``sum_k (mu_A,k - mu_B,k)^2 / (sigma_A,k^2 + sigma_B,k^2)`` (``"chi2"``: latents that
+  a survey constrains poorly count less). Top-1 is the fraction found first. The baseline matches
   by measured total flux, half-light radius, axis ratio and position angle alone
   (:func:`measured_features`), each standardised within its survey.
 - **Survey invariance** (:func:`invariance_table`): a seeded random forest tries to tell
@@ -99,6 +101,24 @@ def latent_distances(mu_a: np.ndarray, var_a: np.ndarray, mu_b: np.ndarray, var_
     return d
 
 
+RETRIEVAL_METRICS = ("cosine", "euclidean", "chi2")
+
+
+def retrieval_distances(
+    mu_a: np.ndarray, logvar_a: np.ndarray, mu_b: np.ndarray, logvar_b: np.ndarray, metric: str = "cosine"
+) -> np.ndarray:
+    """(N_a, N_b) distances between posteriors by ``metric`` (one of :data:`RETRIEVAL_METRICS`; dimensionless)."""
+    if metric == "cosine":
+        na = mu_a / np.maximum(np.linalg.norm(mu_a, axis=1, keepdims=True), 1e-12)
+        nb = mu_b / np.maximum(np.linalg.norm(mu_b, axis=1, keepdims=True), 1e-12)
+        return 1.0 - na @ nb.T
+    if metric == "euclidean":
+        return ((mu_a[:, None, :] - mu_b[None, :, :]) ** 2).sum(-1)
+    if metric == "chi2":
+        return latent_distances(mu_a, np.exp(logvar_a), mu_b, np.exp(logvar_b))
+    raise ValueError(f"unified: unknown retrieval metric {metric!r} (one of {RETRIEVAL_METRICS})")
+
+
 def top_k_rate(distance: np.ndarray, k: int = 1) -> float:
     """Fraction of rows whose own column (the diagonal) is among the ``k`` smallest distances (ties count against)."""
     own = np.diag(distance)
@@ -153,8 +173,12 @@ def retrieval_table(
     post: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     surveys: Sequence[str],
     split: str = "test",
+    metric: str = "cosine",
 ) -> pd.DataFrame:
-    """``retrieval.csv``: per ordered survey pair and method (``unified``, ``measured``), top-1 and top-5 rates."""
+    """``retrieval.csv``: per ordered survey pair and method (``unified``, ``measured``), top-1 and top-5 rates.
+
+    ``metric``: the latent distance (:func:`retrieval_distances`), written in the ``metric`` column.
+    """
     held = stack.split == split
     feats = {}
     rows = []
@@ -165,16 +189,16 @@ def retrieval_table(
             both = np.flatnonzero(held & post[a][2] & post[b][2])
             mu_a, lv_a, _ = post[a]
             mu_b, lv_b, _ = post[b]
-            d = latent_distances(mu_a[both], np.exp(lv_a[both]), mu_b[both], np.exp(lv_b[both]))
+            d = retrieval_distances(mu_a[both], lv_a[both], mu_b[both], lv_b[both], metric)
             for s in (a, b):
                 if s not in feats:
                     idx = np.flatnonzero(held & post[s][2])
                     feats[s] = pd.DataFrame(_standardise(measured_features(stack, s, idx)), index=stack.ids[idx])
             fa, fb = feats[a].loc[stack.ids[both]].to_numpy(), feats[b].loc[stack.ids[both]].to_numpy()
             base = ((fa[:, None, :] - fb[None, :, :]) ** 2).sum(-1)
-            for method, dist in (("unified", d), ("measured", base)):
+            for method, dist, how in (("unified", d, metric), ("measured", base, "euclidean")):
                 rows.append(
-                    {"source": a, "target": b, "method": method, "n_galaxies": len(both),
+                    {"source": a, "target": b, "method": method, "metric": how, "n_galaxies": len(both),
                      "top1": top_k_rate(dist, 1), "top5": top_k_rate(dist, 5),
                      "chance_top1": 1.0 / max(len(both), 1)}
                 )  # fmt: skip

@@ -219,7 +219,7 @@ def unified_evaluate_file(
     post = ev.posteriors(model, stack)
     write_table(outputs["latents"], ev.latents_table(stack, post))
     singles = list(model.encoders)
-    retrieval = ev.retrieval_table(stack, post, singles)
+    retrieval = ev.retrieval_table(stack, post, singles, metric=str(params.get("retrieval_metric", "cosine")))
     write_table(outputs["retrieval"], retrieval)
     invariance = ev.invariance_table(stack, post, singles, seed, n_estimators=int(params["probe_trees"]))
     translation = ev.translation_table(model, stack, post)

@@ -13,14 +13,16 @@ import torch
 from galmap.core.device import pick_device
 from galmap.nn.training import TrainSettings, data_digest, derived_seed, split_batches, train
 from galmap.unified.data import SurveyStack
-from galmap.unified.model import UnifiedVAE, make_step
+from galmap.unified.model import Alignment, UnifiedVAE, make_step
 
 log = logging.getLogger("galmap")
 
 #: the settings a trained model depends on (the checkpoint's fingerprint)
 TRAIN_KEYS = (
     "surveys", "decode_only", "latent_dim", "channels", "batch_size", "max_epochs", "patience", "learning_rate",
-    "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "align_weight", "val_fraction", "test_fraction",
+    "kl_weight", "kl_warmup_epochs", "sys_error", "cross", "align_weight", "contrastive_weight", "temperature",
+    "contrastive_metric", "adversary_weight", "adversary_hidden", "mean_align_weight",
+    "val_fraction", "test_fraction",
 )  # fmt: skip
 
 
@@ -39,7 +41,14 @@ def train_unified(
     device = pick_device(params.get("device", "auto"))
     latent_dim = int(params["latent_dim"])
     torch.manual_seed(derived_seed(seed, latent_dim, 0x0E1F))
-    model = UnifiedVAE(stack.shapes(), latent_dim, params["channels"], params.get("decode_only", [])).to(device)
+    align = Alignment.from_params(params)
+    model = UnifiedVAE(
+        stack.shapes(),
+        latent_dim,
+        params["channels"],
+        params.get("decode_only", []),
+        adversary_hidden=int(params.get("adversary_hidden", 64)) if align.adversary_weight > 0 else 0,
+    ).to(device)
     settings = TrainSettings(
         max_epochs=int(params["max_epochs"]),
         patience=int(params["patience"]),
@@ -58,7 +67,8 @@ def train_unified(
         float(params["kl_weight"]),
         int(params["kl_warmup_epochs"]),
         bool(params["cross"]),
-        float(params.get("align_weight", 0.0)),
+        align,
+        int(params["max_epochs"]),
     )
     fingerprint = repr([params.get(k) for k in TRAIN_KEYS]) + data_digest(stack.ids, *tensors)
     best, history = train(
