@@ -1,6 +1,7 @@
-"""Choose the super-resolution loss weights (``superres.loss_weight_power``) on the validation split (issue 31).
+"""Choose the super-resolution loss weights (``loss_weight_power``, ``sys_error``) on the validation split (issue 31).
 
-For each power (0: unweighted, 0.5, 1: the chi^2; ``sys_error`` as configured) the diffusion model and the
+For each power (0: unweighted, 0.5, 1: the chi^2) and each ``sys_error`` (``--sys-errors``; default: as
+configured) the diffusion model and the
 regression U-Net are trained by the stage's job function (:func:`galmap.images2images.jobs.superres_train_file`,
 the config's epochs) and scored by the stage's own evaluation (:func:`galmap.images2images.superres.evaluate`)
 on the **validation** galaxies of ``galmap.nn.inputs.assign_split`` (the test galaxies are not read; a
@@ -10,7 +11,7 @@ with the same settings and seed). The winner per network is the power with the s
 Re scatter against the Euclid image's own Re (``re_log_scatter_dex``); the bias and PSNR are reported with it.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python experiments/superres_weights_validation.py \
-        results --work runs/superres-val --reuse-default [--powers 0 0.5 1]
+        results --work runs/superres-val --reuse-default [--powers 0 0.5 1] [--sys-errors 0.02 0.05 0.1]
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
     ap.add_argument("results", type=Path)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    ap.add_argument("--sys-errors", type=float, nargs="+", default=None,
+                    help="fractional systematic errors of the loss weights (default: the config's)")  # fmt: skip
+    ap.add_argument("--out", default="superres_weights_validation.csv", help="the table's name under --work")
     ap.add_argument("--reuse-default", action="store_true")
     ap.add_argument("--kinds", nargs="+", default=["diffusion", "regression"], help="the networks trained per power; "
                     "the other is the default run's (its metrics then say nothing of the power)")  # fmt: skip
@@ -65,13 +69,15 @@ def main() -> None:
     sersic = read_table(sersic_path) if sersic_path else None
     args.work.mkdir(parents=True, exist_ok=True)
     parts = []
-    for power in args.powers:
-        params = base | {"loss_weight_power": power}
-        folder = args.work / f"power{power:g}"
+    sys_errors = args.sys_errors or [float(base["sys_error"])]
+    default = (float(base["loss_weight_power"]), float(base["sys_error"]))
+    for sys_error, power in [(e, p) for e in sys_errors for p in args.powers]:
+        params = base | {"loss_weight_power": power, "sys_error": sys_error}
+        folder = args.work / (f"power{power:g}" if args.sys_errors is None else f"power{power:g}-sys{sys_error:g}")
         folder.mkdir(exist_ok=True)
         paths, cpu = {}, {}
         for kind in ("diffusion", "regression"):
-            if kind not in args.kinds or (args.reuse_default and power == float(base["loss_weight_power"])):
+            if kind not in args.kinds or (args.reuse_default and (power, sys_error) == default):
                 paths[kind], cpu[kind] = res / f"superres/{kind}/model.pt", float("nan")
                 continue
             paths[kind] = folder / f"{kind}.pt"
@@ -90,14 +96,18 @@ def main() -> None:
         m = m[["method", "n_galaxies", "re_log_scatter_dex", "re_log_ratio_median", "psnr_db", "ssim"]]
         m = m[m["method"].isin([*args.kinds, "bicubic", "sersic_base"])]
         m = m.assign(power=power, train_cpu_s=m["method"].map(cpu).round(1))
+        if args.sys_errors is not None:
+            m = m.assign(sys_error=sys_error)
         parts.append(m)
         print(m.to_string(index=False), flush=True)
     table = pd.concat(parts, ignore_index=True)
-    table.to_csv(args.work / "superres_weights_validation.csv", index=False)
+    table.to_csv(args.work / args.out, index=False)
     print(table.to_string(index=False))
     for kind in args.kinds:
-        t = table[table["method"] == kind].set_index("power")
-        print(f"winner for {kind} (smallest validation Re scatter): power {t['re_log_scatter_dex'].idxmin():g}")
+        t = table[table["method"] == kind]
+        best = t.loc[t["re_log_scatter_dex"].idxmin()]
+        chosen = f"power {best['power']:g}" + (f", sys_error {best['sys_error']:g}" if "sys_error" in t else "")
+        print(f"winner for {kind} (smallest validation Re scatter): {chosen}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ pixel's inverse variance on that scale (with a fractional systematic error
 ``sys_error`` added in quadrature), averaged over the pixels with data; pixels
 without data (``ivar = 0``, masked neighbours) have zero weight and never reach the
 loss. The network predicts the mean Hα map given the broad bands. With ``augment``
-(the default) each training galaxy is seen under a random rotation by a multiple of
-90 degrees or mirror image in every epoch, the same for its bands, Hα map and weights
+(off by default: the validation split preferred it off) each training galaxy is seen under a
+random rotation by a multiple of 90 degrees or mirror image in every epoch, the same for its bands, Hα map and weights
 (:mod:`galmap.nn.augment`; an Hα map does not depend on how the galaxy lies on the sky).
 
 **Evaluation** (held-out galaxies; the galaxy centre is the stamp centre):
@@ -134,7 +134,7 @@ def train_model(
 ) -> tuple[UNet, pd.DataFrame, dict[str, Any]]:
     """Train the ugriz -> Hα U-Net; return it (best validation epoch), its history and its metadata."""
     model = seeded_unet(seed, device, data.x.shape[1], params["channels"])
-    step = pixel_step("regression", device, augment=bool(params.get("augment", True)))
+    step = pixel_step("regression", device, augment=bool(params.get("augment", False)))
     settings = TrainSettings(
         max_epochs=int(params["epochs"]),
         patience=int(params["patience"]),
