@@ -1,6 +1,7 @@
 """Speed-ups of pipeline jobs that keep their outputs: each measured against the way it was done before, in one run.
 
-On a finished default run's results (``--run``, e.g. a copy of ``/tmp/r1``; only read), CPU seconds
+On a finished default run's results (``--run``: the directory holding ``results/``, e.g. the
+repository after the default run; only read), CPU seconds
 (``time.process_time``, one thread) of:
 
 * ``domain_predict``: the predictions of every domain-adaptation method of one pair
@@ -12,7 +13,7 @@ On a finished default run's results (``--run``, e.g. a copy of ``/tmp/r1``; only
 These machines are shared and noisy: only the ratio of two timings taken in the same run means
 anything. Usage::
 
-    python benchmarks/job_speedups.py --run /tmp/r1 [--pair sdss] [--only domain_predict]
+    python benchmarks/job_speedups.py --run . [--pair sdss] [--only domain_predict]
 
 The last line is machine-readable: ``RESULT <name>_ratio=<new/baseline> ...``.
 """
