@@ -33,7 +33,7 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
 
     The truth holds the physical answers (``true_<question>``) and, for the volunteers'
     survey ``config["label_survey"]``, the features' S/N and the visible answers with
-    ``config["visibility"]["snr_threshold"]``
+    ``config["visibility"]["snr_threshold"]`` (``["featured_snr_threshold"]`` for the first question)
     (:func:`galmap.mock.visibility.add_visibility`, over ``processes`` worker processes).
     """
     from galmap.core.surveys import surveys_from_config
