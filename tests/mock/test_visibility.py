@@ -155,3 +155,20 @@ def test_featured_snr_of_rendered_galaxies(truth, surveys, test_config):
     rounder = snr(bare | {"inclination_deg": 60.0, "disk_q": 0.51})
     assert edge_on["snr_thin_disk"] > 16.0 and edge_on["snr_featured"] == pytest.approx(edge_on["snr_thin_disk"])
     assert rounder["snr_thin_disk"] == 0 and rounder["snr_featured"] == pytest.approx(0, abs=1e-6)
+
+
+def test_label_job_passes_the_first_questions_threshold(population, surveys, default_config, tmp_path):
+    """Rule mock_labels' job reads mock.visibility.featured_snr_threshold: a higher one, more smooth votes."""
+    from galmap.core.io import read_table, write_table
+    from galmap.mock.jobs import make_mock_labels
+
+    write_table(tmp_path / "truth.parquet", _with_snr(population, 50.0))
+    vol = default_config["mock"]["volunteers"]
+    smooth = []
+    for thr in (16.0, 400.0):
+        out = tmp_path / f"labels-{thr}.parquet"
+        vis = {"snr_threshold": 16.0, "featured_snr_threshold": thr}
+        make_mock_labels(1, vol, {"decals": default_config["surveys"]["decals"]}, tmp_path / "truth.parquet",
+                         out, tmp_path / "counts.csv", vis)  # fmt: skip
+        smooth.append(read_table(out)["smooth-or-featured_smooth_fraction"].mean())
+    assert smooth[1] > smooth[0] + 0.2
