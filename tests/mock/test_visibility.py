@@ -25,6 +25,7 @@ def _with_snr(truth: pd.DataFrame, snr: float) -> pd.DataFrame:
     t["snr_bar"] = np.where(t["bar_frac"] > 0, snr, 0.0)
     t["snr_arms"] = np.where(t["arm_frac"] > 0, snr * np.sqrt(np.maximum(t["arm_count"], 1)), 0.0)
     t["snr_merger"] = np.where(t["merger_state"] != "none", snr, 0.0)
+    t["snr_featured"] = np.where(t["true_smooth-or-featured"] == "featured-or-disk", snr, 0.0)
     return t
 
 
@@ -92,3 +93,82 @@ def test_feature_snr_over_processes_equals_one_process(truth, surveys, test_conf
     two = feature_snr(some, decals, seed, decals.fov_arcsec, processes=2)
     pd.testing.assert_frame_equal(one, two)
     assert list(two.index) == list(some.index)
+
+
+def _root(truth: pd.DataFrame, decals, perception=PERCEPTION) -> np.ndarray:
+    """One volunteer's smooth / featured-or-disk / artifact probabilities (N, 3)."""
+    return answer_probabilities(truth, decals, perception)["smooth-or-featured"]
+
+
+def test_smooth_or_featured_follows_visible_disk_structure(population, surveys):
+    """Featured galaxies whose disk structure is far above the threshold are called featured; far below it
+    they are called smooth, exactly as a smooth galaxy of the same clarity is (the fallback); smooth galaxies
+    are unchanged; the first question's own threshold is the one used."""
+    decals = surveys["decals"]
+    featured = (population["true_smooth-or-featured"] == "featured-or-disk").to_numpy()
+    assert featured.sum() >= 50 and (~featured).sum() >= 20
+    bright = _root(_with_snr(population, 16.0 * 8), decals)[featured]
+    assert np.mean(bright[:, 1] > bright[:, 0]) >= 0.8 and bright[:, 1].mean() > 0.6
+    unseen = _root(_with_snr(population, 16.0 / 64), decals)[featured]
+    assert np.mean(unseen[:, 0] > 0.5) >= 0.8 and unseen[:, 1].mean() < 0.2
+    # the fallback: answered as a smooth galaxy with the same clarity (same flux and size) would be
+    as_smooth = _with_snr(population, 16.0 / 64).assign(type="elliptical")
+    np.testing.assert_allclose(unseen, _root(as_smooth, decals)[featured], atol=1e-6)
+    # galaxies that are smooth answer as without perception
+    t = _with_snr(population, 100.0)
+    np.testing.assert_allclose(_root(t, decals)[~featured], _root(t, decals, None)[~featured])
+    # the first question has its own threshold when given: S = 128 is far below 128 x 8
+    own = _root(_with_snr(population, 16.0 * 8), decals, PERCEPTION | {"featured_snr_threshold": 16.0 * 64})
+    assert own[featured][:, 0].mean() > 0.6
+
+
+def test_featured_snr_of_rendered_galaxies(truth, surveys, test_config):
+    """A featureless elliptical has no disk structure (snr_featured 0, visible "smooth"); a bright spiral's arms
+    make it featured; an edge-on disk's thinness counts, a rounder disk's does not."""
+    from galmap.mock.render import GalaxyModel
+
+    t = pd.concat([truth, true_answers(truth)], axis=1)
+    normal = t[t["anomaly"] == "none"]
+    decals = surveys["decals"]
+    seed = int(test_config["seed"])
+
+    def snr(row):
+        return galaxy_feature_snr(GalaxyModel(row, seed, decals.fov_arcsec), decals)
+
+    ell = normal[normal["type"] == "elliptical"].iloc[0].to_dict()
+    s_ell = snr(ell)
+    assert s_ell["snr_featured"] == 0 and s_ell["snr_thin_disk"] == 0
+    spiral = normal[normal["type"] == "spiral"].iloc[0].to_dict()
+    spiral |= {"mag_r_nominal": 14.5, "arm_frac": 0.35, "inclination_deg": 20.0, "disk_q": 0.94}
+    s_sp = snr(spiral)
+    assert s_sp["snr_featured"] > 8 * 16.0 and s_sp["snr_featured"] >= 0.8 * s_sp["snr_arms"]
+    rows = pd.DataFrame([ell | s_ell, spiral | s_sp])
+    vis = visible_answers(rows, 16.0)["visible_smooth-or-featured"].tolist()
+    assert vis == ["smooth", "featured-or-disk"]
+    assert visible_answers(rows, 16.0, s_sp["snr_featured"] * 2)["visible_smooth-or-featured"].tolist() == [
+        "smooth",
+        "smooth",
+    ]
+    # a bare disk (no bar, arms, clumps): only its thinness can show it is a disk
+    bare = spiral | {"arm_frac": 0.0, "bar_frac": 0.0, "clump_frac": 0.0, "n_clumps": 0}
+    edge_on = snr(bare | {"inclination_deg": 88.0, "disk_q": 0.125})
+    rounder = snr(bare | {"inclination_deg": 60.0, "disk_q": 0.51})
+    assert edge_on["snr_thin_disk"] > 16.0 and edge_on["snr_featured"] == pytest.approx(edge_on["snr_thin_disk"])
+    assert rounder["snr_thin_disk"] == 0 and rounder["snr_featured"] == pytest.approx(0, abs=1e-6)
+
+
+def test_label_job_passes_the_first_questions_threshold(population, surveys, default_config, tmp_path):
+    """Rule mock_labels' job reads mock.visibility.featured_snr_threshold: a higher one, more smooth votes."""
+    from galmap.core.io import read_table, write_table
+    from galmap.mock.jobs import make_mock_labels
+
+    write_table(tmp_path / "truth.parquet", _with_snr(population, 50.0))
+    vol = default_config["mock"]["volunteers"]
+    smooth = []
+    for thr in (16.0, 400.0):
+        out = tmp_path / f"labels-{thr}.parquet"
+        vis = {"snr_threshold": 16.0, "featured_snr_threshold": thr}
+        make_mock_labels(1, vol, {"decals": default_config["surveys"]["decals"]}, tmp_path / "truth.parquet",
+                         out, tmp_path / "counts.csv", vis)  # fmt: skip
+        smooth.append(read_table(out)["smooth-or-featured_smooth_fraction"].mean())
+    assert smooth[1] > smooth[0] + 0.2

@@ -33,7 +33,7 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
 
     The truth holds the physical answers (``true_<question>``) and, for the volunteers'
     survey ``config["label_survey"]``, the features' S/N and the visible answers with
-    ``config["visibility"]["snr_threshold"]``
+    ``config["visibility"]["snr_threshold"]`` (``["featured_snr_threshold"]`` for the first question)
     (:func:`galmap.mock.visibility.add_visibility`, over ``processes`` worker processes).
     """
     from galmap.core.surveys import surveys_from_config
@@ -45,7 +45,8 @@ def make_mock_catalog(config: Mapping[str, Any], truth_path: str, catalog_path: 
     truth = pd.concat([truth, true_answers(truth)], axis=1)
     surveys = surveys_from_config(config)
     threshold = float(config["visibility"]["snr_threshold"])
-    truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold, processes)
+    featured = config["visibility"].get("featured_snr_threshold")
+    truth = add_visibility(truth, surveys, config["label_survey"], int(config["seed"]), threshold, processes, featured)
     catalog = truth[["id", "ra", "dec"]].copy()
     catalog["shard"] = truth["index"] // int(config["shard_size"])
     # what the survey publishes of each galaxy's PSF: its size with a measurement error (psfsize_<survey>_<band>)
@@ -80,7 +81,11 @@ def make_mock_labels(
     survey = Survey.from_config(name, surveys[name])
     perception = None
     if visibility is not None:
-        perception = {"snr_threshold": visibility["snr_threshold"], "scatter_dex": volunteers["perception_scatter_dex"]}
+        perception = {
+            "snr_threshold": visibility["snr_threshold"],
+            "featured_snr_threshold": visibility.get("featured_snr_threshold"),
+            "scatter_dex": volunteers["perception_scatter_dex"],
+        }
     labels = make_labels(read_table(truth_path), survey, seed, volunteers["votes_mean"], perception)
     counts = class_counts(labels)
     write_table(labels_path, labels)

@@ -13,11 +13,23 @@ brightness, loses its structure); a companion with its tidal features is simply
 removed. Every component is drawn once, unit flux, in the reference band r with
 the r PSF (:class:`galmap.mock.render.Components`), and scaled by its flux in
 each band (the PSF's change with band is neglected). Columns (dimensionless;
-0 where the galaxy lacks the feature): ``snr_bar``, ``snr_arms``, ``snr_merger``.
+0 where the galaxy lacks the feature): ``snr_bar``, ``snr_arms``, ``snr_merger``, and for the
+first question (smooth or featured, issue 27):
+
+* ``snr_clumps``: star-forming clumps against the same flux in the disk;
+* ``snr_thin_disk``: the disk against the same disk no flatter than the flattest ellipticals
+  (axis ratio :data:`THIN_DISK_Q`, E7; 0 for disks rounder than that): what tells an edge-on disk
+  from a smooth elongated galaxy;
+* ``snr_featured``: everything that makes a disk galaxy look "featured or disk" at once — the
+  galaxy against the same galaxy with all its disk structure (bar, arms, clumps: every central
+  component but the bulge and the disk) spread into the disk and the disk thickened to
+  :data:`THIN_DISK_Q`. The bulge stays: a bulge and a smooth disk look smooth.
 
 :func:`visible_answers` turns them into the answers of an ideal volunteer who sees only
 what the image shows (``visible_<question>``): a feature below ``snr_threshold`` is
-not seen (bar "no", spiral arms "no" with no winding or count, merging "none").
+not seen (bar "no", spiral arms "no" with no winding or count, merging "none"; a featured
+galaxy whose ``snr_featured`` is below it looks "smooth"). Each feature's visible answer is
+its own: a bar seen in a galaxy that looks smooth overall keeps ``visible_bar``.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import galsim
 import numpy as np
 import pandas as pd
 
-from galmap.core.surveys import Survey
+from galmap.core.surveys import GSPARAMS, Survey
 from galmap.mock.render import GalaxyModel
 from galmap.mock.systematics import galaxy_psf
 
@@ -39,7 +51,15 @@ FEATURE_SNR = {
     "spiral-winding": "snr_arms",
     "spiral-arm-count": "snr_arms",
     "merging": "snr_merger",
+    "smooth-or-featured": "snr_featured",
 }
+
+#: The flattest ellipticals are E7 (axis ratio 0.3; Hubble 1926, 1936): a disk seen flatter than that
+#: cannot pass for a smooth galaxy, one rounder can (``snr_thin_disk``).
+THIN_DISK_Q = 0.3
+
+#: Central components that are not disk structure (what stays when the structure is smoothed away).
+SMOOTH_COMPONENTS = ("bulge", "disk")
 
 
 def _unit_image(obj: galsim.GSObject, psf: galsim.GSObject, survey: Survey) -> np.ndarray:
@@ -48,7 +68,8 @@ def _unit_image(obj: galsim.GSObject, psf: galsim.GSObject, survey: Survey) -> n
 
 
 def galaxy_feature_snr(model: GalaxyModel, survey: Survey, ref_band: str = "r") -> dict[str, float]:
-    """``snr_bar``, ``snr_arms``, ``snr_merger`` of one galaxy in ``survey`` (module docstring)."""
+    """``snr_bar``, ``snr_arms``, ``snr_merger``, ``snr_clumps``, ``snr_thin_disk``, ``snr_featured``
+    of one galaxy in ``survey`` (module docstring)."""
     # the PSF the galaxy was observed through (its own when mock.systematics.psf varies it, else the nominal one)
     psf = galaxy_psf(model.row, survey, ref_band if ref_band in survey.bands else survey.bands[0])
     central = model.components.central
@@ -58,7 +79,16 @@ def galaxy_feature_snr(model: GalaxyModel, survey: Survey, ref_band: str = "r") 
     if c.companion is not None:
         shapes["companion"] = _unit_image(c.companion, psf, survey)
         shapes["tidal"] = _unit_image(c.tidal, psf, survey)
-    chi2 = {"snr_bar": 0.0, "snr_arms": 0.0, "snr_merger": 0.0}
+    structure = [k for k in central if k not in SMOOTH_COMPONENTS]
+    thin = "disk" in central and float(row["disk_q"]) < THIN_DISK_Q
+    if thin:  # the same disk (major-axis scale, orientation, flux) at the flattest elliptical's axis ratio
+        h, pa = float(row["disk_h_arcsec"]), float(row["disk_pa_deg"])
+        thick = galsim.Exponential(scale_radius=h * np.sqrt(THIN_DISK_Q), gsparams=GSPARAMS).shear(
+            q=THIN_DISK_Q, beta=pa * galsim.degrees
+        )
+        shapes["thick_disk"] = _unit_image(thick, psf, survey)
+    cols = ("snr_bar", "snr_arms", "snr_merger", "snr_clumps", "snr_thin_disk", "snr_featured")
+    chi2 = dict.fromkeys(cols, 0.0)
     for j, band in enumerate(survey.bands):
         flux = model.component_fluxes(band)
         total_central = sum(flux.values())
@@ -70,11 +100,18 @@ def galaxy_feature_snr(model: GalaxyModel, survey: Survey, ref_band: str = "r") 
             )
             image = image + merger
         var = survey.sky_sigma[j] ** 2 + np.maximum(image, 0.0) / survey.gain_e_per_nmgy
-        for name, col in (("bar", "snr_bar"), ("arms", "snr_arms")):
+        for name, col in (("bar", "snr_bar"), ("arms", "snr_arms"), ("clumps", "snr_clumps")):
             if name in shapes and "disk" in shapes and flux.get(name, 0.0) > 0:
                 chi2[col] += float(np.sum((flux[name] * (shapes[name] - shapes["disk"])) ** 2 / var))
         if c.companion is not None:
             chi2["snr_merger"] += float(np.sum(merger**2 / var))
+        if "disk" in central:
+            smooth_shape = shapes["thick_disk"] if thin else shapes["disk"]
+            if thin:
+                chi2["snr_thin_disk"] += float(np.sum((flux["disk"] * (shapes["disk"] - smooth_shape)) ** 2 / var))
+            with_structure = sum(flux[k] * shapes[k] for k in ("disk", *structure))
+            smoothed = sum(flux[k] for k in ("disk", *structure)) * smooth_shape
+            chi2["snr_featured"] += float(np.sum((with_structure - smoothed) ** 2 / var))
     return {k: float(np.sqrt(v)) for k, v in chi2.items()}
 
 
@@ -101,11 +138,16 @@ def feature_snr(
     return pd.DataFrame(rows, index=truth.index)
 
 
-def visible_answers(truth: pd.DataFrame, snr_threshold: float) -> pd.DataFrame:
+def visible_answers(
+    truth: pd.DataFrame, snr_threshold: float, featured_snr_threshold: float | None = None
+) -> pd.DataFrame:
     """``visible_<question>`` for :data:`FEATURE_SNR`'s questions: the ``true_`` answer where the
-    feature's S/N reaches ``snr_threshold``, else what an ideal volunteer sees (no bar, no arms, no merger)."""
+    feature's S/N reaches ``snr_threshold``, else what an ideal volunteer sees (no bar, no arms, no merger,
+    a smooth galaxy). ``featured_snr_threshold``: the first question's own threshold (``None``: ``snr_threshold``)."""
     out = {}
     seen = {col: truth[col].to_numpy(float) >= snr_threshold for col in set(FEATURE_SNR.values())}
+    if featured_snr_threshold is not None:
+        seen["snr_featured"] = truth["snr_featured"].to_numpy(float) >= float(featured_snr_threshold)
     arms_asked = truth["true_has-spiral-arms"].to_numpy() != ""
     for q, col in FEATURE_SNR.items():
         true = truth[f"true_{q}"].to_numpy(dtype=object)
@@ -115,6 +157,8 @@ def visible_answers(truth: pd.DataFrame, snr_threshold: float) -> pd.DataFrame:
             hidden = np.where(arms_asked, "no", "")
         elif q == "merging":
             hidden = np.full(len(true), "none", dtype=object)
+        elif q == "smooth-or-featured":
+            hidden = np.full(len(true), "smooth", dtype=object)
         else:  # winding and count are asked only about arms that are seen
             hidden = np.full(len(true), "", dtype=object)
         out[f"visible_{q}"] = np.where(seen[col], true, hidden)
@@ -128,13 +172,14 @@ def add_visibility(
     seed: int,
     snr_threshold: float,
     processes: int = 1,
+    featured_snr_threshold: float | None = None,
 ) -> pd.DataFrame:
     """``truth`` (with its ``true_`` answers) plus the S/N columns in ``label_survey`` and the visible answers.
 
     The stamp field is the largest survey stamp, as in rendering (:func:`galmap.mock.render.render_shard`);
-    ``processes``: see :func:`feature_snr`.
+    ``processes``: see :func:`feature_snr`; ``featured_snr_threshold``: see :func:`visible_answers`.
     """
     field = max(s.fov_arcsec for s in surveys.values())
     snr = feature_snr(truth, surveys[label_survey], seed, field, processes)
     truth = pd.concat([truth, snr], axis=1)
-    return pd.concat([truth, visible_answers(truth, snr_threshold)], axis=1)
+    return pd.concat([truth, visible_answers(truth, snr_threshold, featured_snr_threshold)], axis=1)

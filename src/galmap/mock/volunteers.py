@@ -22,8 +22,15 @@ A volunteer who sees it answers as above (the truth, blurred by clarity); one wh
 not answers "no" (bar, spiral arms) or "none" (merging). Counting arms needs each arm
 seen: S / sqrt(m) for m arms, and a volunteer who cannot count answers "cant-tell";
 the winding of unseen arms is guessed (:data:`UNCLEAR`). Galaxies without the feature
-answer as before (false positives stay possible). The parameters and their sources are in
-docs/mock.md.
+answer as before (false positives stay possible).
+
+The first question (smooth or featured) is perceived the same way: a volunteer answers
+"featured-or-disk" only when they see disk structure, ``snr_featured`` (bar, arms, clumps
+and an edge-on disk's thinness together, :mod:`galmap.mock.visibility`) against the
+threshold ``featured_snr_threshold`` (``snr_threshold`` when not given). A volunteer who
+does not see it answers as for a smooth galaxy (the clarity model with the true answer
+"smooth": mostly "smooth", with the same artifact and confused shares). Galaxies whose
+true answer is "smooth" answer as before. The parameters and their sources are in docs/mock.md.
 """
 
 from __future__ import annotations
@@ -92,17 +99,33 @@ PERCEIVED = {
     "spiral-winding": ("snr_arms", None),  # None: a guess (UNCLEAR)
     "spiral-arm-count": ("snr_arms", "cant-tell"),
     "merging": ("snr_merger", "none"),
+    # "smooth": a volunteer who sees no disk structure answers as for a smooth galaxy (answer_probabilities)
+    "smooth-or-featured": ("snr_featured", "smooth"),
 }
 
 
+def _threshold(question: str, perception: Mapping[str, Any]) -> float:
+    """The S/N at which half the volunteers see ``question``'s feature."""
+    if question == "smooth-or-featured" and perception.get("featured_snr_threshold") is not None:
+        return float(perception["featured_snr_threshold"])
+    return float(perception["snr_threshold"])
+
+
 def see_probability(truth: pd.DataFrame, question: str, perception: Mapping[str, Any]) -> np.ndarray:
-    """Probability that one volunteer sees ``question``'s feature (module docstring); NaN without the feature."""
+    """Probability that one volunteer sees ``question``'s feature (module docstring); NaN without the feature.
+
+    For the first question "the feature" is being a featured galaxy (``true_smooth-or-featured``);
+    one without visible disk structure (``snr_featured`` 0) is then not seen (probability 0).
+    """
     col, _ = PERCEIVED[question]
     snr = truth[col].to_numpy(float)
     if question == "spiral-arm-count":
         snr = snr / np.sqrt(np.maximum(truth["arm_count"].to_numpy(float), 1.0))
     with np.errstate(divide="ignore"):
-        z = (np.log10(snr) - np.log10(float(perception["snr_threshold"]))) / float(perception["scatter_dex"])
+        z = (np.log10(snr) - np.log10(_threshold(question, perception))) / float(perception["scatter_dex"])
+    if question == "smooth-or-featured":
+        featured = true_answers(truth)["true_smooth-or-featured"].to_numpy() == "featured-or-disk"
+        return np.where(featured, ndtr(z), np.nan)
     return np.where(snr > 0, ndtr(z), np.nan)
 
 
@@ -111,8 +134,9 @@ def answer_probabilities(
 ) -> dict[str, np.ndarray]:
     """Per-galaxy answer probabilities of one volunteer, for every question (N, n_answers).
 
-    ``perception``: ``snr_threshold`` and ``scatter_dex`` of the perceptual model (module
-    docstring; ``truth`` then needs the ``snr_*`` columns); ``None``: volunteers see every feature.
+    ``perception``: ``snr_threshold``, ``scatter_dex`` and optionally ``featured_snr_threshold`` of the
+    perceptual model (module docstring; ``truth`` then needs the ``snr_*`` columns); ``None``: volunteers
+    see every feature.
     """
     answers = true_answers(truth)
     c = clarity(truth, survey)
@@ -151,6 +175,11 @@ def answer_probabilities(
             unseen_answer = PERCEIVED[q.name][1]
             if unseen_answer is None:
                 unseen = np.broadcast_to(unclear, p.shape)
+            elif q.name == "smooth-or-featured":  # as for a smooth galaxy: the clarity model with the answer smooth
+                smooth = np.zeros((1, n_ans))
+                smooth[0, q.answers.index(unseen_answer)] = 1.0
+                conf_smooth = _confusion(q.name, n_ans, np.full(len(truth), q.answers.index(unseen_answer)))
+                unseen = cq[:, None] * smooth + (1 - cq[:, None]) * (0.5 * conf_smooth + 0.5 * unclear)
             else:
                 unseen = np.zeros((1, n_ans))
                 unseen[0, q.answers.index(unseen_answer)] = 1.0
