@@ -91,7 +91,7 @@ def test_flux_consistent_across_surveys(test_config, surveys):
     every stamp; the residual sky level (truth) is removed before summing.
     """
     mock = dict(test_config["mock"]) | {
-        "neighbours_mean": 0.0,
+        "neighbours": {"enabled": False},
         "merger_fraction": 0.0,
         "n_galaxies": 60,
         "anomalies": {"fraction": 0.0},

@@ -25,7 +25,7 @@ def sersic_sample(test_config):
         "n_galaxies": 60,
         "type_fractions": {"elliptical": 1.0, "lenticular": 0.0, "spiral": 0.0, "irregular": 0.0},
         "merger_fraction": 0.0,
-        "neighbours_mean": 0.0,
+        "neighbours": {"enabled": False},
         "mag_r_range": [17.0, 19.0],
         "anomalies": {"fraction": 0.0},
         # the fitter's own accuracy: observed through the PSF it is given (tests/mock/test_systematics.py: the mismatch)
@@ -134,7 +134,7 @@ def test_morphometry_tracks_the_truth(test_config):
     """statmorph concentration rises with the bulge fraction; Gini too; rows for all."""
     from scipy.stats import spearmanr
 
-    mock = dict(test_config["mock"]) | {"n_galaxies": 40, "merger_fraction": 0.0, "neighbours_mean": 0.5}
+    mock = dict(test_config["mock"]) | {"n_galaxies": 40, "merger_fraction": 0.0}
     cfg = test_config | {"mock": mock}
     truth = draw_population(cfg)
     decals = surveys_from_config(cfg)["decals"]

@@ -98,6 +98,7 @@ def render_mock_shard(
 ) -> None:
     """Render shard number ``shard`` of the truth table in every survey of ``outputs`` (name -> path)."""
     from galmap.core.surveys import surveys_from_config
+    from galmap.mock.neighbours import NeighbourCounts
     from galmap.mock.render import render_shard
 
     truth = read_table(truth_path)
@@ -107,7 +108,14 @@ def render_mock_shard(
     artefacts = config["mock"]["anomalies"]["artefact_survey"]
     systematics = config["mock"].get("systematics")
     shards = render_shard(
-        rows, [surveys[name] for name in outputs], int(config["seed"]), failures, True, artefacts, systematics
+        rows,
+        [surveys[name] for name in outputs],
+        int(config["seed"]),
+        failures,
+        True,
+        artefacts,
+        systematics,
+        NeighbourCounts.from_config(config["mock"].get("neighbours")),
     )
     for name, path in outputs.items():
         write_shard(path, shards[name])

@@ -27,6 +27,7 @@ from scipy.special import gammainccinv, gammaincinv
 from galmap.core.ids import mock_id
 from galmap.core.surveys import flux_to_mag, mag_to_flux, surveys_from_config
 from galmap.mock.anomalies import draw_anomalies
+from galmap.mock.neighbours import NeighbourCounts
 from galmap.mock.systematics import draw_psf_truth
 
 TYPES = ("elliptical", "lenticular", "spiral", "irregular")
@@ -179,6 +180,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     tidal_rng = {"minor-disturbance": (0.03, 0.06), "major-disturbance": (0.08, 0.15), "merger": (0.1, 0.2)}
     comp_ratio = np.zeros(n)
     comp_sep = np.zeros(n)
+    field = max(s.fov_arcsec for s in surveys_from_config(config).values())  # side of the neighbours' field, arcsec
     tidal = np.zeros(n)
     gal_re = np.where(is_e, bulge_re, 1.678 * disk_h)
     for state in MERGER_STATES[1:]:
@@ -244,7 +246,11 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
         "companion_re_arcsec": comp_re,
         "companion_q": comp_q,
         "tidal_frac": tidal,
-        "n_neighbours": rng.poisson(float(mock.get("neighbours_mean", 1.5)), n).astype(np.int64),
+        # unrelated sources over the widest stamp's field, from the number counts (galmap.mock.neighbours), on a
+        # random stream of their own (changing the counts changes no other column)
+        "n_neighbours": np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE, 2]))
+        .poisson(NeighbourCounts.from_config(mock.get("neighbours")).expected(field**2), n)
+        .astype(np.int64),
         "bulge_flux_kept": kept,
     }
     # total rendered flux per band of the central galaxy (companion excluded)

@@ -35,6 +35,7 @@ from galmap.core.io import Shard
 from galmap.core.resample import resample_stamps
 from galmap.core.surveys import GSPARAMS, Survey, mag_to_flux
 from galmap.mock.anomalies import artefact_image, astrophysical_profile
+from galmap.mock.neighbours import NeighbourCounts, draw_neighbours, neighbour_fluxes, neighbour_profile
 from galmap.mock.population import (
     BROAD_BANDS,
     HALPHA_PER_NMGY,
@@ -102,15 +103,35 @@ class GalaxyModel:
     ----------
     row : one row of ``truth.parquet``.
     seed : the master seed (clumps and neighbours are drawn from ``(seed, index)``).
-    field_arcsec : side of the largest stamp; neighbours are placed inside it.
+    field_arcsec : side of the largest stamp; the truth's ``n_neighbours`` are placed uniformly over it.
+    counts : the neighbours' number counts, shapes and colours (``mock.neighbours``); default: its defaults.
     """
 
-    def __init__(self, row: Mapping[str, Any], seed: int, field_arcsec: float) -> None:
+    def __init__(
+        self, row: Mapping[str, Any], seed: int, field_arcsec: float, counts: NeighbourCounts | None = None
+    ) -> None:
         self.row = row
         self.index = int(row["index"])
         self.seed = seed
         self.field_arcsec = field_arcsec
+        self.counts = counts or NeighbourCounts.from_config()
         self.components = self._build()
+
+    def fill_frame(self, frame_arcsec: float) -> int:
+        """Add neighbours over a square frame of side ``frame_arcsec`` beyond the stamp field.
+
+        The same counts and generator as the field's (:func:`galmap.mock.neighbours.draw_neighbours`),
+        on their own random stream from ``(seed, index)``; the field's neighbours are kept. Returns
+        the number added (none when the frame is not larger than the field)."""
+        if frame_arcsec <= self.field_arcsec:
+            return 0
+        rng = seed_for(self.seed, self.index, 2, 1)
+        n = int(rng.poisson(self.counts.expected(frame_arcsec**2)))
+        drawn = draw_neighbours(rng, self.counts, n, 0.5 * frame_arcsec, 0.5 * self.field_arcsec)
+        c = self.components
+        c.neighbours.extend((neighbour_profile(nb), neighbour_fluxes(nb, BROAD_BANDS, VIS_BANDS)) for nb in drawn)
+        c.neighbour_xy.extend((nb.x, nb.y) for nb in drawn)
+        return len(drawn)
 
     # ------------------------------------------------------------------ build
     def _build(self) -> Components:
@@ -178,34 +199,11 @@ class GalaxyModel:
             tidal = galsim.Add(
                 [galsim.Gaussian(sigma=s, flux=1.0, gsparams=GSPARAMS).shift(x, y) for x, y, s in pts]
             ).withFlux(1.0)
-        neighbours = []
-        neighbour_xy: list[tuple[float, float]] = []
-        nrng = seed_for(self.seed, self.index, 2)
-        # neighbours sit in an annulus between the galaxy's outskirts and the field's edge
-        r_min = min(2.0 + 1.0 * float(r["re_light_weighted_arcsec"]), 0.3 * self.field_arcsec)
-        r_max = 0.5 * self.field_arcsec
-        for _ in range(int(r["n_neighbours"])):
-            rad = np.sqrt(nrng.uniform(r_min**2, r_max**2))
-            ang = nrng.uniform(0, 2 * np.pi)
-            x, y = rad * np.cos(ang), rad * np.sin(ang)
-            if nrng.uniform() < 0.5:
-                prof: galsim.GSObject = galsim.Gaussian(sigma=0.02, gsparams=GSPARAMS)
-                colour = nrng.uniform(0.3, 1.4)
-                mag = nrng.uniform(17.0, 22.0)
-            else:
-                prof = galsim.Exponential(half_light_radius=nrng.uniform(0.3, 0.9), gsparams=GSPARAMS).shear(
-                    q=nrng.uniform(0.4, 1.0), beta=nrng.uniform(0, 180) * galsim.degrees
-                )
-                colour = nrng.uniform(0.4, 1.0)
-                mag = nrng.uniform(18.5, 22.5)
-            f_r = float(mag_to_flux(mag))
-            # a simple colour sequence: g-r = colour, and so on proportionally
-            offsets = {"u": 2.8 * colour, "g": colour, "r": 0.0, "i": -0.45 * colour, "z": -0.75 * colour}
-            fluxes = {b: f_r * 10 ** (-0.4 * offsets[b]) for b in BROAD_BANDS}
-            fluxes["VIS"] = float(np.mean([fluxes[b] for b in VIS_BANDS]))
-            fluxes["Ha"] = 0.0
-            neighbours.append((prof.shift(x, y), fluxes))
-            neighbour_xy.append((float(x), float(y)))
+        # unrelated stars and galaxies, uniform over the field, from the number counts (galmap.mock.neighbours)
+        drawn = draw_neighbours(seed_for(self.seed, self.index, 2), self.counts, int(r["n_neighbours"]),
+                                0.5 * self.field_arcsec)  # fmt: skip
+        neighbours = [(neighbour_profile(nb), neighbour_fluxes(nb, BROAD_BANDS, VIS_BANDS)) for nb in drawn]
+        neighbour_xy = [(nb.x, nb.y) for nb in drawn]
         anomaly = astrophysical_profile(r, self.seed)
         return Components(central, companion, tidal, neighbours, neighbour_xy, anomaly)
 
@@ -329,6 +327,7 @@ def render_shard(
     progress: bool = True,
     artefact_survey: str | None = "decals",
     systematics: Mapping[str, Any] | None = None,
+    neighbour_counts: NeighbourCounts | None = None,
 ) -> dict[str, Shard]:
     """Render every galaxy of ``truth`` in every survey; return one :class:`Shard` per survey.
 
@@ -339,7 +338,8 @@ def render_shard(
     native pixels and resampled to its grid with Lanczos-3
     (:func:`galmap.core.resample.resample_stamps`: flux per pixel kept, ``ivar`` the
     per-pixel variance of the resampled noise, whose correlations it does not hold).
-    The shards' attributes describe the nominal PSF only.
+    The shards' attributes describe the nominal PSF only. ``neighbour_counts``
+    (``mock.neighbours``) draws each galaxy's ``n_neighbours`` unrelated sources.
 
     Instrumental anomalies (:mod:`galmap.mock.anomalies`) appear only in the images
     of ``artefact_survey``. A galaxy that GalSim cannot render in a survey is
@@ -361,7 +361,7 @@ def render_shard(
     rows = truth.to_dict("records")
     for i, row in enumerate(tqdm(rows, desc="rendering", unit="gal", disable=not progress, mininterval=2)):
         try:
-            model = GalaxyModel(row, seed, field)
+            model = GalaxyModel(row, seed, field, neighbour_counts)
         except Exception as exc:  # noqa: BLE001 - recorded and logged, the batch goes on
             _failed(failures, row["id"], f"building the GalSim model failed: {exc!r}")
             continue

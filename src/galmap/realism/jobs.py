@@ -15,6 +15,7 @@ from galmap.core.colour import GZ_DECALS_SIZE_PX
 from galmap.core.failures import FailureLog
 from galmap.core.io import atomic_path, read_table, write_table
 from galmap.core.surveys import surveys_from_config
+from galmap.mock.neighbours import NeighbourCounts
 from galmap.realism.c2st import c2st, ks_table
 from galmap.realism.imagestats import measure
 from galmap.realism.render import gz_decals_image
@@ -100,7 +101,7 @@ def run_realism(
 ) -> None:
     """Render, measure and compare; write ``c2st``, ``votes``, ``stats``, ``examples`` and ``failures``.
 
-    ``config``: the full config (``seed``, ``mock``'s surveys, ``realism``).
+    ``config``: the full config (``seed``, ``surveys``, ``mock.neighbours``, ``realism``).
     """
     p = config["realism"]
     seed = int(config["seed"])
@@ -108,11 +109,13 @@ def run_realism(
     surveys = surveys_from_config(config)
     survey = surveys[p["survey"]]
     field = max(s.fov_arcsec for s in surveys.values())  # where the mock's neighbours lie (as mock_render)
+    # the frames' neighbours: the same number counts as the stamps'
+    counts = NeighbourCounts.from_config((config.get("mock") or {}).get("neighbours"))
     picked = pick_mock(read_table(truth_path), int(p["n_mock"]), seed)
     mock_images, geometry, ids = [], [], []
     for row in picked.to_dict("records"):
         try:
-            img, geo = gz_decals_image(row, survey, seed, field)
+            img, geo = gz_decals_image(row, survey, seed, field, counts=counts)
         except Exception as exc:  # noqa: BLE001 - recorded, the stage goes on
             log.warning("realism: mock galaxy %s not rendered: %r", row["id"], exc)
             failures.add(row["id"], f"Galaxy Zoo DECaLS render failed: {exc!r}")

@@ -13,8 +13,10 @@ No stamp is padded. The radii r50 and r90 are those of the circular curve of gro
 of the galaxy's noiseless r-band image (no neighbours), standing in for the NSA
 Petrosian radii Galaxy Zoo used.
 
-Neighbours: the mock places a galaxy's neighbours inside its own stamp field
-(``field_arcsec``), so the rest of a larger frame is empty sky.
+Neighbours: the mock's stamp neighbours lie inside its stamp field (``field_arcsec``);
+the rest of the frame is filled from the same number counts and generator
+(:meth:`galmap.mock.render.GalaxyModel.fill_frame`, seeded per galaxy), so the frame
+shows the field sky everywhere.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from galmap.core.colour import GZ_DECALS_SIZE_PX, gz_decals_pixscale, gz_decals_rgb, to_uint8
 from galmap.core.resample import resample_matrix
 from galmap.core.surveys import Survey
+from galmap.mock.neighbours import NeighbourCounts
 from galmap.mock.population import seed_for
 from galmap.mock.render import GalaxyModel, draw, observe
 from galmap.mock.systematics import galaxy_psf
@@ -53,7 +56,12 @@ def light_radii(image: np.ndarray, pixscale_arcsec: float) -> tuple[float, float
 
 
 def gz_decals_image(
-    row: Mapping[str, Any], survey: Survey, seed: int, field_arcsec: float, size_px: int = GZ_DECALS_SIZE_PX
+    row: Mapping[str, Any],
+    survey: Survey,
+    seed: int,
+    field_arcsec: float,
+    size_px: int = GZ_DECALS_SIZE_PX,
+    counts: NeighbourCounts | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """One mock galaxy as a Galaxy Zoo DECaLS image: uint8 (size, size, 3) and its geometry.
 
@@ -64,20 +72,23 @@ def gz_decals_image(
     seed : master seed; the noise is drawn from ``(seed, index, realism stream)``.
     field_arcsec : the mock's stamp field (where its neighbours lie).
     size_px : side of the output image (424 as Galaxy Zoo DECaLS).
+    counts : the neighbours' number counts (``mock.neighbours``); default: their defaults.
 
     Returns
     -------
-    image, and ``{"r50_arcsec", "r90_arcsec", "pixscale_arcsec"}``.
+    image, and ``{"r50_arcsec", "r90_arcsec", "pixscale_arcsec", "n_neighbours_frame"}``
+    (``n_neighbours_frame``: the unrelated sources in the frame).
     """
     if tuple(survey.bands) != ("g", "r", "z"):
         raise ValueError(f"the Galaxy Zoo DECaLS recipe needs g, r, z; survey {survey.name} has {survey.bands}")
-    model = GalaxyModel(row, seed, field_arcsec)
+    model = GalaxyModel(row, seed, field_arcsec, counts)
     native = survey.pixscale_arcsec
     clean_r = draw(model, survey, "r", size_px=RADII_STAMP_PX, neighbours=False, companion=False, anomaly=False)
     r50, r90 = light_radii(clean_r, native)
     scale = float(gz_decals_pixscale(r50, r90))
     n_native = int(np.ceil(size_px * scale / native)) + 8  # Lanczos-3 support at the edges
     n_native += (n_native - size_px) % 2  # same parity: the centres coincide
+    model.fill_frame(n_native * native)  # the field sky beyond the stamp
     rng = seed_for(seed, int(row["index"]), 3, _STREAM)
     m = resample_matrix(n_native, native, size_px, scale).astype(np.float32)
     planes = []
@@ -86,4 +97,5 @@ def gz_decals_image(
         img, _ = observe(clean, float(row.get(f"sky_{survey.name}_{band}", 0.0)), survey, band, rng)
         planes.append(m @ img @ m.T)
     rgb = gz_decals_rgb(np.stack(planes))
-    return to_uint8(rgb), {"r50_arcsec": r50, "r90_arcsec": r90, "pixscale_arcsec": scale}
+    n_nb = len(model.components.neighbours)
+    return to_uint8(rgb), {"r50_arcsec": r50, "r90_arcsec": r90, "pixscale_arcsec": scale, "n_neighbours_frame": n_nb}
