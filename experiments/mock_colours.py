@@ -25,12 +25,10 @@ BANDS = ("u", "g", "r", "i", "z")
 
 
 def template_colours(z: float) -> dict[str, dict[str, float]]:
-    """``m_band - m_r`` (AB; r: DECam) of each CWW template observed at ``z``: SDSS u, i; DECam g, z; VIS; SDSS g-r, u-r."""
+    """``m_band - m_r`` (AB, r: DECam) of each CWW template at ``z``: SDSS u, i; DECam g, z; VIS; SDSS g-r, u-r."""
     from speclite import filters
 
-    mock = filters.load_filters(
-        "sdss2010-u", "decam2014-g", "decam2014-r", "sdss2010-i", "decam2014-z", "Euclid-VIS"
-    )
+    mock = filters.load_filters("sdss2010-u", "decam2014-g", "decam2014-r", "sdss2010-i", "decam2014-z", "Euclid-VIS")
     sdss = filters.load_filters("sdss2010-u", "sdss2010-g", "sdss2010-r")
     share = Path(galsim.__file__).parent / "share" / "SEDs"
     out = {}

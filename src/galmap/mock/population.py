@@ -60,10 +60,11 @@ COMPONENT_TEMPLATES: dict[str, dict[str, str]] = {
     "irregular": {"bulge": "E", "bar": "E", "disk": "Im", "arms": "Scd", "clumps": "Im"},
 }
 COMPONENTS = ("bulge", "bar", "disk", "arms", "clumps")
-#: Per-galaxy scatter of each component's g - r (mag), along its template's colour vector: the red
-#: sequence's intrinsic scatter, 0.03-0.05 mag in g - r (SDSS; e.g. Hogg et al. 2004), for the E template;
-#: twice that for the star-forming ones (the blue sequence is about twice as wide as the red one in
-#: u - r, Baldry et al. 2004). Part of the blue cloud's width comes from the mix of components itself.
+#: Per-galaxy scatter of each component's g - r (mag), along its template's colour vector. E: the middle of
+#: the SDSS red sequence's intrinsic scatter in g - r, 0.03-0.05 mag (e.g. Hogg et al. 2004; the range as
+#: commonly quoted). Star-forming templates: twice that (the blue sequence is roughly twice as wide as the
+#: red one in u - r, Baldry et al. 2004; an approximate reading). Part of the blue cloud's width comes from
+#: the mix of components itself.
 COLOUR_SCATTER_GR = {"E": 0.04, "Sbc": 0.08, "Scd": 0.08, "Im": 0.08}
 #: The bands with a colour column per component (``<component>_colour_<band>``).
 COLOUR_BANDS = ("u", "g", "r", "i", "z", "VIS")
