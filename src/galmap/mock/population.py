@@ -34,19 +34,46 @@ TYPES = ("elliptical", "lenticular", "spiral", "irregular")
 MERGER_STATES = ("none", "minor-disturbance", "major-disturbance", "merger")
 BROAD_BANDS = ("u", "g", "r", "i", "z")
 
-#: Colour of each component: magnitude offset m_band - m_r (AB). Old stars in the
-#: bulge are red; the disk is bluer; arms and clumps (young stars) bluest.
-COMPONENT_COLOURS: dict[str, dict[str, float]] = {
-    "bulge": {"u": 2.45, "g": 0.78, "r": 0.0, "i": -0.40, "z": -0.72},
-    "bar": {"u": 2.15, "g": 0.68, "r": 0.0, "i": -0.35, "z": -0.62},
-    "disk": {"u": 1.55, "g": 0.50, "r": 0.0, "i": -0.26, "z": -0.42},
-    "arms": {"u": 0.95, "g": 0.28, "r": 0.0, "i": -0.12, "z": -0.18},
-    "clumps": {"u": 0.55, "g": 0.15, "r": 0.0, "i": -0.05, "z": -0.05},
+#: Redshift at which the component colours are observed. The mock has no redshift distribution;
+#: its galaxies (r = 14.5-17.8) stand for the SDSS main galaxy sample (r < 17.77) that the Galaxy Zoo
+#: DECaLS galaxies (NSA v1_0_1) come from, whose median redshift is 0.10 (Strauss et al. 2002, AJ 124, 1810).
+COLOUR_REDSHIFT = 0.10
+
+#: Observed-frame colours ``m_band - m_r`` (AB; r is DECam's) of the Coleman, Wu & Weedman (1980) templates
+#: (extended by Bolzonella et al. 2000; GalSim's ``share/SEDs/CWW_*_ext.sed``) at :data:`COLOUR_REDSHIFT`,
+#: through DECam g, r, z (the reference system, shared by the DECaLS and SDSS renders), SDSS u, i (rendered
+#: only by SDSS) and Euclid VIS; computed by ``experiments/mock_colours.py`` (speclite's bandpasses).
+#: For comparison: Strateva et al. (2001) separate early from late types at SDSS u - r = 2.22 (observed
+#: frame); these templates give SDSS u - r 2.75 (E), 1.94 (Sbc), 1.52 (Scd), 0.98 (Im).
+TEMPLATE_COLOURS: dict[str, dict[str, float]] = {
+    "E": {"u": 2.841, "g": 0.973, "r": 0.0, "i": -0.330, "z": -0.665, "VIS": -0.230},
+    "Sbc": {"u": 2.002, "g": 0.592, "r": 0.0, "i": -0.261, "z": -0.626, "VIS": -0.203},
+    "Scd": {"u": 1.569, "g": 0.470, "r": 0.0, "i": -0.180, "z": -0.375, "VIS": -0.124},
+    "Im": {"u": 1.012, "g": 0.233, "r": 0.0, "i": -0.166, "z": -0.407, "VIS": -0.145},
 }
+#: The template of each component, by galaxy type. Old stars: bulges, bars and every component of
+#: ellipticals and lenticulars (E and S0 share the red peak; Strateva et al. 2001); spiral disks Sbc, arms
+#: Scd, star-forming clumps and irregulars Im. Components a type does not have are absent.
+COMPONENT_TEMPLATES: dict[str, dict[str, str]] = {
+    "elliptical": {"bulge": "E", "bar": "E", "disk": "E", "arms": "E", "clumps": "E"},
+    "lenticular": {"bulge": "E", "bar": "E", "disk": "E", "arms": "E", "clumps": "E"},
+    "spiral": {"bulge": "E", "bar": "E", "disk": "Sbc", "arms": "Scd", "clumps": "Im"},
+    "irregular": {"bulge": "E", "bar": "E", "disk": "Im", "arms": "Scd", "clumps": "Im"},
+}
+COMPONENTS = ("bulge", "bar", "disk", "arms", "clumps")
+#: Per-galaxy scatter of each component's g - r (mag), along its template's colour vector. E: the middle of
+#: the SDSS red sequence's intrinsic scatter in g - r, 0.03-0.05 mag (e.g. Hogg et al. 2004; the range as
+#: commonly quoted). Star-forming templates: twice that (the blue sequence is roughly twice as wide as the
+#: red one in u - r, Baldry et al. 2004; an approximate reading). Part of the blue cloud's width comes from
+#: the mix of components itself.
+COLOUR_SCATTER_GR = {"E": 0.04, "Sbc": 0.08, "Scd": 0.08, "Im": 0.08}
+#: The bands with a colour column per component (``<component>_colour_<band>``).
+COLOUR_BANDS = ("u", "g", "r", "i", "z", "VIS")
 #: Hα per unit r-band flux of each star-forming component (1e-17 erg/s/cm^2 per nanomaggy).
 HALPHA_PER_NMGY = {"disk": 1.2, "arms": 4.0, "clumps": 9.0}
 
-#: Euclid VIS is a broad r+i+z filter: its flux is the mean of those three.
+#: Euclid VIS is a broad r+i+z filter: the neighbours' and anomalies' VIS flux is the mean of those three
+#: (the central galaxy's components have their own VIS colour, :data:`TEMPLATE_COLOURS`).
 VIS_BANDS = ("r", "i", "z")
 
 #: Rendered Sérsic profiles are truncated where this fraction of the flux lies
@@ -88,6 +115,24 @@ def inclined_axis_ratio(inclination_deg: np.ndarray, q0: float = 0.12) -> np.nda
 def _choice(rng: np.random.Generator, options: tuple[str, ...], probs: list[float], n: int) -> np.ndarray:
     p = np.asarray(probs, dtype=float)
     return rng.choice(np.array(options, dtype=object), size=n, p=p / p.sum())
+
+
+def component_colours(gtype: np.ndarray, variates: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Each component's colours ``m_band - m_r`` (AB) for galaxies of types ``gtype``.
+
+    ``variates``: standard normals, shape (len(COMPONENTS), n). A component's colours are its template's
+    (:data:`COMPONENT_TEMPLATES`, :data:`TEMPLATE_COLOURS`) scaled by ``1 + d / (g - r)`` with
+    ``d = COLOUR_SCATTER_GR[template] * variate``: its g - r scatters by ``d`` and every other colour in
+    proportion, so a redder galaxy is redder in all bands. Returns ``{component: {band: array (n,)}}``.
+    """
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for k, comp in enumerate(COMPONENTS):
+        tpl = np.array([COMPONENT_TEMPLATES[t][comp] for t in gtype])
+        gr = np.array([TEMPLATE_COLOURS[t]["g"] for t in tpl])
+        sig = np.array([COLOUR_SCATTER_GR[t] for t in tpl])
+        scale = 1.0 + sig * variates[k] / gr
+        out[comp] = {b: np.array([TEMPLATE_COLOURS[t][b] for t in tpl]) * scale for b in COLOUR_BANDS}
+    return out
 
 
 def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
@@ -194,8 +239,10 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     comp_q = rng.uniform(0.4, 1.0, n)
     has_comp = merger != "none"
 
-    # --- per-galaxy colours: each component's SED with a small jitter -----------------
-    jitter = {c: rng.normal(0, 0.05, (n, len(BROAD_BANDS))) for c in COMPONENT_COLOURS}
+    # --- per-galaxy colours: each component's template (by type), scattered along its colour vector ---
+    # (as many normal draws as the former per-band jitter: the rest of the stream is unchanged)
+    colour_variates = rng.standard_normal((len(COMPONENTS), n, len(BROAD_BANDS)))
+    colours = component_colours(gtype, colour_variates[:, :, 0])
     frac = {
         "bulge": bt,
         "bar": np.where(has_disk, (1 - bt) * bar_frac, 0.0),
@@ -254,14 +301,13 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
         "bulge_flux_kept": kept,
     }
     # total rendered flux per band of the central galaxy (companion excluded)
-    for j, band in enumerate(BROAD_BANDS):
+    for band in COLOUR_BANDS:
         total = np.zeros(n)
-        for comp, cols in COMPONENT_COLOURS.items():
-            offset = cols[band] + jitter[comp][:, j] * (band != "r")
+        for comp in COMPONENTS:
+            offset = colours[comp][band]
             total += f_r * frac[comp] * 10 ** (-0.4 * offset) * (kept if comp == "bulge" else 1.0)
-            table[f"{comp}_colour_{band}"] = cols[band] + jitter[comp][:, j] * (band != "r")
+            table[f"{comp}_colour_{band}"] = offset
         table[f"flux_{band}"] = total
-    table["flux_VIS"] = np.mean([table[f"flux_{b}"] for b in VIS_BANDS], axis=0)
     # Hα from the star-forming components only (not the bulge or bar); scatter 0.1 dex
     sf_eff = 10 ** rng.normal(0, 0.1, n) * np.where(is_e | is_s0, 0.0, 1.0)
     table["halpha_efficiency"] = sf_eff

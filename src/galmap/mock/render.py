@@ -226,7 +226,8 @@ class GalaxyModel:
         if band == "Ha":
             eff = r["halpha_efficiency"]
             return {c: eff * f_r * frac[c] * HALPHA_PER_NMGY.get(c, 0.0) for c in frac}
-        bands = VIS_BANDS if band == "VIS" else (band,)
+        # VIS: the component's own VIS colour (its template's); truths without it: the mean of r, i, z
+        bands = VIS_BANDS if band == "VIS" and f"bulge_colour_{band}" not in r else (band,)
         out = {c: float(np.mean([f_r * frac[c] * 10 ** (-0.4 * r[f"{c}_colour_{b}"]) for b in bands])) for c in frac}
         if shift is not None:
             out = {c: f * shift.factor(band, {b: r[f"{c}_colour_{b}"] for b in BROAD_BANDS}) for c, f in out.items()}
