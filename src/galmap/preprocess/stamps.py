@@ -41,7 +41,7 @@ from tqdm import tqdm
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.stats import asinh_scale, from_asinh_scale
-from galmap.core.surveys import moffat_images
+from galmap.core.surveys import moffat_images, nominal_psf_beta
 from galmap.preprocess.settings import survey_params
 
 log = logging.getLogger("galmap")
@@ -79,7 +79,7 @@ def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np
     """The survey's nominal PSF images (bands, size, size) on the survey grid, each summing to 1.
 
     Built from the shard's ``psf_fwhm_arcsec`` (arcsec) with a Moffat of ``psf_beta``
-    (default 3.5) on the ``pixscale_arcsec`` grid: the survey's documented seeing
+    (:func:`galmap.core.surveys.nominal_psf_beta`) on the ``pixscale_arcsec`` grid: the survey's documented seeing
     (``surveys.<name>`` in the config, for the mock and for real cutouts alike), not the
     PSF each galaxy was observed through. The mock varies that PSF from galaxy to galaxy
     (``mock.systematics.psf``; the truth table keeps it), so, as with real data, the
@@ -88,7 +88,7 @@ def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np
     ``pixel=False`` the PSF profile sampled at pixel centres, the kernel for models
     already integrated over the pixels (as the Sérsic fitter's are).
     """
-    beta = float(attrs.get("psf_beta", 3.5))
+    beta = nominal_psf_beta(attrs)
     return moffat_images(np.asarray(attrs["psf_fwhm_arcsec"]), beta, float(attrs["pixscale_arcsec"]), size_px, pixel)
 
 
