@@ -46,18 +46,23 @@ def sersic_fit(sersic_sample):
     return truth, rows, log
 
 
+def _float64_problem(shard, fitter: SersicFitter, n: int, seed: int):
+    """Random (unbounded) parameters near the stamp centre, the data and sqrt(ivar) of the first ``n`` galaxies."""
+    gen = torch.Generator().manual_seed(seed)
+    t = 0.3 * torch.randn(n, fitter.n_par, generator=gen, dtype=torch.float64)
+    t[:, :2] += 23.5
+    t[:, 3] += 1.5
+    t[:, 6 : 6 + fitter.nb] += 3.0
+    data = torch.as_tensor(shard.images[:n], dtype=torch.float64)
+    return t, data, torch.sqrt(torch.as_tensor(shard.ivar[:n], dtype=torch.float64))
+
+
 def test_jacobian_is_exact(rendered):
     """The analytic Jacobian equals central finite differences (with and without sky)."""
     shard = preprocess_shard(rendered["decals"], {"psf_stamp_px": 15})
     for sky in (False, True):
         fitter = SersicFitter(shard.extra["psf_profile"], shard.images.shape[2:], fit_sky=sky, dtype=torch.float64)
-        gen = torch.Generator().manual_seed(0)
-        t = 0.3 * torch.randn(3, fitter.n_par, generator=gen, dtype=torch.float64)
-        t[:, :2] += 23.5
-        t[:, 3] += 1.5
-        t[:, 6 : 6 + fitter.nb] += 3.0
-        data = torch.as_tensor(shard.images[:3], dtype=torch.float64)
-        w = torch.sqrt(torch.as_tensor(shard.ivar[:3], dtype=torch.float64))
+        t, data, w = _float64_problem(shard, fitter, 3, seed=0)
         res, jac = fitter._jacobian(t, data, w)
         torch.testing.assert_close(res, fitter._residuals(t, data, w))
         for k in range(fitter.n_par):
@@ -76,13 +81,7 @@ def test_normal_equations_match_the_dense_jacobian(rendered):
     for sky in (False, True):
         fitter = SersicFitter(psf, shard.images.shape[2:], fit_sky=sky, dtype=torch.float64)
         fitter.cpu_chunk = 2  # 5 galaxies: chunks of 2, 2 and 1
-        gen = torch.Generator().manual_seed(1)
-        t = 0.3 * torch.randn(5, fitter.n_par, generator=gen, dtype=torch.float64)
-        t[:, :2] += 23.5
-        t[:, 3] += 1.5
-        t[:, 6 : 6 + fitter.nb] += 3.0
-        data = torch.as_tensor(shard.images[:5], dtype=torch.float64)
-        w = torch.sqrt(torch.as_tensor(shard.ivar[:5], dtype=torch.float64))
+        t, data, w = _float64_problem(shard, fitter, 5, seed=1)
         own = fitter.model.psf_spectrum(np.stack([np.roll(psf, k, axis=-1) for k in range(5)]))
         for pf in (None, own):
             res, jac = fitter._jacobian(t, data, w, pf)

@@ -18,7 +18,7 @@ The output shard adds ``segmap`` (bool, N x H x W), ``mask`` (bool), ``psf``
 (bands x P x P, the survey's nominal effective, pixel-integrated PSF summing to 1), ``psf_profile``
 (the PSF profile sampled at pixel centres, for pixel-integrated models), ``psf_fwhm`` (N x bands,
 arcsec: each galaxy's PSF FWHM from the catalogue, with ``psf = "catalogue"``: :func:`galaxy_psf_fwhm`), ``background``
-(N x bands, image units) and ``flags`` (N, bitmask: see :data:`FLAGS`), and records
+(N x bands, image units) and ``flags`` (N, bitmask: see :data:`galmap.preprocess.flags.FLAGS`), and records
 the network normalisation in its attributes: ``norm = "asinh"`` with one
 ``norm_softening`` per band, applied by :func:`normalise` and inverted by
 :func:`denormalise`.
@@ -42,18 +42,11 @@ from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.stats import asinh_scale, from_asinh_scale
 from galmap.core.surveys import moffat_images, nominal_psf_beta
+from galmap.preprocess.flags import FLAGS
 from galmap.preprocess.settings import survey_params
 
 log = logging.getLogger("galmap")
 
-#: Bits of the ``flags`` dataset.
-FLAGS = {
-    "bad_pixels": 1,  # some pixels were non-finite or had invalid ivar (now ivar = 0)
-    "missing_band": 2,  # a band has no valid pixel at all
-    "no_central_source": 4,  # nothing detected at the stamp centre (empty segmentation)
-    "few_background_pixels": 8,  # background from fewer than 10% of the pixels
-    "no_data": 16,  # no valid pixel in any band
-}
 
 #: Bands that are emission-line maps: an empty segmentation there is a physical
 #: non-detection (no star formation), flagged but not a failure.

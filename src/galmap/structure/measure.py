@@ -31,7 +31,7 @@ from tqdm import tqdm
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.surveys import moffat_images, nominal_psf_beta
-from galmap.preprocess.stamps import FLAGS as PRE_FLAGS
+from galmap.preprocess.flags import FLAGS as PRE_FLAGS
 from galmap.structure.flags import SERSIC_FLAGS
 from galmap.structure.parameters import MORPH_PARAMETERS
 from galmap.structure.sersic import SersicFitter

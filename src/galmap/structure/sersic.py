@@ -414,7 +414,7 @@ class SersicFitter:
         the galaxies go through in chunks of :attr:`cpu_chunk` (their images then stay in the
         cache: about twice as fast as the whole batch at once).
         """
-        chunk = t.shape[0] if self.device.type != "cpu" else self.cpu_chunk
+        chunk = max(1, t.shape[0] if self.device.type != "cpu" else self.cpu_chunk)
         parts = [
             self._normal_chunk(
                 t[i : i + chunk], data[i : i + chunk], sqrt_w[i : i + chunk],
