@@ -46,18 +46,23 @@ def sersic_fit(sersic_sample):
     return truth, rows, log
 
 
+def _float64_problem(shard, fitter: SersicFitter, n: int, seed: int):
+    """Random (unbounded) parameters near the stamp centre, the data and sqrt(ivar) of the first ``n`` galaxies."""
+    gen = torch.Generator().manual_seed(seed)
+    t = 0.3 * torch.randn(n, fitter.n_par, generator=gen, dtype=torch.float64)
+    t[:, :2] += 23.5
+    t[:, 3] += 1.5
+    t[:, 6 : 6 + fitter.nb] += 3.0
+    data = torch.as_tensor(shard.images[:n], dtype=torch.float64)
+    return t, data, torch.sqrt(torch.as_tensor(shard.ivar[:n], dtype=torch.float64))
+
+
 def test_jacobian_is_exact(rendered):
     """The analytic Jacobian equals central finite differences (with and without sky)."""
     shard = preprocess_shard(rendered["decals"], {"psf_stamp_px": 15})
     for sky in (False, True):
         fitter = SersicFitter(shard.extra["psf_profile"], shard.images.shape[2:], fit_sky=sky, dtype=torch.float64)
-        gen = torch.Generator().manual_seed(0)
-        t = 0.3 * torch.randn(3, fitter.n_par, generator=gen, dtype=torch.float64)
-        t[:, :2] += 23.5
-        t[:, 3] += 1.5
-        t[:, 6 : 6 + fitter.nb] += 3.0
-        data = torch.as_tensor(shard.images[:3], dtype=torch.float64)
-        w = torch.sqrt(torch.as_tensor(shard.ivar[:3], dtype=torch.float64))
+        t, data, w = _float64_problem(shard, fitter, 3, seed=0)
         res, jac = fitter._jacobian(t, data, w)
         torch.testing.assert_close(res, fitter._residuals(t, data, w))
         for k in range(fitter.n_par):
@@ -67,6 +72,68 @@ def test_jacobian_is_exact(rendered):
             num = (fitter._residuals(up, data, w) - fitter._residuals(down, data, w)) / 2e-6
             scale = num.abs().max()
             assert (jac[..., k] - num).abs().max() <= 1e-5 * scale + 1e-9, (sky, k)
+
+
+def test_normal_equations_match_the_dense_jacobian(rendered):
+    """J^T J, J^T r and chi2 from the Jacobian's blocks (in chunks) equal the dense products, own PSFs too."""
+    shard = preprocess_shard(rendered["decals"], {"psf_stamp_px": 15})
+    psf = shard.extra["psf_profile"]
+    for sky in (False, True):
+        fitter = SersicFitter(psf, shard.images.shape[2:], fit_sky=sky, dtype=torch.float64)
+        fitter.cpu_chunk = 2  # 5 galaxies: chunks of 2, 2 and 1
+        t, data, w = _float64_problem(shard, fitter, 5, seed=1)
+        own = fitter.model.psf_spectrum(np.stack([np.roll(psf, k, axis=-1) for k in range(5)]))
+        for pf in (None, own):
+            res, jac = fitter._jacobian(t, data, w, pf)
+            jtj, grad, chi2 = fitter._normal_equations(t, data, w, pf)
+            torch.testing.assert_close(jtj, jac.transpose(1, 2) @ jac)
+            torch.testing.assert_close(grad, (jac.transpose(1, 2) @ res[..., None])[..., 0])
+            torch.testing.assert_close(chi2, (res**2).sum(1))
+
+
+def test_fft_convolution_equals_the_direct_one():
+    """The padded FFT size is the smallest that keeps the circular convolution exact on the stamp."""
+    from scipy.signal import convolve2d
+
+    from galmap.structure.sersic import SersicModel
+
+    rng = np.random.default_rng(0)
+    for (h, w), p in (((40, 40), 25), ((64, 48), 51), ((20, 30), 41)):
+        psf = rng.random((2, p, p))
+        model = SersicModel((h, w), psf / psf.sum(axis=(1, 2), keepdims=True), dtype=torch.float64)
+        assert model.fh < h + p - 1 and model.fw < w + p - 1  # smaller than the full linear convolution
+        images = rng.random((3, 2, h, w))
+        conv = model.convolve(torch.as_tensor(images)).numpy()  # (B, K, bands, H, W)
+        for i, k, b in np.ndindex(3, 2, 2):
+            direct = convolve2d(images[i, k], psf[b] / psf[b].sum(), "same")
+            np.testing.assert_allclose(conv[i, k, b], direct, atol=1e-12)
+
+
+def test_noiseless_sersic_recovered_exactly():
+    """Noiseless PSF-convolved Sérsics rendered by the fitter's own model are fitted back to their parameters."""
+    from galmap.core.surveys import moffat_images
+    from galmap.structure.sersic import SersicModel
+
+    psf = moffat_images(np.array([1.3, 1.2]), 3.5, 0.262, 25, pixel=False).astype(np.float64)
+    truth = {
+        "xc": [31.7, 32.2, 31.9, 32.4], "yc": [32.3, 31.6, 32.0, 31.8], "n": [0.8, 1.0, 2.5, 4.0],
+        "re": [3.0, 6.0, 4.0, 8.0], "q": [0.5, 0.8, 0.3, 0.9], "pa": [0.3, 2.0, 1.2, 0.7],
+    }  # fmt: skip
+    p = {k: torch.tensor(v, dtype=torch.float64) for k, v in truth.items()}
+    flux = torch.tensor([[50.0, 80.0], [30.0, 20.0], [60.0, 90.0], [100.0, 150.0]], dtype=torch.float64)
+    model = SersicModel((64, 64), psf, oversample=2, dtype=torch.float64)
+    with torch.no_grad():
+        images = model.render(p["xc"], p["yc"], p["n"], p["re"], p["q"], p["pa"], flux).numpy()
+    ivar = np.full(images.shape, 1e4)
+    fitter = SersicFitter(psf, (64, 64), fit_sky=False, device="cpu")
+    fit = fitter.fit(images, ivar)
+    assert (fit.flag == 0).all(), fit.flag
+    np.testing.assert_allclose(fit.n, truth["n"], rtol=2e-3)
+    np.testing.assert_allclose(fit.re_px, truth["re"], rtol=2e-3)
+    np.testing.assert_allclose(fit.q, truth["q"], atol=2e-3)
+    np.testing.assert_allclose(np.stack([fit.x0, fit.y0]), [truth["xc"], truth["yc"]], atol=2e-3)
+    np.testing.assert_allclose(fit.flux, flux.numpy(), rtol=2e-3)
+    assert (fit.n_iter < 30).all()
 
 
 def test_single_sersic_recovered(sersic_fit):

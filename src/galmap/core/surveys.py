@@ -45,6 +45,15 @@ def moffat_psf(fwhm_arcsec: float, beta: float) -> galsim.GSObject:
     return galsim.Moffat(beta=beta, fwhm=fwhm_arcsec, trunc=6.0 * fwhm_arcsec, gsparams=GSPARAMS)
 
 
+#: Moffat β of a survey's PSF when its config (``surveys.<name>.psf_beta``) or shard attributes name none.
+DEFAULT_PSF_BETA = 3.5
+
+
+def nominal_psf_beta(attrs: Mapping[str, Any]) -> float:
+    """The Moffat β of a survey's nominal PSF from shard attributes (``psf_beta``, else :data:`DEFAULT_PSF_BETA`)."""
+    return float(attrs.get("psf_beta", DEFAULT_PSF_BETA))
+
+
 def moffat_images(
     fwhm_arcsec: np.ndarray, beta: float, pixscale_arcsec: float, size_px: int, pixel: bool = True
 ) -> np.ndarray:
@@ -106,7 +115,7 @@ class Survey:
             pixscale_arcsec=pixscale,
             stamp_px=stamp,
             psf_fwhm_arcsec=tuple(float(cfg["psf_fwhm_arcsec"][b]) for b in bands),
-            psf_beta=float(cfg.get("psf_beta", 3.5)),
+            psf_beta=float(cfg.get("psf_beta", DEFAULT_PSF_BETA)),
             depth_mag=tuple(float(cfg["depth_mag"][b]) for b in bands),
             gain_e_per_nmgy=float(cfg.get("gain_e_per_nmgy", 1000.0)),
             native_pixscale_arcsec=None if native is None else float(native),

@@ -18,7 +18,7 @@ The output shard adds ``segmap`` (bool, N x H x W), ``mask`` (bool), ``psf``
 (bands x P x P, the survey's nominal effective, pixel-integrated PSF summing to 1), ``psf_profile``
 (the PSF profile sampled at pixel centres, for pixel-integrated models), ``psf_fwhm`` (N x bands,
 arcsec: each galaxy's PSF FWHM from the catalogue, with ``psf = "catalogue"``: :func:`galaxy_psf_fwhm`), ``background``
-(N x bands, image units) and ``flags`` (N, bitmask: see :data:`FLAGS`), and records
+(N x bands, image units) and ``flags`` (N, bitmask: see :data:`galmap.preprocess.flags.FLAGS`), and records
 the network normalisation in its attributes: ``norm = "asinh"`` with one
 ``norm_softening`` per band, applied by :func:`normalise` and inverted by
 :func:`denormalise`.
@@ -41,19 +41,12 @@ from tqdm import tqdm
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.stats import asinh_scale, from_asinh_scale
-from galmap.core.surveys import moffat_images
+from galmap.core.surveys import moffat_images, nominal_psf_beta
+from galmap.preprocess.flags import FLAGS
 from galmap.preprocess.settings import survey_params
 
 log = logging.getLogger("galmap")
 
-#: Bits of the ``flags`` dataset.
-FLAGS = {
-    "bad_pixels": 1,  # some pixels were non-finite or had invalid ivar (now ivar = 0)
-    "missing_band": 2,  # a band has no valid pixel at all
-    "no_central_source": 4,  # nothing detected at the stamp centre (empty segmentation)
-    "few_background_pixels": 8,  # background from fewer than 10% of the pixels
-    "no_data": 16,  # no valid pixel in any band
-}
 
 #: Bands that are emission-line maps: an empty segmentation there is a physical
 #: non-detection (no star formation), flagged but not a failure.
@@ -79,7 +72,7 @@ def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np
     """The survey's nominal PSF images (bands, size, size) on the survey grid, each summing to 1.
 
     Built from the shard's ``psf_fwhm_arcsec`` (arcsec) with a Moffat of ``psf_beta``
-    (default 3.5) on the ``pixscale_arcsec`` grid: the survey's documented seeing
+    (:func:`galmap.core.surveys.nominal_psf_beta`) on the ``pixscale_arcsec`` grid: the survey's documented seeing
     (``surveys.<name>`` in the config, for the mock and for real cutouts alike), not the
     PSF each galaxy was observed through. The mock varies that PSF from galaxy to galaxy
     (``mock.systematics.psf``; the truth table keeps it), so, as with real data, the
@@ -88,7 +81,7 @@ def psf_images(attrs: Mapping[str, Any], size_px: int, pixel: bool = True) -> np
     ``pixel=False`` the PSF profile sampled at pixel centres, the kernel for models
     already integrated over the pixels (as the Sérsic fitter's are).
     """
-    beta = float(attrs.get("psf_beta", 3.5))
+    beta = nominal_psf_beta(attrs)
     return moffat_images(np.asarray(attrs["psf_fwhm_arcsec"]), beta, float(attrs["pixscale_arcsec"]), size_px, pixel)
 
 

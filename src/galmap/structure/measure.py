@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
-from galmap.core.surveys import moffat_images
-from galmap.preprocess.stamps import FLAGS as PRE_FLAGS
+from galmap.core.surveys import moffat_images, nominal_psf_beta
+from galmap.preprocess.flags import FLAGS as PRE_FLAGS
 from galmap.structure.flags import SERSIC_FLAGS
 from galmap.structure.parameters import MORPH_PARAMETERS
 from galmap.structure.sersic import SersicFitter
@@ -70,7 +70,7 @@ def galaxy_psfs(shard: Shard, idx: np.ndarray, size_px: int) -> np.ndarray | Non
     fwhm = shard.extra.get("psf_fwhm")
     if fwhm is None:
         return None
-    beta = float(shard.attrs.get("psf_beta", 3.5))
+    beta = nominal_psf_beta(shard.attrs)
     return moffat_images(np.asarray(fwhm)[idx], beta, float(shard.attrs["pixscale_arcsec"]), size_px, pixel=False)
 
 

@@ -10,12 +10,16 @@ band, optionally a constant sky level per band, fitted to many galaxies at once:
   (``oversample`` per axis everywhere, ``centre_oversample`` in the ``centre_box``
   pixels around the centre, where high-n profiles are steep), times the band flux, and
   convolved with the band's PSF image by FFT (one per band for all galaxies, or each galaxy's
-  own: ``SersicFitter.fit(psf=...)``);
+  own: ``SersicFitter.fit(psf=...)``) on the smallest padded grid on which the circular
+  convolution equals the linear one over the stamp (90 x 90 for 64 x 64 stamps and a 51 x 51
+  PSF), one axis at a time;
 * residuals are weighted by the inverse-variance map (0 on masked pixels);
 * parameters are transformed to be unbounded (n, q through scaled logistic functions,
   Re and fluxes through logarithms) and solved by batched Levenberg–Marquardt with
-  per-galaxy damping and convergence; the Jacobian is exact (forward-mode automatic
-  differentiation, one pass per parameter for the whole batch);
+  per-galaxy damping and convergence; the Jacobian is exact (analytic derivatives of the
+  surface brightness, convolved like the model) and enters only through the normal equations
+  ``J^T J``, ``J^T r``, summed band by band from its non-zero blocks (the flux and sky
+  columns of a band are zero in the other bands), in chunks of galaxies on the CPU;
 * uncertainties come from the covariance ``(J^T W J)^-1`` at the optimum, propagated to
   the physical parameters.
 
@@ -136,20 +140,26 @@ class SersicModel:
         self.cos = centre_oversample
         self.cbox = centre_box | 1
         kw = {"device": self.device, "dtype": dtype}
+        # sub-pixel grids laid out (sub-pixel, row, column): the pixel integral is a mean over dim 0
         off = (torch.arange(oversample, **kw) + 0.5) / oversample - 0.5
-        ys = (torch.arange(self.h, **kw)[:, None] + off[None, :]).reshape(-1)
-        xs = (torch.arange(self.w, **kw)[:, None] + off[None, :]).reshape(-1)
-        self.gy, self.gx = torch.meshgrid(ys, xs, indexing="ij")  # (H*os, W*os)
+        oy, ox = torch.meshgrid(off, off, indexing="ij")
+        self.gy = torch.arange(self.h, **kw)[None, :, None] + oy.reshape(-1, 1, 1)  # (os^2, H, 1)
+        self.gx = torch.arange(self.w, **kw)[None, None, :] + ox.reshape(-1, 1, 1)  # (os^2, 1, W)
         coff = (torch.arange(centre_oversample, **kw) + 0.5) / centre_oversample - 0.5
         base = torch.arange(self.cbox, **kw) - self.cbox // 2
-        cy = (base[:, None] + coff[None, :]).reshape(-1)
-        self.cgy, self.cgx = torch.meshgrid(cy, cy, indexing="ij")  # offsets from the centre pixel
+        cy, cx = torch.meshgrid(coff, coff, indexing="ij")
+        # offsets from the centre pixel, (sub-pixel, row, column) of the central box
+        self.cgy = base[None, :, None] + cy.reshape(-1, 1, 1)  # (cos^2, box, 1)
+        self.cgx = base[None, None, :] + cx.reshape(-1, 1, 1)  # (cos^2, 1, box)
         psf_t = torch.as_tensor(np.asarray(psf), **kw)
         self.nb, p, _ = psf_t.shape
-        self.fh, self.fw = _fast_size(self.h + p - 1), _fast_size(self.w + p - 1)
         self.psf_size = p
-        self.psf_fft = self.psf_spectrum(psf_t)  # (bands, fh, fw//2+1)
         self.crop = p // 2
+        # the (circular) FFT convolution is exact on the stamp once the padded size keeps the linear
+        # convolution's far ends (P - 1 - crop past the stamp, crop before it) off the stamp's pixels
+        self.fh = _fast_size(max(p, self.h + self.crop, self.h + p - 1 - self.crop))
+        self.fw = _fast_size(max(p, self.w + self.crop, self.w + p - 1 - self.crop))
+        self.psf_fft = self.psf_spectrum(psf_t)  # (bands, fh, fw//2+1)
 
     def psf_spectrum(self, psf: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The FFT of PSF images (..., bands, P, P) of the model's size P, on the model's padded grid."""
@@ -164,37 +174,43 @@ class SersicModel:
     def _surface(self, x, y, xc, yc, n, re, q, pa, derivs: bool = False) -> torch.Tensor:
         """Unit-flux Sérsic surface brightness (per pixel area) at points (x, y), batched.
 
-        With ``derivs`` returns (B, 7, ...): the brightness and its analytic derivatives
-        with respect to xc, yc, n, re, q, pa.
+        ``x`` (..., S, 1, W) and ``y`` (..., S, H, 1): the points' columns and rows (a grid: the
+        brightness is computed on their broadcast, (B, S, H, W)); the shape parameters are
+        (B, 1, 1, 1) tensors. With ``derivs`` returns (B, 7, S, H, W): the brightness and its
+        analytic derivatives with respect to xc, yc, n, re, q, pa.
         """
-        dx, dy = x - xc, y - yc
         c, s = torch.cos(pa), torch.sin(pa)
-        u = dx * c + dy * s
-        v = (-dx * s + dy * c) / q
-        r = torch.sqrt(u * u + v * v + 1e-12)
+        dx, dy = x - xc, y - yc  # small: one row, one column per sub-pixel
+        u = dx * c + dy * s  # along the major axis
+        v = dy * (c / q) - dx * (s / q)  # along the minor axis, stretched by 1/q
+        r2 = u * u
+        r2.addcmul_(v, v).add_(1e-12)
+        lr2 = torch.log(r2)
         b = sersic_b(n)
-        log_rho = torch.log(r / re)
-        rho_n = torch.exp(log_rho / n)  # (r/Re)^(1/n)
-        log_s = 2 * n * torch.log(b) - b * rho_n - torch.log(2 * math.pi * q * re * re * n) - torch.lgamma(2 * n)
-        sb = torch.exp(log_s)
+        rho_n = torch.addcmul(-torch.log(re) / n, lr2, 0.5 / n).exp_()  # (r/Re)^(1/n)
+        norm = 2 * n * torch.log(b) - torch.log(2 * math.pi * q * re * re * n) - torch.lgamma(2 * n)
         if not derivs:
-            return sb
-        dl_dr = -b * rho_n / (n * r)
+            return torch.addcmul(norm, rho_n, -b).exp_()
+        out = torch.empty((r2.shape[0], 7, *r2.shape[1:]), dtype=r2.dtype, device=r2.device)
+        sb = torch.exp(torch.addcmul(norm, rho_n, -b), out=out[:, 0])
+        # d log S / d r = -b rho_n / (n r); with gs = S (d log S / d r) / r:
+        # d/dxc = gs (v s / q - u c), d/dyc = -gs (u s + v c / q), d/dpa = gs u v (q - 1/q),
+        # d/dq = -(gs v^2 + S) / q, d/dre = S (b rho_n / (n Re) - 2 / Re),
+        # d/dn = S (dn0 + rho_n (b log(r/Re) / n^2 - db/dn))
+        sbr = sb * rho_n
+        gs = sbr / r2
+        gs.mul_(-b / n)
+        gsu, gsv = gs * u, gs * v
+        torch.mul(gsv, s / q, out=out[:, 1]).addcmul_(gsu, -c)
+        torch.mul(gsu, -s, out=out[:, 2]).addcmul_(gsv, -c / q)
         db = 2 - 4 / (405 * n**2) - 92 / (25515 * n**3) - 393 / (1148175 * n**4) + 8778788 / (30690717750 * n**5)
-        dl_dn = (
-            (2 * torch.log(b) + 2 * n * db / b - db * rho_n + b * rho_n * log_rho / n**2)
-            - 1 / n
-            - 2 * torch.digamma(2 * n)
-        )
-        dl = [
-            dl_dr * (-u * c + v * s / q) / r,  # d/dxc
-            dl_dr * (-u * s - v * c / q) / r,  # d/dyc
-            dl_dn,  # d/dn
-            b * rho_n / (n * re) - 2 / re,  # d/dre
-            dl_dr * (-v * v / (q * r)) - 1 / q,  # d/dq
-            dl_dr * (u * v * (q - 1 / q) / r),  # d/dpa
-        ]
-        return torch.stack([sb] + [sb * d for d in dl], dim=1)
+        dn0 = 2 * torch.log(b) + 2 * n * db / b - 1 / n - 2 * torch.digamma(2 * n)
+        torch.mul(lr2, 0.5 * b / n**2, out=out[:, 3]).add_(-torch.log(re) * b / n**2 - db).mul_(sbr)
+        out[:, 3].addcmul_(sb, dn0)
+        torch.mul(sbr, b / (n * re), out=out[:, 4]).addcmul_(sb, -2 / re)
+        torch.addcmul(sb, gsv, v, out=out[:, 5]).mul_(-1 / q)
+        torch.mul(gsu, v, out=out[:, 6]).mul_(q - 1 / q)
+        return out
 
     def shape_image(self, xc, yc, n, re, q, pa, derivs: bool = False) -> torch.Tensor:
         """Pixel-integrated unit-flux images (B, H, W) of the Sérsic shapes.
@@ -203,36 +219,37 @@ class SersicModel:
         """
         bsz = xc.shape[0]
         k = 7 if derivs else 1
-        view = (bsz, 1, 1)
+        view = (bsz, 1, 1, 1)
         args = [t.view(view) for t in (xc, yc, n, re, q, pa)]
-        fine = self._surface(self.gx[None], self.gy[None], *args, derivs=derivs)
-        img = fine.reshape(bsz, k, self.h, self.os, self.w, self.os).mean(dim=(3, 5))
+        fine = self._surface(self.gx, self.gy, *args, derivs=derivs)
+        img = fine.reshape(bsz, k, self.os * self.os, self.h * self.w).mean(dim=2)
         # replace the central box with a finer sampling (steep cusps of high-n profiles)
         half = self.cbox // 2
         icx = torch.clamp(torch.round(xc.detach()).long(), half, self.w - 1 - half)
         icy = torch.clamp(torch.round(yc.detach()).long(), half, self.h - 1 - half)
-        px = icx.view(bsz, 1, 1).to(self.dtype) + self.cgx[None]
-        py = icy.view(bsz, 1, 1).to(self.dtype) + self.cgy[None]
+        px = icx.view(view).to(self.dtype) + self.cgx  # (B, cos^2, 1, box)
+        py = icy.view(view).to(self.dtype) + self.cgy  # (B, cos^2, box, 1)
         patch = self._surface(px, py, *args, derivs=derivs)
-        patch = patch.reshape(bsz, k, self.cbox, self.cos, self.cbox, self.cos).mean(dim=(3, 5))
+        patch = patch.reshape(bsz, k, self.cos * self.cos, self.cbox * self.cbox).mean(dim=2)
         base = torch.arange(self.cbox, device=self.device) - half
         rows = (icy.view(bsz, 1, 1) + base.view(1, -1, 1)).expand(bsz, self.cbox, self.cbox)
         cols = (icx.view(bsz, 1, 1) + base.view(1, 1, -1)).expand(bsz, self.cbox, self.cbox)
         idx = (rows * self.w + cols).reshape(bsz, 1, -1).expand(bsz, k, -1)
-        flat = img.reshape(bsz, k, -1).scatter(2, idx, patch.reshape(bsz, k, -1))
-        out = flat.view(bsz, k, self.h, self.w)
+        out = img.scatter_(2, idx, patch).view(bsz, k, self.h, self.w)
         return out if derivs else out[:, 0]
 
     def convolve(self, images: torch.Tensor, psf_fft: torch.Tensor | None = None) -> torch.Tensor:
         """Convolve (B, K, H, W) single-band images with every band's PSF: (B, K, bands, H, W).
 
         ``psf_fft``: each galaxy's own PSF spectra (B, bands, ...: :meth:`psf_spectrum`); ``None``:
-        the model's, shared by all.
+        the model's, shared by all. The 2-d FFTs are done one axis at a time, transforming only
+        the stamp's rows forward and keeping only them before the last inverse transform.
         """
-        spec = torch.fft.rfft2(images, s=(self.fh, self.fw))
+        spec = torch.fft.rfft(images, n=self.fw, dim=-1)
+        spec = torch.fft.fft(spec, n=self.fh, dim=-2)
         kernel = self.psf_fft[None, None] if psf_fft is None else psf_fft[:, None]
-        conv = torch.fft.irfft2(spec[:, :, None] * kernel, s=(self.fh, self.fw))
-        return conv[..., self.crop : self.crop + self.h, self.crop : self.crop + self.w]
+        conv = torch.fft.ifft(spec[:, :, None] * kernel, dim=-2)[..., self.crop : self.crop + self.h, :]
+        return torch.fft.irfft(conv, n=self.fw, dim=-1)[..., self.crop : self.crop + self.w]
 
     def render(self, xc, yc, n, re, q, pa, flux, sky=None, psf_fft=None) -> torch.Tensor:
         """PSF-convolved model images (B, bands, H, W); ``flux`` is (B, bands), ``sky`` (B, bands);
@@ -334,6 +351,8 @@ class SersicFitter:
         self.max_iter = max_iter
         self.tol = tol
         self.n_par = 6 + self.nb * (2 if fit_sky else 1)
+        #: galaxies per chunk of the Jacobian on the CPU (:meth:`_normal_equations`)
+        self.cpu_chunk = 16
 
     # -- parameter transforms -------------------------------------------------------------
     def _physical(self, t: torch.Tensor):
@@ -352,26 +371,79 @@ class SersicFitter:
         res = (self.model.render(*self._physical(t), psf_fft=psf_fft) - data) * sqrt_w
         return res.reshape(t.shape[0], -1).to(torch.float64)
 
-    def _jacobian(self, t, data, sqrt_w, psf_fft=None):
-        """Weighted residuals (B, M) and their exact Jacobian (B, M, P) from analytic derivatives."""
+    def _columns(self, t, data, sqrt_w, psf_fft=None):
+        """Weighted residuals and the Jacobian's non-zero blocks, all (B, ...) in the model dtype.
+
+        Returns ``res`` (B, bands, H*W); ``shape`` (B, 6, bands, H*W), the columns of the shape
+        parameters; ``flux`` (B, bands, H*W), column ``6 + b`` restricted to band b (it is zero in
+        the others); ``sky`` (B, bands, H*W) likewise for the sky columns, or ``None``. The
+        Jacobian is exact (analytic derivatives through the chain rule to the unbounded parameters).
+        """
         xc, yc, n, re, q, pa, flux, sky = self._physical(t)
         conv = self.model.convolve(self.model.shape_image(xc, yc, n, re, q, pa, derivs=True), psf_fft)
-        unit = conv[:, 0] * flux[:, :, None, None]  # (B, bands, H, W)
-        model = unit if sky is None else unit + sky[:, :, None, None]
         bsz = t.shape[0]
-        res = ((model - data) * sqrt_w).reshape(bsz, -1)
+        conv = conv.reshape(bsz, 7, self.nb, -1)
+        w = sqrt_w.reshape(bsz, self.nb, -1)
+        unit_w = conv[:, 0] * (flux[:, :, None] * w)  # d model / d log(flux_b) in band b, weighted
+        model = conv[:, 0] * flux[:, :, None]
+        if sky is not None:
+            model = model + sky[:, :, None]
+        res = (model - data.reshape(bsz, self.nb, -1)) * w
         # chain rule to the unbounded parameters
         dn = (n - N_RANGE[0]) * (N_RANGE[1] - n) / (N_RANGE[1] - N_RANGE[0])
         dq = (q - Q_RANGE[0]) * (Q_RANGE[1] - q) / (Q_RANGE[1] - Q_RANGE[0])
         one = torch.ones_like(n)  # model dtype
         scale = torch.stack([one, one, dn, re, dq, one], dim=1)
-        cols = [conv[:, 1:] * (flux[:, None, :, None, None] * scale[:, :, None, None, None]) * sqrt_w[:, None]]
-        eye = torch.eye(self.nb, dtype=self.model.dtype, device=t.device)[None, :, :, None, None]
-        cols.append(eye * (unit * sqrt_w)[:, None])  # d model / d log(flux_b): model_b, in band b only
-        if sky is not None:
-            cols.append(eye * sqrt_w[:, None])  # d model / d sky_b
-        jac = torch.cat(cols, dim=1).reshape(bsz, self.n_par, -1).transpose(1, 2)
-        return res.to(torch.float64), jac.to(torch.float64)
+        shape = conv[:, 1:] * (flux[:, None, :, None] * scale[:, :, None, None]) * w[:, None]
+        return res, shape, unit_w, (w if sky is not None else None)
+
+    def _jacobian(self, t, data, sqrt_w, psf_fft=None):
+        """Weighted residuals (B, M) and their exact Jacobian (B, M, P), dense, float64 (:meth:`_columns`)."""
+        res, shape, flux, sky = self._columns(t, data, sqrt_w, psf_fft)
+        bsz, nb, m = res.shape
+        eye = torch.eye(nb, dtype=res.dtype, device=res.device)[None, :, :, None]
+        cols = [shape, eye * flux[:, None]] + ([] if sky is None else [eye * sky[:, None]])
+        jac = torch.cat(cols, dim=1).reshape(bsz, self.n_par, nb * m).transpose(1, 2)
+        return res.reshape(bsz, -1).to(torch.float64), jac.to(torch.float64)
+
+    def _normal_equations(self, t, data, sqrt_w, psf_fft=None):
+        """``J^T J`` (B, P, P), ``J^T r`` (B, P) and chi2 (B,), float64, from the Jacobian's blocks.
+
+        The products of the (model dtype) columns are summed in float64, band by band: a flux
+        or sky column only meets the shape columns and the other columns of its band. On the CPU
+        the galaxies go through in chunks of :attr:`cpu_chunk` (their images then stay in the
+        cache: about twice as fast as the whole batch at once).
+        """
+        chunk = max(1, t.shape[0] if self.device.type != "cpu" else self.cpu_chunk)
+        parts = [
+            self._normal_chunk(
+                t[i : i + chunk], data[i : i + chunk], sqrt_w[i : i + chunk],
+                None if psf_fft is None else psf_fft[i : i + chunk],
+            )
+            for i in range(0, t.shape[0], chunk)
+        ]  # fmt: skip
+        return tuple(torch.cat(x) for x in zip(*parts, strict=True))
+
+    def _normal_chunk(self, t, data, sqrt_w, psf_fft=None):
+        res, shape, flux, sky = self._columns(t, data, sqrt_w, psf_fft)
+        bsz, nb, _ = res.shape
+        blocks = [shape.transpose(1, 2), flux[:, :, None]] + ([] if sky is None else [sky[:, :, None]])
+        cols = torch.cat(blocks + [res[:, :, None]], dim=2).to(torch.float64)  # (B, bands, K, H*W)
+        gram = cols @ cols.transpose(2, 3)  # (B, bands, K, K), per band
+        k = gram.shape[-1] - 1  # the residual's row
+        jtj = torch.zeros((bsz, self.n_par, self.n_par), dtype=torch.float64, device=res.device)
+        grad = torch.zeros((bsz, self.n_par), dtype=torch.float64, device=res.device)
+        jtj[:, :6, :6] = gram[:, :, :6, :6].sum(1)
+        grad[:, :6] = gram[:, :, :6, k].sum(1)
+        ar = torch.arange(nb, device=res.device)
+        for j in range(6, k):  # the flux (and sky) column of each band
+            for i in range(6, k):
+                jtj[:, 6 + (i - 6) * nb + ar, 6 + (j - 6) * nb + ar] = gram[:, :, i, j]
+            cj = 6 + (j - 6) * nb + ar
+            jtj[:, :6, cj] = gram[:, :, :6, j].transpose(1, 2)
+            jtj[:, cj, :6] = gram[:, :, j, :6]
+            grad[:, cj] = gram[:, :, j, k]
+        return jtj, grad, gram[:, :, k, k].sum(1)
 
     def fit(
         self,
@@ -414,9 +486,7 @@ class SersicFitter:
                 break
             ta, da, wa = t[idx], data[idx], sqrt_w[idx]
             psf_a = None if pf is None else pf[idx]
-            res, jac = self._jacobian(ta, da, wa, psf_a)
-            jtj = jac.transpose(1, 2) @ jac
-            grad = (jac.transpose(1, 2) @ res[..., None])[..., 0]
+            jtj, grad, _ = self._normal_equations(ta, da, wa, psf_a)
             diag = torch.diagonal(jtj, dim1=1, dim2=2).clamp_min(1e-12)
             accepted = torch.zeros(len(idx), dtype=torch.bool, device=self.device)
             new_chi2 = chi2[idx].clone()
@@ -455,8 +525,7 @@ class SersicFitter:
 
     def _finish(self, t, data, sqrt_w, chi2, n_pix, n_iter, active, guess, return_model, pf=None) -> SersicFit:
         b = t.shape[0]
-        res, jac = self._jacobian(t, data, sqrt_w, pf)
-        jtj = jac.transpose(1, 2) @ jac
+        jtj, _, _ = self._normal_equations(t, data, sqrt_w, pf)
         cov, sing = _covariance(jtj)
         var_t = torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0)
         xc, yc, n, re, q, pa, flux, sky = self._physical(t)
