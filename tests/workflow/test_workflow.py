@@ -330,7 +330,8 @@ def test_a_one_key_overlay_runs_the_pipeline(tmp_path):
     proc = _run(["-n", "--configfile", "one_key.yaml"], tmp_path)
     jobs = _job_counts(proc.stdout)
     assert jobs["vae_train"] == 2  # the overlay's scan (4, 40; latent_dim 40 is the default's)
-    assert jobs["mock_render"] == 4 and jobs["preprocess"] == 4  # the default's 2400 galaxies, 600 a shard; one job a shard for every survey
+    # the default's 2400 galaxies, 600 a shard; one preprocess job a shard for every survey
+    assert jobs["mock_render"] == 4 and jobs["preprocess"] == 4
     (tmp_path / "no_manga.yaml").write_text("surveys: {sdss: null, halpha: null}\n")
     proc = _run(["-n", "--configfile", "one_key.yaml", "no_manga.yaml"], tmp_path)
     jobs = _job_counts(proc.stdout)
