@@ -10,10 +10,6 @@ repository after the default run; only read), CPU seconds
   (``baseline``: :func:`galmap.classify.cnn.predict` given the paths). The two prediction tables
   must be identical.
 
-* ``render``: the mock's rendering of the first ``--galaxies`` galaxies of the truth table in every survey
-  (:func:`galmap.mock.render.render_shard`) with each galaxy's Sérsics and PSF Moffats wrapped by
-  :func:`galmap.core.surveys.cached_k` (``new``: their ``maxk`` computed once), against the same profiles
-  unwrapped (``baseline``). The images and ivar of every survey must be identical.
 * ``preprocess``: the first ``--galaxies`` galaxies of shard 0000 of every survey (``data/mock/``), preprocessed
   in fresh interpreters as the workflow runs them, one per shard for all surveys
   (:func:`galmap.preprocess.jobs.preprocess_files`, ``new``) against one per survey and shard
@@ -23,7 +19,7 @@ repository after the default run; only read), CPU seconds
 These machines are shared and noisy: only the ratio of two timings taken in the same run means
 anything. Usage::
 
-    python benchmarks/job_speedups.py --run . [--pair sdss] [--galaxies 40] [--only domain_predict render preprocess]
+    python benchmarks/job_speedups.py --run . [--pair sdss] [--galaxies 40] [--only domain_predict preprocess]
 
 The last line is machine-readable: ``RESULT <name>_ratio=<new/baseline> ...``.
 """
@@ -103,46 +99,6 @@ def _default_config() -> dict:
     return load_yaml(REPO / "config" / "config.yaml")
 
 
-def render(run: Path, galaxies: int) -> tuple[float, float]:
-    """CPU seconds (baseline, new) of rendering ``galaxies`` galaxies in every survey; checks identical pixels."""
-    import numpy as np
-
-    import galmap.mock.render as render_module
-    import galmap.mock.systematics as systematics_module
-    from galmap.core.io import read_table
-    from galmap.core.surveys import cached_k, surveys_from_config
-
-    cfg = _default_config()
-    truth = read_table(run / "results/catalog/truth.parquet").iloc[:galaxies]
-    surveys = list(surveys_from_config(cfg).values())
-    mock = cfg["mock"]
-
-    def run_all(wrap) -> dict:
-        render_module.cached_k = systematics_module.cached_k = wrap
-        systematics_module._unit_moffat.cache_clear()  # noqa: SLF001 - holds wrapped or unwrapped Moffats
-        try:
-            return render_module.render_shard(
-                truth, surveys, int(cfg["seed"]), None, False, mock["anomalies"]["artefact_survey"],
-                mock.get("systematics"),
-            )  # fmt: skip
-        finally:
-            render_module.cached_k = systematics_module.cached_k = cached_k
-            systematics_module._unit_moffat.cache_clear()  # noqa: SLF001
-
-    # GalSim caches tables (a Sérsic's by n and truncation) and the surveys their noise: the first run pays for the
-    # second's, so the two alternate (baseline, new, new, baseline) and each is the sum of its two runs
-    t_base, old = _cpu(lambda: run_all(lambda prof: prof))
-    t_new, new = _cpu(lambda: run_all(cached_k))
-    t_new += _cpu(lambda: run_all(cached_k))[0]
-    t_base += _cpu(lambda: run_all(lambda prof: prof))[0]
-    for name in old:
-        assert np.array_equal(old[name].images, new[name].images), f"render: {name} images differ"
-        assert np.array_equal(old[name].ivar, new[name].ivar), f"render: {name} ivar differ"
-    print(f"render ({galaxies} galaxies, {', '.join(old)}; twice each): baseline {t_base:.1f} CPU-s, "
-          f"new {t_new:.1f} CPU-s, identical images and ivar")  # fmt: skip
-    return t_base, t_new
-
-
 _PREPROCESS_JOB = """
 import json, sys
 from galmap.core.joblog import job_log
@@ -210,13 +166,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a finished default run (results/ is read)")
     ap.add_argument("--pair", default="sdss", help="the domain pair of domain_predict")
-    ap.add_argument("--galaxies", type=int, default=40, help="galaxies of render and preprocess")
+    ap.add_argument("--galaxies", type=int, default=40, help="galaxies of each survey preprocess measures")
     ap.add_argument("--only", nargs="*", default=None, help="measure only these")
     args = ap.parse_args()
     torch.set_num_threads(1)
     todo = {
         "domain_predict": lambda: domain_predict(args.run, args.pair),
-        "render": lambda: render(args.run, args.galaxies),
         "preprocess": lambda: preprocess(args.run, args.galaxies),
     }
     out = {}

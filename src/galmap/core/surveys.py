@@ -40,16 +40,6 @@ def flux_to_mag(flux: np.ndarray | float) -> np.ndarray | float:
         return np.where(flux > 0, 22.5 - 2.5 * np.log10(flux), np.nan)
 
 
-def cached_k(prof: galsim.GSObject) -> galsim.GSObject:
-    """``prof`` as a one-term :func:`galsim.Add`: the same profile and pixels, its ``maxk`` and ``stepk`` computed once.
-
-    GalSim recomputes a Sérsic's or a truncated Moffat's ``maxk`` (a root search: ~3 ms and ~0.6 ms) whenever a new
-    object built on it asks, i.e. at every draw of a new flux-scaled, shifted or convolved version; a Sum caches it.
-    For a profile drawn many times (a galaxy's components in every band): ``benchmarks/job_speedups.py --only render``.
-    """
-    return galsim.Add([prof])
-
-
 def moffat_psf(fwhm_arcsec: float, beta: float) -> galsim.GSObject:
     """The survey PSF model: a unit-flux Moffat, wings truncated at 6 FWHM (arcsec)."""
     return galsim.Moffat(beta=beta, fwhm=fwhm_arcsec, trunc=6.0 * fwhm_arcsec, gsparams=GSPARAMS)

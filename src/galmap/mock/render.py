@@ -33,7 +33,7 @@ from tqdm import tqdm
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
 from galmap.core.resample import resample_stamps
-from galmap.core.surveys import GSPARAMS, Survey, cached_k, mag_to_flux
+from galmap.core.surveys import GSPARAMS, Survey, mag_to_flux
 from galmap.mock.anomalies import artefact_image, astrophysical_profile
 from galmap.mock.population import (
     BROAD_BANDS,
@@ -56,7 +56,7 @@ def _sersic(n: float, re_major: float, q: float, pa_deg: float) -> galsim.GSObje
     if n >= 1.0:
         kw = {"trunc": sersic_trunc_re(n) * re_major * np.sqrt(q), "flux_untruncated": True}
     prof = galsim.Sersic(n=float(n), half_light_radius=re_major * np.sqrt(q), gsparams=GSPARAMS, **kw)
-    return cached_k(prof).shear(q=q, beta=pa_deg * galsim.degrees)
+    return prof.shear(q=q, beta=pa_deg * galsim.degrees)
 
 
 def _project(obj: galsim.GSObject, q: float, pa_deg: float) -> galsim.GSObject:
@@ -130,8 +130,8 @@ class GalaxyModel:
                 q=qd, beta=pa * galsim.degrees
             )
             if r["bar_frac"] > 0:
-                bar = cached_k(
-                    galsim.Sersic(n=0.5, half_light_radius=0.35 * r["bar_len_arcsec"] * np.sqrt(0.3), gsparams=GSPARAMS)
+                bar = galsim.Sersic(
+                    n=0.5, half_light_radius=0.35 * r["bar_len_arcsec"] * np.sqrt(0.3), gsparams=GSPARAMS
                 ).shear(q=0.3, beta=r["bar_angle_deg"] * galsim.degrees)
                 central["bar"] = _project(bar, qd, pa)
             if r["arm_frac"] > 0:
@@ -348,7 +348,7 @@ def render_shard(
     when one is given.
     """
     field = max(s.fov_arcsec for s in surveys)
-    psfs = {(s.name, b): cached_k(s.psf(b)) for s in surveys for b in s.bands}
+    psfs = {(s.name, b): s.psf(b) for s in surveys for b in s.bands}
     shifts = filter_shifts(systematics)
     observed = {s.name: s.native() for s in surveys}  # the grid each survey is observed on
     out = {

@@ -32,7 +32,7 @@ import galsim
 import numpy as np
 import pandas as pd
 
-from galmap.core.surveys import Survey, cached_k, moffat_psf
+from galmap.core.surveys import Survey, moffat_psf
 
 #: Random stream of the PSF draws (independent of every other draw of the population).
 PSF_STREAM = 0x9F5
@@ -92,9 +92,8 @@ def catalogue_psfsize(
 
 @functools.lru_cache(maxsize=64)
 def _unit_moffat(beta: float) -> galsim.GSObject:
-    """A unit-flux Moffat of FWHM 1 arcsec truncated at 6 FWHM (one per β: GalSim's tables, and its ``maxk``
-    through :func:`~galmap.core.surveys.cached_k`, are reused by a galaxy's bands)."""
-    return cached_k(moffat_psf(1.0, beta))
+    """A unit-flux Moffat of FWHM 1 arcsec truncated at 6 FWHM (one per β: GalSim's tables are reused)."""
+    return moffat_psf(1.0, beta)
 
 
 def galaxy_psf(row: Mapping[str, Any], survey: Survey, band: str) -> galsim.GSObject:
