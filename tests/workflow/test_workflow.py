@@ -330,11 +330,13 @@ def test_a_one_key_overlay_runs_the_pipeline(tmp_path):
     proc = _run(["-n", "--configfile", "one_key.yaml"], tmp_path)
     jobs = _job_counts(proc.stdout)
     assert jobs["vae_train"] == 2  # the overlay's scan (4, 40; latent_dim 40 is the default's)
-    assert jobs["mock_render"] == 4 and jobs["preprocess"] == 4 * 6  # the default's 2400 galaxies, 600 a shard
+    # the default's 2400 galaxies, 600 a shard; one preprocess job a shard for every survey
+    assert jobs["mock_render"] == 4 and jobs["preprocess"] == 4
     (tmp_path / "no_manga.yaml").write_text("surveys: {sdss: null, halpha: null}\n")
     proc = _run(["-n", "--configfile", "one_key.yaml", "no_manga.yaml"], tmp_path)
     jobs = _job_counts(proc.stdout)
-    assert jobs["vae_train"] == 2 and jobs["preprocess"] == 4 * 4
+    assert jobs["vae_train"] == 2 and jobs["preprocess"] == 4
+    assert "results/images/bass/shard-0000.h5" in proc.stdout and "results/images/sdss/" not in proc.stdout
     assert not [rule for rule in jobs if rule.startswith("halpha")]
     assert "stage 'halpha' skipped" in proc.stdout + proc.stderr
 

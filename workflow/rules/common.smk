@@ -22,6 +22,13 @@ SHARDS = shard_names(config)
 # MaNGA (data.manga, real data): its galaxies are their own sample, so its surveys have their own shards
 MANGA = manga_surveys(config)
 SURVEY_SHARDS = {survey: survey_shards(config, survey) for survey in SURVEYS}
+# preprocessing runs one job per shard for all the surveys that share the shards (the interpreter and the imports
+# once, not once per survey): rule preprocess for the sample's surveys, rule preprocess_manga for MaNGA's
+PREPROCESS_SURVEYS = [s for s in SURVEYS if s not in MANGA.values()]
+MANGA_PREPROCESS_SURVEYS = [s for s in SURVEYS if s in MANGA.values()]
+# each survey's preprocessing settings (the shared ones with its own on top), by survey
+PREPROCESS_PARAMS = {s: survey_params(config["preprocess"], s) for s in PREPROCESS_SURVEYS}
+MANGA_PREPROCESS_PARAMS = {s: survey_params(config["preprocess"], s) for s in MANGA_PREPROCESS_SURVEYS}
 # the stages the data allow (galmap.data.plan.stage_plan): a stage -> None, or why it is skipped
 PLAN = stage_plan(config)
 for _line in skipped_messages(config):
