@@ -378,3 +378,40 @@ def test_psnr_of_all_galaxies_at_once_is_the_per_galaxy_psnr():
     # float32 images: the sums are float64; the old per-galaxy float32 arithmetic agreed to ~1e-5 dB
     got32 = psnr(ref.astype(np.float32), img.astype(np.float32), valid)
     np.testing.assert_allclose(got32, expected, atol=1e-4, equal_nan=True)
+
+
+def test_the_decals_fit_uses_each_galaxys_own_psf(tmp_path):
+    """Two identical galaxies seen through PSFs of 0.9" and 1.6": with each galaxy's own PSF (the catalogue's
+    ``psf_fwhm``, as the structure stage fits them) both radii are right; with one nominal PSF they are not."""
+    from galmap.core.surveys import moffat_images
+    from galmap.images2images.superres import source_psfs
+
+    scale, size, beta, re_true = 0.262, 48, 3.5, 1.2
+    fwhm = np.array([[0.9], [1.6]])
+    gal = galsim.Sersic(n=1.0, half_light_radius=re_true, flux=200.0)
+    img = np.stack([galsim.Convolve(gal, galsim.Moffat(beta=beta, fwhm=f)).drawImage(nx=size, ny=size, scale=scale)
+                    .array for f in fwhm[:, 0]])[:, None].astype(np.float32)  # fmt: skip
+    ivar = np.full_like(img, 1e4)
+    nominal = moffat_images(np.array([1.2]), beta, scale, 25, pixel=False)
+    attrs = {"bands": ["r"], "pixscale_arcsec": scale, "psf_beta": beta}
+    shard = Shard(img, ivar, np.array(["a", "b"], dtype=object), attrs, {"psf": nominal, "psf_fwhm": fwhm})
+    own = source_psfs(shard, np.arange(2))
+    assert own.shape == (2, 1, 25, 25)
+    re_own, flag = fit_re(img, ivar, nominal, scale, {"fit_max_iter": 40}, own)
+    re_nom, _ = fit_re(img, ivar, nominal, scale, {"fit_max_iter": 40})
+    assert np.allclose(re_own, re_true, rtol=0.03) and (flag & 16 == 0).all()
+    assert re_nom[1] > 1.1 * re_true  # the broader PSF's blur taken for size
+    assert source_psfs(Shard(img, ivar, shard.ids, attrs, {"psf": nominal}), np.arange(2)) is None
+
+
+def test_pairs_carry_the_source_psf_sizes(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"g{i:02d}" for i in range(6)]
+    src = _shard("decals", ["g", "r", "z"], 0.262, ids, 24, rng)
+    src.extra["psf_fwhm"] = np.arange(18, dtype=np.float32).reshape(6, 3) / 10 + 1
+    tgt = _shard("euclid", ["VIS"], 0.1, ids[::-1], 64, rng)  # another order: pairing follows the ids
+    write_shard(tmp_path / "src.h5", src)
+    write_shard(tmp_path / "tgt.h5", tgt)
+    data = load_pairs([str(tmp_path / "src.h5")], [str(tmp_path / "tgt.h5")], PARAMS, seed=3)
+    order = [ids.index(g) for g in data.ids]
+    assert np.allclose(data.native.extra["psf_fwhm"], src.extra["psf_fwhm"][order])

@@ -74,6 +74,27 @@ def moffat_images(
     return out
 
 
+def galaxy_psfs(shard: Any, idx: np.ndarray, size_px: int) -> np.ndarray | None:
+    """The PSF profiles (len(idx), bands, P, P) galaxies ``idx`` of ``shard`` are fitted with, or ``None`` (nominal).
+
+    ``shard``: a :class:`galmap.core.io.Shard` (``extra``, ``attrs``). One helper for every stage that fits
+    the preprocessed stamps (the structure stage's Sérsic fits, the super-resolution stage's DECaLS fit).
+
+    A per-galaxy ``psf_profile`` (N, bands, P, P) as it is; else ``psf_fwhm`` (N, bands; arcsec,
+    the catalogue's PSF size attached by preprocessing) as Moffats of the survey's nominal β
+    (:func:`galmap.core.surveys.moffat_images`, sampled at pixel centres: the fitter's models
+    are pixel-integrated); else ``None``.
+    """
+    profile = shard.extra.get("psf_profile")
+    if profile is not None and np.ndim(profile) == 4:
+        return np.asarray(profile)[idx]
+    fwhm = shard.extra.get("psf_fwhm")
+    if fwhm is None:
+        return None
+    beta = nominal_psf_beta(shard.attrs)
+    return moffat_images(np.asarray(fwhm)[idx], beta, float(shard.attrs["pixscale_arcsec"]), size_px, pixel=False)
+
+
 @dataclass(frozen=True)
 class Survey:
     """One survey's imaging properties (one pixel grid for all its bands)."""

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from galmap.core.failures import FailureLog
 from galmap.core.io import Shard
-from galmap.core.surveys import moffat_images, nominal_psf_beta
+from galmap.core.surveys import galaxy_psfs
 from galmap.preprocess.flags import FLAGS as PRE_FLAGS
 from galmap.structure.flags import SERSIC_FLAGS
 from galmap.structure.parameters import MORPH_PARAMETERS
@@ -54,24 +54,6 @@ def _flux_to_mag(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndar
         mag = np.where(flux > 0, 22.5 - 2.5 * np.log10(flux), np.nan)
         mag_err = np.where(flux > 0, 2.5 / np.log(10) * err / flux, np.nan)
     return mag, mag_err
-
-
-def galaxy_psfs(shard: Shard, idx: np.ndarray, size_px: int) -> np.ndarray | None:
-    """The PSF profiles (len(idx), bands, P, P) galaxies ``idx`` of ``shard`` are fitted with, or ``None`` (nominal).
-
-    A per-galaxy ``psf_profile`` (N, bands, P, P) as it is; else ``psf_fwhm`` (N, bands; arcsec,
-    the catalogue's PSF size attached by preprocessing) as Moffats of the survey's nominal β
-    (:func:`galmap.core.surveys.moffat_images`, sampled at pixel centres: the fitter's models
-    are pixel-integrated); else ``None``.
-    """
-    profile = shard.extra.get("psf_profile")
-    if profile is not None and np.ndim(profile) == 4:
-        return np.asarray(profile)[idx]
-    fwhm = shard.extra.get("psf_fwhm")
-    if fwhm is None:
-        return None
-    beta = nominal_psf_beta(shard.attrs)
-    return moffat_images(np.asarray(fwhm)[idx], beta, float(shard.attrs["pixscale_arcsec"]), size_px, pixel=False)
 
 
 def fit_sersic_shard(
