@@ -274,6 +274,22 @@ def unified(res: Path) -> pd.DataFrame | None:
     return t.rename_axis("use: survey(s) metric")
 
 
+def realism(res: Path) -> pd.DataFrame | None:
+    """Issue 27: the classifier two-sample test (ROC AUC, real vs mock Galaxy Zoo DECaLS images) and the vote KS."""
+    c2st = _read(res / "realism/c2st.csv")
+    votes = _read(res / "realism/votes.csv")
+    if c2st is None and votes is None:
+        return None
+    row = {}
+    if c2st is not None:
+        for comparison, t in c2st[c2st["statistic"] == "classifier"].groupby("comparison"):
+            row[f"C2ST ROC AUC, {comparison.replace('_', ' ')}"] = t["roc_auc"].iloc[0]
+    if votes is not None:
+        for _, v in votes.iterrows():
+            row[f"KS {v['column']}"] = v["ks"]
+    return pd.DataFrame({"value": row}).rename_axis("realism")
+
+
 TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
     "Classification (test split per question; balanced accuracy: mean recall over classes)": classification,
     "Sérsic fits against the truth (isolated single-Sérsic mock galaxies, r band)": sersic,
@@ -292,6 +308,9 @@ TABLES: dict[str, Callable[[Path], pd.DataFrame | None]] = {
     ),
     "Hα from u, g, r, i, z (held-out galaxies)": halpha,
     "Unified latent space (held-out galaxies; reference: the baseline or dedicated model)": unified,
+    "Realism: mock vs real Galaxy Zoo DECaLS (ROC AUC 0.5 = indistinguishable; vote-fraction KS vs 4,000 real rows)": (
+        realism
+    ),
 }
 
 
