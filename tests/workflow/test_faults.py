@@ -24,6 +24,7 @@ from galmap.core.ids import is_safe_id
 from galmap.core.io import Shard, ShardError, read_shard, write_shard
 from galmap.data.cutouts import cutout_hdulist
 from galmap.data.ingest import ingest_cutouts, inventory
+from galmap.preprocess.flags import FLAGS
 from galmap.preprocess.stamps import preprocess_shard
 from tests.conftest import SCHEMA
 
@@ -226,9 +227,14 @@ def test_preprocess_stage_bad_stamp(kind, rendered, test_config):
     assert list(out.ids) == list(shard.ids)  # every galaxy keeps its row
     assert np.isfinite(out.images).all() and np.isfinite(out.ivar).all() and (out.ivar >= 0).all()
     bad = shard.ids[0]
-    if expected is None:
+    if expected is None:  # a saturated core: finite values with valid ivar are light, not bad pixels
+        # (legacypipe hands saturated pixels over with ivar = 0: the zero_ivar cases); the core lies in the
+        # galaxy's own segment and is neither masked nor flagged as bad pixels
         assert bad not in reasons
-        assert (out.ivar[0] == 0).any()  # the saturated pixels are masked
+        h = shard.images.shape[-1] // 2
+        assert out.extra["segmap"][0][h - 3 : h + 4, h - 3 : h + 4].all()
+        assert (out.ivar[0][:, h - 3 : h + 4, h - 3 : h + 4] > 0).all()
+        assert not out.extra["flags"][0] & FLAGS["bad_pixels"]
     else:
         assert expected in reasons[bad] and "decals" in reasons[bad], reasons
     assert not set(shard.ids[1:]) & set(reasons), reasons
