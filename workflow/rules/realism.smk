@@ -15,7 +15,7 @@ rule realism:
     params:
         seed=config["seed"],
         surveys=config["surveys"],
-        mock={"neighbours": config["mock"].get("neighbours", {})},  # the frames' neighbours: the stamps' number counts
+        mock={"neighbours": config.get("mock", {}).get("neighbours", {})},  # the frames' neighbours: the stamps' number counts
         realism=config["realism"],
     log:
         "logs/realism/realism.log",
