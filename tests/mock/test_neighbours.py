@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import kstest
 
-from galmap.mock.neighbours import NeighbourCounts, PowerLawCounts, draw_neighbours
+from galmap.mock.neighbours import DEFAULTS, NeighbourCounts, PowerLawCounts, draw_neighbours
 from galmap.mock.population import draw_population, seed_for
 from galmap.mock.render import GalaxyModel
 
@@ -12,6 +12,11 @@ from galmap.mock.render import GalaxyModel
 @pytest.fixture(scope="module")
 def counts(default_config):
     return NeighbourCounts.from_config(default_config["mock"]["neighbours"])
+
+
+def test_the_code_defaults_are_the_configured_counts(default_config):
+    """Tests, benchmarks and experiments that build a GalaxyModel without counts draw the config's neighbours."""
+    assert DEFAULTS == default_config["mock"]["neighbours"]
 
 
 def _cdf(law: PowerLawCounts):
