@@ -7,9 +7,9 @@ mock's reference system, shared by its DECaLS and SDSS renders), SDSS u and i (`
 SDSS survey renders them) and Euclid VIS. The script prints each template's ``m_band - m_r`` (AB, r: DECam)
 at the redshifts given (default 0, 0.03, 0.05, 0.07, 0.10, 0.15) and, for comparison with the literature,
 the SDSS-system g - r and u - r. ``speclite`` is not a dependency of galmap:
-``pip install --target /tmp/speclite speclite`` and put that folder on ``PYTHONPATH``.
+install it beside galmap (``.venv/bin/pip install speclite``) to run this script.
 
-Usage: ``PYTHONPATH=src:/tmp/speclite python experiments/mock_colours.py [z ...]``.
+Usage: ``PYTHONPATH=src python experiments/mock_colours.py [z ...]``.
 """
 
 from __future__ import annotations
