@@ -129,6 +129,14 @@ def see_probability(truth: pd.DataFrame, question: str, perception: Mapping[str,
     return np.where(snr > 0, ndtr(z), np.nan)
 
 
+def _blurred(question: str, answer_idx: np.ndarray, clarity_q: np.ndarray, n_answers: int) -> np.ndarray:
+    """One volunteer's answer probabilities (N, n_answers) for galaxies whose ideal answer is ``answer_idx``: that
+    answer with probability ``clarity_q``, else confused (half :func:`_confusion`, half :data:`UNCLEAR`)."""
+    onehot = np.eye(n_answers)[answer_idx]
+    confused = 0.5 * _confusion(question, n_answers, answer_idx) + 0.5 * np.asarray(UNCLEAR[question])[None, :]
+    return clarity_q[:, None] * onehot + (1 - clarity_q[:, None]) * confused
+
+
 def answer_probabilities(
     truth: pd.DataFrame, survey: Survey, perception: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
@@ -164,22 +172,15 @@ def answer_probabilities(
         # volunteers asked a question whose ideal answer is undefined (they reached it
         # by mistake) answer at random among the ordinary answers
         known = idx >= 0
-        conf = _confusion(q.name, n_ans, np.where(known, idx, 0))
-        onehot = np.zeros((len(truth), n_ans))
-        onehot[np.arange(len(truth))[known], idx[known]] = 1.0
         unclear = np.asarray(UNCLEAR[q.name])[None, :]
-        confused = 0.5 * conf + 0.5 * unclear
-        p = np.where(known[:, None], cq[:, None] * onehot + (1 - cq[:, None]) * confused, unclear)
+        p = np.where(known[:, None], _blurred(q.name, np.where(known, idx, 0), cq, n_ans), unclear)
         if perception is not None and q.name in PERCEIVED:
             see = see_probability(truth, q.name, perception)
             unseen_answer = PERCEIVED[q.name][1]
             if unseen_answer is None:
                 unseen = np.broadcast_to(unclear, p.shape)
             elif q.name == "smooth-or-featured":  # as for a smooth galaxy: the clarity model with the answer smooth
-                smooth = np.zeros((1, n_ans))
-                smooth[0, q.answers.index(unseen_answer)] = 1.0
-                conf_smooth = _confusion(q.name, n_ans, np.full(len(truth), q.answers.index(unseen_answer)))
-                unseen = cq[:, None] * smooth + (1 - cq[:, None]) * (0.5 * conf_smooth + 0.5 * unclear)
+                unseen = _blurred(q.name, np.full(len(truth), q.answers.index(unseen_answer)), cq, n_ans)
             else:
                 unseen = np.zeros((1, n_ans))
                 unseen[0, q.answers.index(unseen_answer)] = 1.0
