@@ -54,7 +54,9 @@ def test_absent_features_keep_false_positives_and_votes_follow(population, surve
     np.testing.assert_allclose(with_p, without)
     faint = make_labels(_with_snr(population, 2.0), decals, 1, 38, PERCEPTION)
     has_arms = (population["true_has-spiral-arms"] == "yes").to_numpy()
-    assert (faint["has-spiral-arms_no_fraction"][has_arms] > 0.8).mean() >= 0.8
+    answered = faint["has-spiral-arms_no_fraction"][has_arms].dropna()  # NaN: no volunteer reached the question
+    assert len(answered) >= 50
+    assert (answered > 0.8).mean() >= 0.8
     with pytest.raises(ValueError, match="snr_arms"):
         answer_probabilities(population, decals, PERCEPTION)
 

@@ -28,6 +28,7 @@ from galmap.core.ids import mock_id
 from galmap.core.surveys import flux_to_mag, mag_to_flux, surveys_from_config
 from galmap.mock.anomalies import draw_anomalies
 from galmap.mock.neighbours import NeighbourCounts
+from galmap.mock.sizes import draw_sizes
 from galmap.mock.systematics import draw_psf_truth
 
 TYPES = ("elliptical", "lenticular", "spiral", "irregular")
@@ -61,6 +62,8 @@ COMPONENT_TEMPLATES: dict[str, dict[str, str]] = {
     "irregular": {"bulge": "E", "bar": "E", "disk": "Im", "arms": "Scd", "clumps": "Im"},
 }
 COMPONENTS = ("bulge", "bar", "disk", "arms", "clumps")
+#: Half-light radius of an exponential disk in scale lengths.
+EXP_RE_PER_H = 1.678
 #: Per-galaxy scatter of each component's g - r (mag), along its template's colour vector. E: the middle of
 #: the SDSS red sequence's intrinsic scatter in g - r, 0.03-0.05 mag (e.g. Hogg et al. 2004; the range as
 #: commonly quoted). Star-forming templates: twice that (the blue sequence is roughly twice as wide as the
@@ -159,9 +162,8 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     lo, hi = mock.get("mag_r_range", [14.5, 17.8])
     mag_r = rng.uniform(lo, hi, n)
 
-    # --- disk: size-luminosity relation, random orientation (cos i uniform) -----
-    log_h = np.log10(1.1) - 0.16 * (mag_r - 16.0) + rng.normal(0, 0.12, n)
-    disk_h = np.clip(10**log_h, 0.45, 3.0)
+    # --- disk: random orientation (cos i uniform); its size below, with the ellipticals' ---------
+    rng.normal(0, 0.12, n)  # the former size scatter's draws: the rest of the stream (every other column) is unchanged
     inclination = np.degrees(np.arccos(rng.uniform(0, 1, n)))
     disk_q = inclined_axis_ratio(inclination)
     disk_pa = rng.uniform(0, 180, n)
@@ -181,9 +183,15 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     n_b = rng.uniform(0.8, 4.5, n)
     bulge_n = np.where(is_e, n_e, n_b)
     bulge_n = np.round(np.round(bulge_n / n_step) * n_step, 3)
-    log_re_e = np.log10(1.6) - 0.18 * (mag_r - 16.0) + rng.normal(0, 0.12, n)
-    re_e = np.clip(10**log_re_e, 0.6, 5.0)
-    re_b = np.clip(rng.uniform(0.15, 0.45, n) * 1.678 * disk_h, 0.3, None)
+    rng.normal(0, 0.12, n)  # the former size scatter's draws (as above)
+    # --- sizes: redshift from the luminosity function, Shen et al. (2003) size-luminosity relations,
+    # the Galaxy Zoo DECaLS selection (galmap.mock.sizes); on a random stream of their own
+    redshift, re_major = draw_sizes(
+        mag_r, is_e, np.where(is_e, bulge_n, 1.0), np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE, 3]))
+    )
+    disk_h = re_major / EXP_RE_PER_H
+    re_e = re_major
+    re_b = np.clip(rng.uniform(0.15, 0.45, n) * EXP_RE_PER_H * disk_h, 0.3, None)
     bulge_re = np.where(is_e, re_e, re_b)
     bulge_q = np.where(is_e, rng.uniform(0.25, 1.0, n), rng.uniform(0.6, 1.0, n))
     # bulges in disks share the disk orientation (flattened with it when inclined)
@@ -227,7 +235,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     comp_sep = np.zeros(n)
     field = max(s.fov_arcsec for s in surveys_from_config(config).values())  # side of the neighbours' field, arcsec
     tidal = np.zeros(n)
-    gal_re = np.where(is_e, bulge_re, 1.678 * disk_h)
+    gal_re = np.where(is_e, bulge_re, EXP_RE_PER_H * disk_h)
     for state in MERGER_STATES[1:]:
         m = merger == state
         comp_ratio[m] = rng.uniform(*ratio_rng[state], m.sum())
@@ -261,6 +269,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
         "dec": rng.uniform(0.0, 5.0, n),
         "type": gtype.astype(str),
         "mag_r_nominal": mag_r,
+        "redshift": redshift,
         "dx_arcsec": rng.uniform(-0.3, 0.3, n),
         "dy_arcsec": rng.uniform(-0.3, 0.3, n),
         "bulge_frac": bt,
@@ -270,7 +279,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
         "bulge_pa_deg": bulge_pa,
         "bulge_boxy": bulge_boxy,
         "disk_h_arcsec": np.where(has_disk, disk_h, np.nan),
-        "disk_re_arcsec": np.where(has_disk, 1.678 * disk_h, np.nan),
+        "disk_re_arcsec": np.where(has_disk, EXP_RE_PER_H * disk_h, np.nan),
         "inclination_deg": np.where(has_disk, inclination, np.nan),
         "disk_q": np.where(has_disk, disk_q, np.nan),
         "disk_pa_deg": np.where(has_disk, disk_pa, np.nan),
@@ -319,7 +328,7 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     table["is_single_sersic"] = is_e & ~has_comp
     # light-weighted size proxy (r band): B/T-weighted half-light radii, semi-major axis
     table["re_light_weighted_arcsec"] = np.where(
-        is_e, bulge_re, bt * np.nan_to_num(bulge_re) + (1 - bt) * 1.678 * disk_h
+        is_e, bulge_re, bt * np.nan_to_num(bulge_re) + (1 - bt) * EXP_RE_PER_H * disk_h
     )
     # residual sky level left in each stamp (what background subtraction must remove)
     sky_sigma = float(mock.get("sky_offset_sigma", 0.5))
