@@ -35,9 +35,10 @@ TYPES = ("elliptical", "lenticular", "spiral", "irregular")
 MERGER_STATES = ("none", "minor-disturbance", "major-disturbance", "merger")
 BROAD_BANDS = ("u", "g", "r", "i", "z")
 
-#: Redshift at which the component colours are observed. The mock has no redshift distribution;
-#: its galaxies (r = 14.5-17.8) stand for the SDSS main galaxy sample (r < 17.77) that the Galaxy Zoo
-#: DECaLS galaxies (NSA v1_0_1) come from, whose median redshift is 0.10 (Strauss et al. 2002, AJ 124, 1810).
+#: Redshift at which the component colours are observed. Each galaxy's own redshift sets only its size
+#: (:mod:`galmap.mock.sizes`); its galaxies (r = 14.5-17.8) stand for the SDSS main galaxy sample
+#: (r < 17.77) that the Galaxy Zoo DECaLS galaxies (NSA v1_0_1) come from, whose median redshift is 0.10
+#: (Strauss et al. 2002, AJ 124, 1810).
 COLOUR_REDSHIFT = 0.10
 
 #: Observed-frame colours ``m_band - m_r`` (AB; r is DECam's) of the Coleman, Wu & Weedman (1980) templates
