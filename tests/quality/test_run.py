@@ -228,14 +228,16 @@ def _flux_scatter(pred: pd.DataFrame, truth: pd.DataFrame, flux_pred) -> float:
 
 def test_halpha_pixels_and_flux(results, truth):
     """Hα predicted from u, g, r, i, z on held-out galaxies: median per-galaxy pixel correlation with the
-    observed Hα map, default sky 0.938, floor 0.88; total flux against the truth's ``flux_Ha``, robust
-    scatter default sky 0.148 dex, ceiling 0.20. Broken: the predicted fluxes shuffled among galaxies
-    scatter far above the ceiling. (The pixel correlation is the stage's own per-galaxy number against
-    the observed map; a broken network was not measured for it.)"""
+    observed Hα map over the galaxies whose Hα is detectable (the stage's ``detectable``; elsewhere the map is
+    noise), default sky 0.941 (0.975 before the documented sizes of issue 27 spread the light over more,
+    noisier pixels), floor 0.88; total flux against the truth's ``flux_Ha``, robust scatter default sky
+    0.148 dex, ceiling 0.20. Broken: the predicted fluxes shuffled among galaxies scatter far above the
+    ceiling. (The pixel correlation is the stage's own per-galaxy number against the observed map; a broken
+    network was not measured for it.)"""
     pred = pd.read_parquet(_need(results / "halpha/predictions.parquet"))
     floor, ceiling = 0.88, 0.20
-    corr = float(np.nanmedian(pred["pixel_corr"]))
-    assert corr > floor, f"Hα median pixel correlation {corr:.3f} <= {floor} (measured 0.938)"
+    corr = float(np.nanmedian(pred.loc[pred["detectable"], "pixel_corr"]))
+    assert corr > floor, f"Hα median pixel correlation (detectable) {corr:.3f} <= {floor} (measured 0.941)"
     scatter = _flux_scatter(pred, truth, pred["flux_pred"])
     assert scatter < ceiling, f"Hα flux scatter {scatter:.3f} dex >= {ceiling} (measured 0.148)"
     assert _flux_scatter(pred, truth, _shuffled(pred["flux_pred"])) > ceiling
