@@ -30,12 +30,18 @@ from galmap.realism.jobs import votes_table
 COLUMN = "smooth-or-featured_smooth_fraction"
 
 
-def main(run: Path, real_path: Path) -> None:
+def inputs(run: Path, real_path: Path) -> tuple[dict, dict, dict, Survey, pd.DataFrame, pd.DataFrame]:
+    """This repository's config, its ``mock.volunteers`` and ``mock.visibility``, the volunteers' survey, the run's
+    truth table and the real vote rows (also used by ``experiments/volunteer_unanimity.py``)."""
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     vol, vis = config["mock"]["volunteers"], config["mock"]["visibility"]
     survey = Survey.from_config(vol["label_survey"], config["surveys"][vol["label_survey"]])
     truth = pd.read_parquet(run / "results" / "catalog" / "truth.parquet")
-    real = pd.read_csv(real_path)
+    return config, vol, vis, survey, truth, pd.read_csv(real_path)
+
+
+def main(run: Path, real_path: Path) -> None:
+    config, vol, vis, survey, truth, real = inputs(run, real_path)
     target = float((real[COLUMN] > 0.5).mean())
     print(f"real rows: {len(real)}; share with a smooth majority: {target:.4f}")
     grid = float(vis["snr_threshold"]) * 2 ** (np.arange(0, 29) / 4)

@@ -17,23 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+from featured_threshold import COLUMN, inputs  # the sibling script (its directory is on sys.path)
 
 import galmap.mock.volunteers as volunteers
-from galmap.core.surveys import Survey
 from galmap.realism.jobs import votes_table
 
-COLUMN = "smooth-or-featured_smooth_fraction"
 CEILINGS = (0.97, 0.85, 0.75, 0.65)
 THRESHOLDS = (90.5, 107.6, 128.0, 152.2, 181.0)
 
 
 def main(run: Path, real_path: Path) -> None:
-    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
-    vol, vis = config["mock"]["volunteers"], config["mock"]["visibility"]
-    survey = Survey.from_config(vol["label_survey"], config["surveys"][vol["label_survey"]])
-    truth = pd.read_parquet(run / "results" / "catalog" / "truth.parquet")
-    real = pd.read_csv(real_path)
+    config, vol, vis, survey, truth, real = inputs(run, real_path)
     print(f"real rows: {len(real)}; smooth majority {(real[COLUMN] > 0.5).mean():.4f}, "
           f"smooth fraction > 0.9: {(real[COLUMN] > 0.9).mean():.4f}")  # fmt: skip
     clarity = volunteers.clarity
