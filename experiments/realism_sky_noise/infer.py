@@ -23,34 +23,21 @@ print(
     "n",
     (d5.pixscale == 0.1).sum(),
 )
-for name, g in df[ok].groupby("set"):
-    print(
-        name,
-        "n",
-        len(g),
-        "median inferred scale",
-        g.scale_inferred.median().round(3),
-        "frac at 0.10 floor",
-        (g.scale_inferred <= 0.1001).mean().round(2),
-        "median sky_noise",
-        g.sky_noise.median().round(4),
-        "median predicted at mock sigma",
-        g.sky_noise_mock_sigma.median().round(4),
-        "median depth factor",
-        g.depth_factor.median().round(3),
+
+
+def summary(g: pd.DataFrame) -> str:
+    """Medians of one group of frames: inferred scale, measured sky_noise, predicted at the mock's sigma, depth."""
+    return (
+        f"n {len(g)} median inferred scale {g.scale_inferred.median():.3f} "
+        f"frac at 0.10 floor {(g.scale_inferred <= 0.1001).mean():.2f} median sky_noise {g.sky_noise.median():.4f} "
+        f"median predicted at mock sigma {g.sky_noise_mock_sigma.median():.4f} "
+        f"median depth factor {g.depth_factor.median():.3f}"
     )
+
+
+for name, g in df[ok].groupby("set"):
+    print(name, summary(g))
 r = df[df.set == "rings"]
 for k, g in r.groupby("ring"):
-    print(
-        "ring",
-        k,
-        "median scale",
-        g.scale_inferred.median().round(3),
-        "sky_noise",
-        g.sky_noise.median().round(4),
-        "pred",
-        g.sky_noise_mock_sigma.median().round(4),
-        "depth factor",
-        g.depth_factor.median().round(3),
-    )
+    print("ring", k, summary(g))
 print(pd.cut(r.scale_inferred, [0, 0.1001, 0.12, 0.14, 0.16, 0.2, 0.3]).value_counts().sort_index())
