@@ -98,8 +98,7 @@ def draw_redshift(mag_r: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cdf = np.cumsum(redshift_weights(mag_r), axis=1)
     cdf /= cdf[:, -1:]
     u = rng.uniform(0, 1, len(cdf))
-    k = np.array([np.searchsorted(row, x) for row, x in zip(cdf, u, strict=True)])
-    k = np.clip(k, 1, len(Z_GRID) - 1)
+    k = np.clip((cdf < u[:, None]).sum(axis=1), 1, len(Z_GRID) - 1)  # each row's searchsorted(u)
     lo, hi = cdf[np.arange(len(k)), k - 1], cdf[np.arange(len(k)), k]
     t = np.clip((u - lo) / np.maximum(hi - lo, 1e-300), 0, 1)
     return Z_GRID[k - 1] + t * (Z_GRID[k] - Z_GRID[k - 1])
@@ -137,10 +136,19 @@ def petrosian_ratio(n: float, eta: float = 0.2) -> float:
     return float(brentq(excess, 0.05, 50.0))
 
 
+def petrosian_ratios(n: np.ndarray) -> np.ndarray:
+    """:func:`petrosian_ratio` of each index in ``n``, solved once per distinct value."""
+    n = np.asarray(n, dtype=float)
+    values, inverse = np.unique(n, return_inverse=True)
+    return np.array([petrosian_ratio(v) for v in values])[inverse.reshape(n.shape)]
+
+
 def observed_petro_theta(re_arcsec: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Petrosian radius (arcsec) SDSS would measure: ``R_P/R_e · R_e`` in quadrature with :data:`PSF_PETRO_ARCSEC`."""
-    ratios = {v: petrosian_ratio(v) for v in np.unique(np.asarray(n, dtype=float))}
-    ratio = np.array([ratios[v] for v in np.asarray(n, dtype=float)])
+    return _observed_petro_theta(re_arcsec, petrosian_ratios(n))
+
+
+def _observed_petro_theta(re_arcsec: np.ndarray, ratio: np.ndarray) -> np.ndarray:
     return np.hypot(ratio * np.asarray(re_arcsec), PSF_PETRO_ARCSEC)
 
 
@@ -157,13 +165,14 @@ def draw_sizes(
     z = np.zeros(len(mag_r))
     re = np.zeros(len(mag_r))
     todo = np.arange(len(mag_r))
+    ratio = petrosian_ratios(sersic_n)  # R_P / R_e, solved once: only z and the size scatter are drawn again
     for _ in range(MAX_REDRAWS):
         zt = draw_redshift(mag_r[todo], rng)
         abs_mag = mag_r[todo] - distance_modulus(zt)
         scatter = np.exp(sigma_ln_size(abs_mag) * rng.standard_normal(len(todo)))
         size_kpc = median_size_kpc(abs_mag, early[todo]) * scatter
         re_t = size_kpc / kpc_per_arcsec(zt)
-        ok = (observed_petro_theta(re_t, sersic_n[todo]) > PETRO_THETA_MIN_ARCSEC) & (re_t <= RE_MAX_ARCSEC)
+        ok = (_observed_petro_theta(re_t, ratio[todo]) > PETRO_THETA_MIN_ARCSEC) & (re_t <= RE_MAX_ARCSEC)
         z[todo[ok]], re[todo[ok]] = zt[ok], re_t[ok]
         todo = todo[~ok]
         if len(todo) == 0:
