@@ -37,6 +37,14 @@ def run_snakemake(args, cwd, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def with_pipeline_decals_stamps(test_config: dict) -> dict:
+    """The test config's ``surveys`` with DECaLS on the default config's stamps (16.8''): galaxies of the
+    documented sizes (issue 27) fill the test config's 12.6'' ones, whose sky then holds their wings."""
+    default = load_config(REPO / "config" / "config.yaml", SCHEMA)
+    decals = dict(test_config["surveys"]["decals"]) | {"stamp_px": default["surveys"]["decals"]["stamp_px"]}
+    return dict(test_config["surveys"]) | {"decals": decals}
+
+
 def with_galaxy(shard, i: int, images=None, ivar=None):
     """A copy of ``shard`` (images, ivar, ids, attrs) with galaxy ``i``'s images or ivar replaced."""
     from galmap.core.io import Shard

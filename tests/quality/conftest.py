@@ -12,6 +12,7 @@ from galmap.latent.vae import ConvVAE, encode, loader, train_vae
 from galmap.mock.population import draw_population
 from galmap.mock.render import render_shard
 from galmap.preprocess.stamps import preprocess_shard
+from tests.conftest import with_pipeline_decals_stamps
 
 N_GALAXIES = 400
 VAE_EPOCHS = 25
@@ -31,12 +32,9 @@ def sky(test_config, tmp_path_factory):
     separates a working flow (0.400) from a broken one (0.287). What the PSF mismatch does is measured in
     ``tests/mock/test_systematics.py`` and ``experiments/psf_mismatch_sersic.py``."""
     systematics = dict(test_config["mock"]["systematics"]) | {"psf": {"enabled": False}}
-    # the default config's 64-px (16.8'') DECaLS stamps: the documented galaxy sizes (issue 27) fill the test
-    # config's 48-px ones
-    surveys = dict(test_config["surveys"]) | {"decals": dict(test_config["surveys"]["decals"]) | {"stamp_px": 64}}
     cfg = test_config | {
         "mock": test_config["mock"] | {"n_galaxies": N_GALAXIES, "systematics": systematics},
-        "surveys": surveys,
+        "surveys": with_pipeline_decals_stamps(test_config),
     }
     truth = draw_population(cfg)
     decals = surveys_from_config(cfg)["decals"]

@@ -16,6 +16,7 @@ from galmap.structure.flags import SERSIC_FLAGS
 from galmap.structure.measure import MORPH_COLUMNS, SERSIC_COLUMNS, fit_sersic_shard, morphometry_shard
 from galmap.structure.sersic import SersicFitter
 from tests.conftest import with_galaxy as _with
+from tests.conftest import with_pipeline_decals_stamps
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,7 @@ def sersic_sample(test_config):
         # the fitter's own accuracy: observed through the PSF it is given (tests/mock/test_systematics.py: the mismatch)
         "systematics": dict(test_config["mock"]["systematics"]) | {"psf": {"enabled": False}},
     }
-    # the default config's 64-px (16.8'') DECaLS stamps: galaxies of the documented sizes (issue 27) fill the
-    # test config's 48-px ones, whose sky then holds their wings
-    surveys = dict(test_config["surveys"]) | {"decals": dict(test_config["surveys"]["decals"]) | {"stamp_px": 64}}
-    cfg = test_config | {"mock": mock, "surveys": surveys}
+    cfg = test_config | {"mock": mock, "surveys": with_pipeline_decals_stamps(test_config)}
     truth = draw_population(cfg)
     decals = surveys_from_config(cfg)["decals"]
     raw = render_shard(truth, [decals], cfg["seed"], progress=False)["decals"]
