@@ -49,7 +49,7 @@ def main(run: Path, real_path: Path) -> None:
     for thr in grid:
         perception = {"snr_threshold": vis["snr_threshold"], "featured_snr_threshold": thr,
                       "scatter_dex": vol["perception_scatter_dex"]}  # fmt: skip
-        labels = make_labels(truth, survey, int(config["seed"]), vol["votes_mean"], perception)
+        labels = make_labels(truth, survey, int(config["seed"]), vol["votes_mean"], perception, vol["first_question"])
         ks = votes_table(labels, real).set_index("column")["ks"]
         rows.append({"featured_snr_threshold": thr, "smooth_majority": float((labels[COLUMN] > 0.5).mean()),
                      "ks_smooth": ks.iloc[0], "ks_featured": ks.iloc[1]})  # fmt: skip

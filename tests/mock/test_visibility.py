@@ -174,3 +174,40 @@ def test_label_job_passes_the_first_questions_threshold(population, surveys, def
                          out, tmp_path / "counts.csv", vis)  # fmt: skip
         smooth.append(read_table(out)["smooth-or-featured_smooth_fraction"].mean())
     assert smooth[1] > smooth[0] + 0.2
+
+
+_FIRST = "smooth-or-featured"
+
+
+def test_first_question_errors_follow_their_parameters(population, surveys):
+    """The first question's volunteer errors (``first_question``): a clear smooth galaxy is called smooth with
+    probability ceiling + (1 - ceiling) x its confused share (half uniform, half the unclear answers); a lower
+    ceiling makes its votes less unanimous; the other questions do not change; a malformed setting is refused."""
+    from galmap.mock.volunteers import FIRST_QUESTION, clarity
+
+    decals = surveys["decals"]
+    smooth = (population["true_smooth-or-featured"] == "smooth").to_numpy()
+    first = {"ceiling": 0.8, "unclear": [0.6, 0.1, 0.3]}
+    probs = answer_probabilities(population, decals, None, first)
+    c = clarity(population, decals, 0.8)[smooth]
+    expected = c[:, None] * np.array([1.0, 0, 0]) + (1 - c[:, None]) * (0.5 / 3 + 0.5 * np.array(first["unclear"]))
+    np.testing.assert_allclose(probs["smooth-or-featured"][smooth], expected, atol=1e-12)
+    assert c.max() <= 0.8 and c.max() > 0.7  # the clearest reach the ceiling
+    looser = answer_probabilities(population, decals, None, {"ceiling": 0.97, "unclear": [0.75, 0.23, 0.02]})
+    assert looser["smooth-or-featured"][smooth, 0].max() > probs["smooth-or-featured"][smooth, 0].max() + 0.05
+    assert probs["smooth-or-featured"][smooth, 2].mean() > 2 * looser["smooth-or-featured"][smooth, 2].mean()
+    for q in ("how-rounded", "bar", "merging"):
+        np.testing.assert_array_equal(probs[q], looser[q])
+    default = answer_probabilities(population, decals)["smooth-or-featured"]
+    np.testing.assert_array_equal(default, answer_probabilities(population, decals, None, FIRST_QUESTION)[_FIRST])
+    with pytest.raises(ValueError, match="first_question"):
+        answer_probabilities(population, decals, None, {"ceiling": 1.5})
+    with pytest.raises(ValueError, match="first_question"):
+        answer_probabilities(population, decals, None, {"unclear": [0.5, 0.5]})
+
+
+def test_config_first_question_is_the_module_default(default_config):
+    """The config's first-question errors are the documented ones (galmap.mock.volunteers.FIRST_QUESTION)."""
+    from galmap.mock.volunteers import FIRST_QUESTION
+
+    assert default_config["mock"]["volunteers"]["first_question"] == FIRST_QUESTION

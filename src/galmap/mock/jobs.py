@@ -71,7 +71,8 @@ def make_mock_labels(
     ``surveys`` holds the configuration of the survey the volunteers look at
     (``volunteers["label_survey"]``; the config validation guarantees it exists).
     ``visibility`` (``mock.visibility``) turns on the perceptual volunteers, with
-    ``volunteers["perception_scatter_dex"]``.
+    ``volunteers["perception_scatter_dex"]``; ``volunteers["first_question"]`` holds the first question's
+    volunteer errors (:data:`galmap.mock.volunteers.FIRST_QUESTION`).
     """
     from galmap.core.galaxyzoo import class_counts
     from galmap.core.surveys import Survey
@@ -86,7 +87,9 @@ def make_mock_labels(
             "featured_snr_threshold": visibility.get("featured_snr_threshold"),
             "scatter_dex": volunteers["perception_scatter_dex"],
         }
-    labels = make_labels(read_table(truth_path), survey, seed, volunteers["votes_mean"], perception)
+    labels = make_labels(
+        read_table(truth_path), survey, seed, volunteers["votes_mean"], perception, volunteers.get("first_question")
+    )
     counts = class_counts(labels)
     write_table(labels_path, labels)
     write_table(counts_path, counts)

@@ -50,8 +50,13 @@ from galmap.mock.population import true_answers
 ORDERED = {"how-rounded", "bar", "spiral-winding", "spiral-arm-count", "bulge-size", "merging"}
 
 
-def clarity(truth: pd.DataFrame, survey: Survey) -> np.ndarray:
-    """How clearly volunteers see a galaxy, in [0, 1], from its r-band S/N and resolution.
+#: The clarity model's ceiling: a volunteer's chance of the ideal answer on the clearest galaxies (no source;
+#: from before issue 27). The first question has its own, set from real votes (:data:`FIRST_QUESTION`).
+CLARITY_CEILING = 0.97
+
+
+def clarity(truth: pd.DataFrame, survey: Survey, ceiling: float = CLARITY_CEILING) -> np.ndarray:
+    """How clearly volunteers see a galaxy, in [0, ``ceiling``], from its r-band S/N and resolution.
 
     S/N is the galaxy's flux over the sky noise inside twice the light-weighted
     half-light radius; resolution is that radius over the PSF FWHM.
@@ -65,7 +70,7 @@ def clarity(truth: pd.DataFrame, survey: Survey) -> np.ndarray:
     resolution = re / fwhm
     c_snr = 1 / (1 + np.exp(-(np.log10(snr) - 2.7) / 0.2))
     c_res = 1 / (1 + np.exp(-(resolution - 0.9) / 0.3))
-    return np.clip(0.97 * c_snr * c_res, 0.0, 0.97)
+    return np.clip(ceiling * c_snr * c_res, 0.0, ceiling)
 
 
 #: What volunteers answer when they cannot see a galaxy clearly (features get missed).
@@ -81,6 +86,13 @@ UNCLEAR = {
     "bulge-size": [0.1, 0.2, 0.35, 0.25, 0.1],
     "merging": [0.8, 0.12, 0.05, 0.03],
 }
+
+#: The first question's volunteer errors (issue 27), set from half of the 4,000 real Galaxy Zoo DECaLS vote rows
+#: and checked on the other half (``experiments/volunteer_errors.py``; docs/mock.md "Volunteer errors"):
+#: ``ceiling``, its clarity ceiling (a volunteer's chance of the ideal answer on the clearest galaxy), and
+#: ``unclear``, what volunteers answer when they cannot tell (smooth, featured-or-disk, artifact), in place of
+#: :data:`UNCLEAR`'s. The config's ``mock.volunteers.first_question`` holds the same values.
+FIRST_QUESTION = {"ceiling": 0.8, "unclear": [0.6, 0.1, 0.3]}
 
 
 def _confusion(question: str, n_answers: int, true_idx: np.ndarray) -> np.ndarray:
@@ -129,25 +141,35 @@ def see_probability(truth: pd.DataFrame, question: str, perception: Mapping[str,
     return np.where(snr > 0, ndtr(z), np.nan)
 
 
-def _blurred(question: str, answer_idx: np.ndarray, clarity_q: np.ndarray, n_answers: int) -> np.ndarray:
+def _blurred(
+    question: str, answer_idx: np.ndarray, clarity_q: np.ndarray, n_answers: int, unclear: np.ndarray
+) -> np.ndarray:
     """One volunteer's answer probabilities (N, n_answers) for galaxies whose ideal answer is ``answer_idx``: that
-    answer with probability ``clarity_q``, else confused (half :func:`_confusion`, half :data:`UNCLEAR`)."""
+    answer with probability ``clarity_q``, else confused (half :func:`_confusion`, half ``unclear``, (1, n_answers))."""
     onehot = np.eye(n_answers)[answer_idx]
-    confused = 0.5 * _confusion(question, n_answers, answer_idx) + 0.5 * np.asarray(UNCLEAR[question])[None, :]
+    confused = 0.5 * _confusion(question, n_answers, answer_idx) + 0.5 * unclear
     return clarity_q[:, None] * onehot + (1 - clarity_q[:, None]) * confused
 
 
 def answer_probabilities(
-    truth: pd.DataFrame, survey: Survey, perception: Mapping[str, Any] | None = None
+    truth: pd.DataFrame,
+    survey: Survey,
+    perception: Mapping[str, Any] | None = None,
+    first_question: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-galaxy answer probabilities of one volunteer, for every question (N, n_answers).
 
     ``perception``: ``snr_threshold``, ``scatter_dex`` and optionally ``featured_snr_threshold`` of the
     perceptual model (module docstring; ``truth`` then needs the ``snr_*`` columns); ``None``: volunteers
-    see every feature.
+    see every feature. ``first_question``: the first question's ``ceiling`` and ``unclear`` answers
+    (:data:`FIRST_QUESTION`, the default).
     """
+    first = dict(FIRST_QUESTION) | dict(first_question or {})
+    if len(first["unclear"]) != 3 or min(first["unclear"]) < 0 or not 0 < float(first["ceiling"]) <= 1:
+        raise ValueError(f"first_question: ceiling in (0, 1] and three non-negative unclear shares, got {first}")
     answers = true_answers(truth)
     c = clarity(truth, survey)
+    c_first = clarity(truth, survey, float(first["ceiling"]))
     # features that are intrinsically weak are harder to see (with perception, the image's S/N says that)
     feature = {
         "spiral-winding": np.full(len(truth), 0.85),
@@ -168,19 +190,21 @@ def answer_probabilities(
         true = answers[f"true_{q.name}"].to_numpy()
         n_ans = len(q.answers)
         idx = np.array([q.answers.index(a) if a in q.answers else -1 for a in true])
-        cq = c * feature.get(q.name, 1.0)
+        first_q = q.name == "smooth-or-featured"
+        cq = (c_first if first_q else c) * feature.get(q.name, 1.0)
+        unclear = np.asarray(first["unclear"] if first_q else UNCLEAR[q.name], float)[None, :]
+        unclear = unclear / unclear.sum()
         # volunteers asked a question whose ideal answer is undefined (they reached it
         # by mistake) answer at random among the ordinary answers
         known = idx >= 0
-        unclear = np.asarray(UNCLEAR[q.name])[None, :]
-        p = np.where(known[:, None], _blurred(q.name, np.where(known, idx, 0), cq, n_ans), unclear)
+        p = np.where(known[:, None], _blurred(q.name, np.where(known, idx, 0), cq, n_ans, unclear), unclear)
         if perception is not None and q.name in PERCEIVED:
             see = see_probability(truth, q.name, perception)
             unseen_answer = PERCEIVED[q.name][1]
             if unseen_answer is None:
                 unseen = np.broadcast_to(unclear, p.shape)
             elif q.name == "smooth-or-featured":  # as for a smooth galaxy: the clarity model with the answer smooth
-                unseen = _blurred(q.name, np.full(len(truth), q.answers.index(unseen_answer)), cq, n_ans)
+                unseen = _blurred(q.name, np.full(len(truth), q.answers.index(unseen_answer)), cq, n_ans, unclear)
             else:
                 unseen = np.zeros((1, n_ans))
                 unseen[0, q.answers.index(unseen_answer)] = 1.0
@@ -197,9 +221,10 @@ def simulate_votes(
     votes_mean: float,
     rng: np.random.Generator,
     perception: Mapping[str, Any] | None = None,
+    first_question: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Simulate the volunteers' votes; return the Galaxy Zoo DECaLS style vote table."""
-    probs = answer_probabilities(truth, survey, perception)
+    probs = answer_probabilities(truth, survey, perception, first_question)
     n = len(truth)
     n_root = np.maximum(rng.poisson(votes_mean, n), 5)
     counts: dict[str, np.ndarray] = {}
@@ -227,16 +252,21 @@ def simulate_votes(
 
 
 def make_labels(
-    truth: pd.DataFrame, survey: Survey, seed: int, votes_mean: float, perception: Mapping[str, Any] | None = None
+    truth: pd.DataFrame,
+    survey: Survey,
+    seed: int,
+    votes_mean: float,
+    perception: Mapping[str, Any] | None = None,
+    first_question: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """``labels.parquet``: vote counts, fractions, total votes and one class column per question.
 
     The volunteers look at ``survey``'s images (its depth and PSF set what they can
     see); ``votes_mean`` is the mean number answering the first question; ``seed``
-    is the config's seed; ``perception`` as :func:`answer_probabilities`.
+    is the config's seed; ``perception`` and ``first_question`` as :func:`answer_probabilities`.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x607E5]))
-    votes = simulate_votes(truth, survey, float(votes_mean), rng, perception)
+    votes = simulate_votes(truth, survey, float(votes_mean), rng, perception, first_question)
     classes = classes_from_votes(votes)
     labels = pd.concat([votes, classes], axis=1)
     labels.insert(1, "ra", truth["ra"].to_numpy())
