@@ -32,7 +32,7 @@ COLUMN = "smooth-or-featured_smooth_fraction"
 
 def inputs(run: Path, real_path: Path) -> tuple[dict, dict, dict, Survey, pd.DataFrame, pd.DataFrame]:
     """This repository's config, its ``mock.volunteers`` and ``mock.visibility``, the volunteers' survey, the run's
-    truth table and the real vote rows (also used by ``experiments/volunteer_unanimity.py``)."""
+    truth table and the real vote rows (also used by ``experiments/volunteer_errors.py``)."""
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     vol, vis = config["mock"]["volunteers"], config["mock"]["visibility"]
     survey = Survey.from_config(vol["label_survey"], config["surveys"][vol["label_survey"]])

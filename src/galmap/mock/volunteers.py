@@ -30,7 +30,9 @@ and an edge-on disk's thinness together, :mod:`galmap.mock.visibility`) against 
 threshold ``featured_snr_threshold`` (``snr_threshold`` when not given). A volunteer who
 does not see it answers as for a smooth galaxy (the clarity model with the true answer
 "smooth": mostly "smooth", with the same artifact and confused shares). Galaxies whose
-true answer is "smooth" answer as before. The parameters and their sources are in docs/mock.md.
+true answer is "smooth" answer as before. The first question has its own clarity ceiling and
+unclear answers (:data:`FIRST_QUESTION`), set from real votes: even clear smooth galaxies draw
+"artifact" and "featured" votes. The parameters and their sources are in docs/mock.md.
 """
 
 from __future__ import annotations
