@@ -204,6 +204,8 @@ def test_first_question_errors_follow_their_parameters(population, surveys):
         answer_probabilities(population, decals, None, {"ceiling": 1.5})
     with pytest.raises(ValueError, match="first_question"):
         answer_probabilities(population, decals, None, {"unclear": [0.5, 0.5]})
+    with pytest.raises(ValueError, match="first_question"):
+        answer_probabilities(population, decals, None, {"unclear": [0, 0, 0]})
 
 
 def test_config_first_question_is_the_module_default(default_config):

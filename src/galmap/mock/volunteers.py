@@ -167,7 +167,8 @@ def answer_probabilities(
     (:data:`FIRST_QUESTION`, the default).
     """
     first = dict(FIRST_QUESTION) | dict(first_question or {})
-    if len(first["unclear"]) != 3 or min(first["unclear"]) < 0 or not 0 < float(first["ceiling"]) <= 1:
+    shares = np.asarray(first["unclear"], float)
+    if shares.shape != (3,) or shares.min() < 0 or shares.sum() <= 0 or not 0 < float(first["ceiling"]) <= 1:
         raise ValueError(f"first_question: ceiling in (0, 1] and three non-negative unclear shares, got {first}")
     answers = true_answers(truth)
     c = clarity(truth, survey)
@@ -194,7 +195,7 @@ def answer_probabilities(
         idx = np.array([q.answers.index(a) if a in q.answers else -1 for a in true])
         first_q = q.name == "smooth-or-featured"
         cq = (c_first if first_q else c) * feature.get(q.name, 1.0)
-        unclear = np.asarray(first["unclear"] if first_q else UNCLEAR[q.name], float)[None, :]
+        unclear = (shares if first_q else np.asarray(UNCLEAR[q.name], float))[None, :]
         unclear = unclear / unclear.sum()
         # volunteers asked a question whose ideal answer is undefined (they reached it
         # by mistake) answer at random among the ordinary answers
