@@ -1,14 +1,16 @@
-"""Choose the diffusion model's sampling settings (EMA weights, DDIM steps, eta) on the validation split (issue 29).
+"""Choose the diffusion model's training and sampling settings (epochs, EMA, steps, eta) on validation (issue 29).
 
 Each variant is scored by the stage's own structure job
 (:func:`galmap.images2images.jobs.superres_structure_file`, ``split="val"``: a fixed seeded subset of
 ``superres.structure_galaxies`` validation galaxies, ``structure_draws`` draws each, the spread scale
 fitted on ``calibration_galaxies`` *other* validation galaxies; no test galaxy is read). A variant with
-``--ema`` trains the diffusion model again (:func:`galmap.images2images.jobs.superres_train_file`, the
-config's epochs and seed) with ``superres.ema_decay``; the others reuse the run's models
+``ema:DECAY`` or ``epochs:N`` trains the diffusion model again (:func:`galmap.images2images.jobs.superres_train_file`,
+the config's seed) with ``superres.ema_decay`` or ``superres.diffusion_epochs``; settings combine with ``+``
+(``epochs:12+ema:0.999``). The others reuse the run's models
 (``RESULTS/superres/{diffusion,regression}/model.pt``). Writes ``WORK/<tag>/{structure,calibration}.csv``
 and prints the headline per variant: the Re scatter and bias of the draws, the Re and pixel coverage
-against the noiseless Euclid rendering, the invented-arms fraction.
+against the noiseless Euclid rendering, the invented-arms fraction, the scatter of the draws' mean against
+Euclid for concentration, asymmetry, Gini and M20, and the featureless galaxies' asymmetry bias.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 10 python experiments/superres_calibration_validation.py \
         results --work runs/superres-cal --variant base --variant ema:0.99 --variant eta:1
@@ -33,7 +35,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--variant", action="append", default=[], help="base | ema:DECAY | eta:ETA | steps:N (repeatable)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="base | ema:DECAY | epochs:N | eta:ETA | steps:N, combined with + (repeatable)",
+    )
     ap.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
     ap.add_argument("--seed", type=int, default=None, help="the sky's seed (default: the config's)")
     ap.add_argument("--split", default="val", help="the galaxies measured: val (choosing), test (the report only)")
@@ -53,24 +60,29 @@ def main() -> None:
     truth = r / "catalog" / "truth.parquet"
     rows = []
     for variant in args.variant or ["base"]:
-        kind, _, value = variant.partition(":")
         params = dict(base)
         diffusion = r / "superres" / "diffusion" / "model.pt"
-        work = args.work / variant.replace(":", "-")
+        work = args.work / variant.replace(":", "-").replace("+", "_")
         work.mkdir(parents=True, exist_ok=True)
         t0 = time.process_time()
-        if kind == "ema":
-            params["ema_decay"] = float(value)
+        retrain = False
+        for setting in variant.split("+"):
+            kind, _, value = setting.partition(":")
+            if kind == "ema":
+                params["ema_decay"], retrain = float(value), True
+            elif kind == "epochs":
+                params["diffusion_epochs"], retrain = int(value), True
+            elif kind == "eta":
+                params["eta"] = float(value)
+            elif kind == "steps":
+                params["sample_steps"] = int(value)
+            elif kind != "base":
+                raise SystemExit(f"unknown variant {variant!r}")
+        if retrain:
             diffusion = work / "diffusion.pt"
             if not diffusion.exists():
                 history = str(work / "history.csv")
                 superres_train_file("diffusion", params, seed, source, target, str(diffusion), history, sersic)
-        elif kind == "eta":
-            params["eta"] = float(value)
-        elif kind == "steps":
-            params["sample_steps"] = int(value)
-        elif kind != "base":
-            raise SystemExit(f"unknown variant {variant!r}")
         superres_structure_file(
             params, seed, source, target, str(diffusion), str(r / "superres" / "regression" / "model.pt"),
             str(work / "structure.csv"), str(work / "structure_galaxies.parquet"), str(work / "calibration.csv"),
@@ -87,6 +99,10 @@ def main() -> None:
             "pixel_coverage_raw": cal["pixel_coverage_noiseless_raw"],
             "spread_scale": cal["spread_scale"],
             "invented_arms": cal["invented_arms_fraction"],
+            "featureless_A_bias": cal["featureless_asymmetry_bias"],
+            **{f"{q}_mean": st.loc[("diffusion_mean", q), "scatter"] for q in ("concentration", "asymmetry", "gini")},
+            "m20_mean": st.loc[("diffusion_mean", "m20"), "scatter"],
+            **{f"{q}_decals": st.loc[("decals", q), "scatter"] for q in ("asymmetry", "gini", "m20")},
             "cpu_s": time.process_time() - t0,
         })  # fmt: skip
         print(pd.DataFrame(rows).to_string(index=False), flush=True)
