@@ -29,6 +29,8 @@ from galmap.core.config import load_config
 from galmap.images2images.jobs import superres_structure_file, superres_train_file
 
 REPO = Path(__file__).resolve().parents[1]
+# the non-parametric quantities of the issue's structure target (the draws' mean and DECaLS against Euclid)
+STRUCTURE = ("concentration", "asymmetry", "gini", "m20")
 
 
 def main() -> None:
@@ -100,9 +102,8 @@ def main() -> None:
             "spread_scale": cal["spread_scale"],
             "invented_arms": cal["invented_arms_fraction"],
             "featureless_A_bias": cal["featureless_asymmetry_bias"],
-            **{f"{q}_mean": st.loc[("diffusion_mean", q), "scatter"] for q in ("concentration", "asymmetry", "gini")},
-            "m20_mean": st.loc[("diffusion_mean", "m20"), "scatter"],
-            **{f"{q}_decals": st.loc[("decals", q), "scatter"] for q in ("asymmetry", "gini", "m20")},
+            **{f"{q}_mean": st.loc[("diffusion_mean", q), "scatter"] for q in STRUCTURE},
+            **{f"{q}_decals": st.loc[("decals", q), "scatter"] for q in STRUCTURE[1:]},
             "cpu_s": time.process_time() - t0,
         })  # fmt: skip
         print(pd.DataFrame(rows).to_string(index=False), flush=True)
