@@ -33,7 +33,7 @@ CEILINGS = (0.97, 0.9, 0.8, 0.7)
 FEATURED_SHARES = (0.1, 0.23, 0.4)
 ARTIFACT_SHARES = (0.02, 0.1, 0.2, 0.3)
 #: 2^(k/4) steps from mock.visibility.snr_threshold = 16, as experiments/featured_threshold.py
-THRESHOLD_STEPS = (11, 12, 13, 14, 15)
+THRESHOLD_STEPS = (8, 9, 10, 11, 12, 13, 14, 15)
 
 
 def main(run: Path, real_path: Path) -> None:

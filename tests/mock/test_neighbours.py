@@ -37,6 +37,24 @@ def test_default_counts_match_their_documented_anchors(counts):
     assert 0.005 < counts.stars.number() / g.number() < 0.1
 
 
+def test_a_range_of_the_counts_keeps_the_law(counts):
+    """``within`` cuts the law to a magnitude range: same dN/dm there, draws only inside, following it."""
+    g = counts.galaxies
+    for lo, hi in ((14.5, 17.8), (17.0, 22.0)):
+        part = g.within(lo, hi)
+        grid = np.linspace(lo, hi, 50)
+        assert np.allclose(part.dn_dm(grid), g.dn_dm(grid), rtol=1e-9)
+        m = part.sample(np.random.default_rng(8), 20000)
+        assert m.min() >= lo and m.max() <= hi
+        assert kstest(m, _cdf(part)).pvalue > 1e-3
+    # the central galaxies' range: 0.55 dex per magnitude puts about 8 % brighter than r = 16
+    m = g.within(14.5, 17.8).sample(np.random.default_rng(9), 20000)
+    expected = (10 ** (0.55 * 1.5) - 1) / (10 ** (0.55 * 3.3) - 1)
+    assert (m < 16.0).mean() == pytest.approx(expected, abs=0.01)
+    with pytest.raises(ValueError, match="not inside"):
+        g.within(12.0, 17.8)
+
+
 def test_drawn_magnitudes_follow_the_configured_counts(counts):
     """Many draws: the star fraction, the magnitudes (KS and counts in bins) and the positions follow the law."""
     rng = np.random.default_rng(5)

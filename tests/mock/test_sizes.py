@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from galmap.mock.neighbours import NeighbourCounts
 from galmap.mock.sizes import (
     PETRO_THETA_MIN_ARCSEC,
     RE_MAX_ARCSEC,
@@ -50,7 +51,8 @@ def test_shen_relations_at_their_pivot():
 def test_draws_pass_the_selection_and_brighter_galaxies_are_larger():
     rng = np.random.default_rng(1)
     mags = np.repeat([15.0, 17.5], 500)
-    z, re = draw_sizes(mags, np.zeros(1000, bool), np.ones(1000), rng)
+    z, re, m = draw_sizes(mags, np.zeros(1000, bool), np.ones(1000), rng)
+    assert np.array_equal(m, mags)  # without draw_mag, failures are drawn again at their magnitude
     assert (observed_petro_theta(re, np.ones(1000)) > PETRO_THETA_MIN_ARCSEC).all()
     assert (re <= RE_MAX_ARCSEC).all()
     assert np.median(re[:500]) > 1.5 * np.median(re[500:])
@@ -61,3 +63,24 @@ def test_unselectable_galaxy_is_named():
     """A galaxy as bright as r = 8 is always larger than the stamps: a clear error names it."""
     with pytest.raises(ValueError, match=r"galaxy 1 \(r = 8.00\)"):
         draw_sizes(np.array([16.0, 8.0]), np.zeros(2, bool), np.ones(2), np.random.default_rng(2))
+
+
+def test_redrawn_magnitudes_are_those_of_the_selected_sample():
+    """With ``draw_mag``, a galaxy failing the selection gets a new magnitude too, so the selected sample's
+    magnitudes are the counts times the selection: faint ellipticals are too small for petro_theta > 3'', bright
+    disks too large for the stamps; the counts alone would keep both (and no selected galaxy fails)."""
+    law = NeighbourCounts.from_config(None).galaxies.within(14.5, 17.8)
+    counts_median = np.median(law.sample(np.random.default_rng(4), 20000))
+    counts_bright = float((law.sample(np.random.default_rng(5), 20000) < 15.5).mean())  # about 4 %
+    n = 4000
+    for early, index in ((True, 4.0), (False, 1.0)):
+        rng = np.random.default_rng(3)
+        first = law.sample(rng, n)
+        z, re, m = draw_sizes(first, np.full(n, early), np.full(n, index), rng, draw_mag=law.sample)
+        assert (observed_petro_theta(re, np.full(n, index)) > PETRO_THETA_MIN_ARCSEC).all()
+        assert (re <= RE_MAX_ARCSEC).all() and m.min() >= 14.5 and m.max() <= 17.8
+        assert not np.array_equal(m, first)
+        if early:
+            assert 0.3 < (m > counts_median).mean() < 0.46  # counts alone: 0.5
+        else:
+            assert (m < 15.5).mean() < 0.7 * counts_bright

@@ -109,6 +109,16 @@ class PowerLawCounts:
         m = np.linspace(self.edges[0], min(m_max, self.edges[-1]), 2001)
         return float(np.trapezoid(self.dn_dm(m), m)) if m[-1] > m[0] else 0.0
 
+    def within(self, lo: float, hi: float) -> PowerLawCounts:
+        """The same law between r magnitudes ``lo`` and ``hi`` only (``lo < hi``, inside the edges)."""
+        if not (self.edges[0] <= lo < hi <= self.edges[-1]):
+            raise ValueError(f"magnitude range [{lo}, {hi}] is not inside the counts' edges {self.edges}")
+        inner = [k for k, e in enumerate(self.edges) if lo < e < hi]
+        first = max(0, int(np.searchsorted(self.edges, lo, side="right")) - 1)  # the segment holding lo
+        edges = (float(lo), *(self.edges[k] for k in inner), float(hi))
+        slopes = self.slopes[first : first + len(edges) - 1]
+        return PowerLawCounts(edges, slopes, float(lo), float(10 ** self.log_dn_dm(lo)))
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` r magnitudes drawn from dN/dm (inverse CDF within each segment)."""
         w = self.segment_numbers()

@@ -160,8 +160,12 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     is_sp, is_irr = gtype == "spiral", gtype == "irregular"
     has_disk = ~is_e
 
-    lo, hi = mock.get("mag_r_range", [14.5, 17.8])
-    mag_r = rng.uniform(lo, hi, n)
+    # --- r magnitude: the sky's galaxy number counts (mock.neighbours.galaxies) within mag_r_range, on a
+    # stream of their own; drawn again with the size when the Galaxy Zoo DECaLS selection fails (below)
+    lo, hi = (float(v) for v in mock.get("mag_r_range", [14.5, 17.8]))
+    rng.uniform(lo, hi, n)  # the former uniform magnitudes' draws: the rest of the stream is unchanged
+    counts = NeighbourCounts.from_config(mock.get("neighbours")).galaxies.within(lo, hi)
+    mag_r = counts.sample(np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE, 4])), n)
 
     # --- disk: random orientation (cos i uniform); its size below, with the ellipticals' ---------
     rng.normal(0, 0.12, n)  # the former size scatter's draws: the rest of the stream (every other column) is unchanged
@@ -187,8 +191,12 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     rng.normal(0, 0.12, n)  # the former size scatter's draws (as above)
     # --- sizes: redshift from the luminosity function, Shen et al. (2003) size-luminosity relations,
     # the Galaxy Zoo DECaLS selection (galmap.mock.sizes); on a random stream of their own
-    redshift, re_major = draw_sizes(
-        mag_r, is_e, np.where(is_e, bulge_n, 1.0), np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE, 3]))
+    redshift, re_major, mag_r = draw_sizes(
+        mag_r,
+        is_e,
+        np.where(is_e, bulge_n, 1.0),
+        np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE, 3])),
+        draw_mag=counts.sample,
     )
     disk_h = re_major / EXP_RE_PER_H
     re_e = re_major

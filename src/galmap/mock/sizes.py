@@ -28,6 +28,7 @@ a relation between apparent magnitude and arcsec:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import lgamma
 
 import numpy as np
@@ -153,20 +154,28 @@ def _observed_petro_theta(re_arcsec: np.ndarray, ratio: np.ndarray) -> np.ndarra
 
 
 def draw_sizes(
-    mag_r: np.ndarray, early: np.ndarray, sersic_n: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Redshift and semi-major half-light radius (arcsec) of each galaxy of the selected sample.
+    mag_r: np.ndarray,
+    early: np.ndarray,
+    sersic_n: np.ndarray,
+    rng: np.random.Generator,
+    draw_mag: Callable[[np.random.Generator, int], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Redshift, semi-major half-light radius (arcsec) and r magnitude of each galaxy of the selected sample.
 
-    ``mag_r``: apparent r (AB); ``early``: True for the early-type relation; ``sersic_n``: the profile's index
-    for the Petrosian selection. Failing galaxies are drawn again (module docstring, step 4); raises
-    ``ValueError`` naming the first galaxy that no draw in :data:`MAX_REDRAWS` could select.
+    ``mag_r``: apparent r (AB), the first draw; ``early``: True for the early-type relation; ``sersic_n``: the
+    profile's index for the Petrosian selection; ``draw_mag(rng, k)``: ``k`` new magnitudes from the number
+    counts. Failing galaxies are drawn again (module docstring, step 4), with a new magnitude when ``draw_mag``
+    is given (so the magnitudes are those of the selected sample too: counts times selection), else at their
+    magnitude. Raises ``ValueError`` naming the first galaxy that no draw in :data:`MAX_REDRAWS` could select.
     """
-    mag_r, early, sersic_n = np.asarray(mag_r, float), np.asarray(early, bool), np.asarray(sersic_n, float)
+    mag_r, early, sersic_n = np.array(mag_r, float), np.asarray(early, bool), np.asarray(sersic_n, float)
     z = np.zeros(len(mag_r))
     re = np.zeros(len(mag_r))
     todo = np.arange(len(mag_r))
-    ratio = petrosian_ratios(sersic_n)  # R_P / R_e, solved once: only z and the size scatter are drawn again
-    for _ in range(MAX_REDRAWS):
+    ratio = petrosian_ratios(sersic_n)  # R_P / R_e, solved once: only m, z and the size scatter are drawn again
+    for attempt in range(MAX_REDRAWS):
+        if draw_mag is not None and attempt > 0:
+            mag_r[todo] = draw_mag(rng, len(todo))
         zt = draw_redshift(mag_r[todo], rng)
         abs_mag = mag_r[todo] - distance_modulus(zt)
         scatter = np.exp(sigma_ln_size(abs_mag) * rng.standard_normal(len(todo)))
@@ -176,7 +185,7 @@ def draw_sizes(
         z[todo[ok]], re[todo[ok]] = zt[ok], re_t[ok]
         todo = todo[~ok]
         if len(todo) == 0:
-            return z, re
+            return z, re, mag_r
     raise ValueError(
         f"galaxy {todo[0]} (r = {mag_r[todo[0]]:.2f}): no redshift and size in {MAX_REDRAWS} draws passes the "
         f"Galaxy Zoo DECaLS selection (petro_theta > {PETRO_THETA_MIN_ARCSEC} arcsec, R_e <= {RE_MAX_ARCSEC} arcsec)"

@@ -94,7 +94,7 @@ UNCLEAR = {
 #: ``ceiling``, its clarity ceiling (a volunteer's chance of the ideal answer on the clearest galaxy), and
 #: ``unclear``, what volunteers answer when they cannot tell (smooth, featured-or-disk, artifact), in place of
 #: :data:`UNCLEAR`'s. The config's ``mock.volunteers.first_question`` holds the same values.
-FIRST_QUESTION = {"ceiling": 0.8, "unclear": [0.6, 0.1, 0.3]}
+FIRST_QUESTION = {"ceiling": 0.97, "unclear": [0.7, 0.1, 0.2]}
 
 
 def _confusion(question: str, n_answers: int, true_idx: np.ndarray) -> np.ndarray:
