@@ -189,8 +189,6 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
     bulge_n = np.where(is_e, n_e, n_b)
     bulge_n = np.round(np.round(bulge_n / n_step) * n_step, 3)
     rng.normal(0, 0.12, n)  # the former size scatter's draws (as above)
-    # an elliptical's axis ratio; a bulge's, flattened with its disk below (drawn here: the sizes need it)
-    bulge_q = np.where(is_e, rng.uniform(0.25, 1.0, n), rng.uniform(0.6, 1.0, n))
     # --- sizes: redshift from the luminosity function, Shen et al. (2003) size-luminosity relations,
     # the Galaxy Zoo DECaLS selection (galmap.mock.sizes); on a random stream of their own
     redshift, re_major, mag_r = draw_sizes(
@@ -199,12 +197,12 @@ def draw_population(config: Mapping[str, Any]) -> pd.DataFrame:
         np.where(is_e, bulge_n, 1.0),
         np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE, 3])),
         draw_mag=counts.sample,
-        axis_ratio=np.where(is_e, bulge_q, disk_q),  # Shen et al.'s radii are circular: semi-major from them
     )
     disk_h = re_major / EXP_RE_PER_H
     re_e = re_major
     re_b = np.clip(rng.uniform(0.15, 0.45, n) * EXP_RE_PER_H * disk_h, 0.3, None)
     bulge_re = np.where(is_e, re_e, re_b)
+    bulge_q = np.where(is_e, rng.uniform(0.25, 1.0, n), rng.uniform(0.6, 1.0, n))
     # bulges in disks share the disk orientation (flattened with it when inclined)
     bulge_q = np.where(has_disk, np.minimum(bulge_q, np.maximum(disk_q, 0.45)), bulge_q)
     bulge_pa = np.where(is_e, rng.uniform(0, 180, n), disk_pa)

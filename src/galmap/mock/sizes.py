@@ -16,15 +16,14 @@ a relation between apparent magnitude and arcsec:
    (1 + 10^(-0.8 (M - M0)))`` (``σ1 = 0.48``, ``σ2 = 0.25``). Ellipticals take the early-type relation;
    the disks of lenticulars, spirals and irregulars the late-type one (Shen et al. separate the two by
    Sérsic index / concentration).
-3. **Angular size** ``R / D_A(z)``. Shen et al. measure circular-aperture (Petrosian) radii, so ``R`` is the
-   galaxy's circular half-light radius; its semi-major half-light radius, what the renderer takes, is ``R``
-   over :func:`circular_half_light_ratio` of its axis ratio (1 face-on, ≈ 0.6 edge-on).
-4. **Selection.** A galaxy is kept only if its Petrosian radius (η = 0.2) as SDSS would measure it (circular
-   apertures), the Sérsic profile's ``R_P / R_e`` (:func:`petrosian_ratio`) times its circular ``R_e`` added in
-   quadrature to a point source's Petrosian radius in 1.4 arcsec seeing (SDSS's median r-band FWHM), exceeds
-   3 arcsec, and its semi-major half-light radius fits the mock's stamps (≤ :data:`RE_MAX_ARCSEC`). A galaxy
-   that fails is drawn again (its magnitude from the number counts, redshift and size scatter; same type):
-   the magnitudes and sizes are those of the selected sample.
+3. **Angular size** ``R / D_A(z)``. Shen et al. measure circular-aperture radii; the mock takes the value
+   as the half-light radius along the semi-major axis (equal for face-on galaxies; an inclined galaxy's
+   circular radius is smaller than its major-axis one, so inclined mock galaxies come out slightly small).
+4. **Selection.** A galaxy is kept only if its Petrosian radius (η = 0.2) as SDSS would measure it, the
+   Sérsic profile's ``R_P / R_e`` (:func:`petrosian_ratio`) times ``R_e`` added in quadrature to a point
+   source's Petrosian radius in 1.4 arcsec seeing (SDSS's median r-band FWHM), exceeds 3 arcsec, and its
+   half-light radius fits the mock's stamps (≤ :data:`RE_MAX_ARCSEC`). A galaxy that fails is drawn again
+   (redshift and size scatter) at the same magnitude and type: the sizes are those of the selected sample.
 """
 
 from __future__ import annotations
@@ -154,62 +153,26 @@ def _observed_petro_theta(re_arcsec: np.ndarray, ratio: np.ndarray) -> np.ndarra
     return np.hypot(ratio * np.asarray(re_arcsec), PSF_PETRO_ARCSEC)
 
 
-def circular_half_light_ratio(q: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Circular-aperture half-light radius over the semi-major half-light radius of a Sérsic profile of index
-    ``n`` with elliptical isophotes of axis ratio ``q`` (1 for a round galaxy, about 0.57 as q -> 0.1).
-
-    Exact for the profile (no PSF): in polar coordinates the isophotal radius is ``r s(θ)``,
-    ``s = sqrt(cos²θ + sin²θ / q²)``, so the light inside a circle of radius R is the angular mean of
-    ``P(2n, b_n (R s)^(1/n)) / s²`` over that of ``1 / s²`` (``P``: the regularised incomplete gamma function);
-    solved on a grid of q per distinct n and interpolated.
-    """
-    q, n = np.broadcast_arrays(np.asarray(q, float), np.asarray(n, float))
-    theta = np.linspace(0.0, np.pi / 2, 721)
-    grid = np.linspace(0.05, 1.0, 40)
-    out = np.empty(q.shape)
-    for value in np.unique(n):
-        b = gammaincinv(2 * value, 0.5)
-        table = []
-        for qq in grid:
-            s = np.sqrt(np.cos(theta) ** 2 + (np.sin(theta) / qq) ** 2)
-            w = 1.0 / s**2
-            norm = np.trapezoid(w, theta)
-
-            def excess(radius: float, s: np.ndarray = s, w: np.ndarray = w, norm: float = norm) -> float:
-                return float(np.trapezoid(gammainc(2 * value, b * (radius * s) ** (1 / value)) * w, theta) / norm) - 0.5
-
-            table.append(brentq(excess, 1e-3, 10.0))
-        sel = n == value
-        out[sel] = np.interp(q[sel], grid, table)
-    return out
-
-
 def draw_sizes(
     mag_r: np.ndarray,
     early: np.ndarray,
     sersic_n: np.ndarray,
     rng: np.random.Generator,
     draw_mag: Callable[[np.random.Generator, int], np.ndarray] | None = None,
-    axis_ratio: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Redshift, semi-major half-light radius (arcsec) and r magnitude of each galaxy of the selected sample.
 
     ``mag_r``: apparent r (AB), the first draw; ``early``: True for the early-type relation; ``sersic_n``: the
     profile's index for the Petrosian selection; ``draw_mag(rng, k)``: ``k`` new magnitudes from the number
-    counts; ``axis_ratio``: each galaxy's projected axis ratio. Shen et al.'s radii, like SDSS's Petrosian radii,
-    are circular-aperture radii: the drawn size is the galaxy's circular half-light radius, and the returned
-    semi-major radius is that over :func:`circular_half_light_ratio` (``axis_ratio`` None: taken as semi-major,
-    the convention before issue 27's counts). Failing galaxies are drawn again (module docstring, step 4), with
-    a new magnitude when ``draw_mag`` is given (so the magnitudes are those of the selected sample too: counts
-    times selection), else at their magnitude. Raises ``ValueError`` naming the first galaxy that no draw in
-    :data:`MAX_REDRAWS` could select.
+    counts. Failing galaxies are drawn again (module docstring, step 4), with a new magnitude when ``draw_mag``
+    is given (so the magnitudes are those of the selected sample too: counts times selection), else at their
+    magnitude. Raises ``ValueError`` naming the first galaxy that no draw in :data:`MAX_REDRAWS` could select.
     """
     mag_r, early, sersic_n = np.array(mag_r, float), np.asarray(early, bool), np.asarray(sersic_n, float)
     z = np.zeros(len(mag_r))
     re = np.zeros(len(mag_r))
     todo = np.arange(len(mag_r))
     ratio = petrosian_ratios(sersic_n)  # R_P / R_e, solved once: only m, z and the size scatter are drawn again
-    major = 1.0 / (np.ones(len(mag_r)) if axis_ratio is None else circular_half_light_ratio(axis_ratio, sersic_n))
     for attempt in range(MAX_REDRAWS):
         if draw_mag is not None and attempt > 0:
             mag_r[todo] = draw_mag(rng, len(todo))
@@ -217,10 +180,9 @@ def draw_sizes(
         abs_mag = mag_r[todo] - distance_modulus(zt)
         scatter = np.exp(sigma_ln_size(abs_mag) * rng.standard_normal(len(todo)))
         size_kpc = median_size_kpc(abs_mag, early[todo]) * scatter
-        re_t = size_kpc / kpc_per_arcsec(zt)  # circular half-light radius (arcsec)
-        re_major = re_t * major[todo]
-        ok = (_observed_petro_theta(re_t, ratio[todo]) > PETRO_THETA_MIN_ARCSEC) & (re_major <= RE_MAX_ARCSEC)
-        z[todo[ok]], re[todo[ok]] = zt[ok], re_major[ok]
+        re_t = size_kpc / kpc_per_arcsec(zt)
+        ok = (_observed_petro_theta(re_t, ratio[todo]) > PETRO_THETA_MIN_ARCSEC) & (re_t <= RE_MAX_ARCSEC)
+        z[todo[ok]], re[todo[ok]] = zt[ok], re_t[ok]
         todo = todo[~ok]
         if len(todo) == 0:
             return z, re, mag_r
