@@ -15,7 +15,8 @@ from galmap.nn.imagemetrics import ellipse_of, fourier_amplitudes, fourier_annul
 def spiral_pair(truth, test_config):
     """A face-on two-armed spiral (no bar, clumps, companion, neighbours) and the same galaxy without its arms,
     drawn noiselessly by the mock in DECaLS."""
-    row = truth[(truth["type"] == "spiral") & (truth["bulge_frac"] > 0)].iloc[0].to_dict()
+    spirals = truth[(truth["type"] == "spiral") & (truth["bulge_frac"] > 0)]
+    row = spirals.sort_values("mag_r_nominal").iloc[0].to_dict()  # the brightest: its arms well above the noise
     row |= {
         "inclination_deg": 15.0, "disk_q": float(np.cos(np.radians(15.0))), "disk_h_arcsec": 2.0,
         "disk_re_arcsec": 2.0 * 1.678, "bulge_frac": 0.1, "bar_frac": 0.0, "clump_frac": 0.0, "n_clumps": 0,

@@ -39,16 +39,18 @@ def _probe_r2(latents: pd.DataFrame, truth: pd.DataFrame, column: str, shuffle: 
 def test_vae_latents_predict_the_true_magnitude(sky, latents):
     """A linear probe of the true r magnitude from the latents, on 106 held-out galaxies.
 
-    Measured R^2 0.929; floor 0.88 (margin 0.05). Broken: the same architecture untrained gives
-    0.840 (a random encoder still sees how bright a galaxy is), the truth shuffled about 0.
+    Measured R^2 0.825 (rms error 0.26 mag); floor 0.78 (margin 0.045). Broken: the same architecture
+    untrained gives 0.703 (a random encoder still sees how bright a galaxy is), the truth shuffled about 0.
+    Since the magnitudes follow the number counts (issue 27) they spread less (std 0.62 mag instead of 0.95
+    for uniform r 14.5-17.8), so the same rms error (0.25 mag before) is a lower R^2 (0.929 before, floor 0.88).
     The true g-r, bulge fraction and inclination are not guarded: at this size the trained
     latents predict them no better than untrained ones (R^2 < 0.15 for both).
     """
     _, truth, _ = sky
     trained, untrained = latents
-    floor = 0.88
+    floor = 0.78
     r2 = _probe_r2(trained, truth, "mag_r")
-    assert r2 > floor, f"probe R^2 of mag_r {r2:.3f} <= {floor} (measured 0.929)"
+    assert r2 > floor, f"probe R^2 of mag_r {r2:.3f} <= {floor} (measured 0.825)"
     assert _probe_r2(untrained, truth, "mag_r") < floor
     assert _probe_r2(trained, truth, "mag_r", shuffle=True) < floor
 

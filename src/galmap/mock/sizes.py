@@ -23,7 +23,8 @@ a relation between apparent magnitude and arcsec:
    Sérsic profile's ``R_P / R_e`` (:func:`petrosian_ratio`) times ``R_e`` added in quadrature to a point
    source's Petrosian radius in 1.4 arcsec seeing (SDSS's median r-band FWHM), exceeds 3 arcsec, and its
    half-light radius fits the mock's stamps (≤ :data:`RE_MAX_ARCSEC`). A galaxy that fails is drawn again
-   (redshift and size scatter) at the same magnitude and type: the sizes are those of the selected sample.
+   (its magnitude from the number counts when :func:`draw_sizes` is given them, redshift and size scatter; same
+   type): the magnitudes and sizes are those of the selected sample.
 """
 
 from __future__ import annotations
