@@ -8,7 +8,9 @@ without regard to morphology, and their catalogue radii give each frame's pixel 
 (:func:`galmap.realism.imagestats.measure`) and compares them with a run's mock frames
 (``results/realism/stats.parquet``): KS per statistic, and the stage's classifier two-sample test (config
 ``realism.classifier``, the same folds and seed) for catalogue rows vs mock, ring sample vs mock and catalogue rows
-vs ring sample. 18 images: a check beside the stage's numbers, not a target (its AUC is noisy).
+vs ring sample; and the frame statistics (sky noise and level, other sources, r50) at Galaxy Zoo's 0.10''/px
+floor and above it, where the frames' pixel scale is known for both. 18 images: a check beside the stage's
+numbers, not a target (its AUC is noisy).
 
 Usage: ``PYTHONPATH=src python experiments/realism_catalogue_rows.py <run dir> [shared data dir]``.
 """
@@ -60,6 +62,13 @@ def main(run: Path, data: Path) -> None:
     ks = ks_table(rows, mock, columns).rename(columns={"median_a": "median_rows", "median_b": "median_mock"})
     ks["ks_rings"] = ks_table(rings, mock, columns)["ks"].to_numpy()
     print(ks[["statistic", "ks", "ks_rings", "median_rows", "median_mock"]].round(3).to_string(index=False))
+    # the frame statistics at matched pixel scale: at Galaxy Zoo's 0.10''/px floor and above it
+    frame = ["sky_noise", "sky_level", "n_other_sources", "r50"]
+    for name, d in (("catalogue rows", rows), ("mock", mock)):
+        at = d["pixscale_arcsec"] <= 0.1001
+        for where, sel in (("at the floor", at), ("above it", ~at & d["pixscale_arcsec"].notna())):
+            med = d.loc[sel, frame].median()
+            print(f"{name:14s} {where:12s} n={int(sel.sum()):3d} " + " ".join(f"{c} {med[c]:.4g}" for c in frame))
     seed = int(cfg["seed"])
     for name, a, b in (("catalogue rows vs mock", rows, mock), ("ring sample vs mock", rings, mock),
                        ("catalogue rows vs ring sample", rows, rings)):  # fmt: skip
