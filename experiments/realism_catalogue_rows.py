@@ -25,10 +25,12 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from galmap.core.colour import GZ_DECALS_SIZE_PX, gz_decals_pixscale
+from galmap.core.colour import GZ_DECALS_MIN_PIXSCALE, GZ_DECALS_SIZE_PX, gz_decals_pixscale
 from galmap.realism.c2st import c2st, ks_table
 from galmap.realism.imagestats import measure
 
+#: A frame at Galaxy Zoo's pixel-scale floor (arcsec/px; the rule's minimum, to rounding).
+AT_FLOOR = GZ_DECALS_MIN_PIXSCALE + 1e-4
 CATALOGUES = ("gz_decals_volunteers_5.csv", "gz_decals_volunteers_1_and_2.csv", "gz_decals_auto_posteriors.csv")
 
 
@@ -56,7 +58,7 @@ def main(run: Path, data: Path) -> None:
     stats = pd.read_parquet(run / "results" / "realism" / "stats.parquet")
     mock, rings = stats[stats["sample"] == "mock"], stats[stats["sample"] == "real"]
     rows = catalogue_rows(data, int(p["bin_px"]))
-    floor = lambda s: float((s <= 0.1001).mean())  # noqa: E731 - Galaxy Zoo's 0.10''/px floor
+    floor = lambda s: float((s <= AT_FLOOR).mean())  # noqa: E731 - the share of frames at the floor
     print(f"catalogue rows: {len(rows)}; frames at the 0.10''/px floor: {floor(rows['pixscale_arcsec'].dropna()):.2f} "
           f"(mock {floor(mock['pixscale_arcsec']):.2f})")  # fmt: skip
     ks = ks_table(rows, mock, columns).rename(columns={"median_a": "median_rows", "median_b": "median_mock"})
@@ -65,7 +67,7 @@ def main(run: Path, data: Path) -> None:
     # the frame statistics at matched pixel scale: at Galaxy Zoo's 0.10''/px floor and above it
     frame = ["sky_noise", "sky_level", "n_other_sources", "r50"]
     for name, d in (("catalogue rows", rows), ("mock", mock)):
-        at = d["pixscale_arcsec"] <= 0.1001
+        at = d["pixscale_arcsec"] <= AT_FLOOR
         for where, sel in (("at the floor", at), ("above it", ~at & d["pixscale_arcsec"].notna())):
             med = d.loc[sel, frame].median()
             print(f"{name:14s} {where:12s} n={int(sel.sum()):3d} " + " ".join(f"{c} {med[c]:.4g}" for c in frame))
